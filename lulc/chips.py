@@ -1,0 +1,245 @@
+"""Chips stage: cut an AOI's image / mask / label rasters into chips, a manifest and a packed chip store.
+
+The chip store is two NumPy ``.npy`` files that a PyTorch DataLoader memory-maps (no per-chip file
+opens, no decoding): ``images.npy`` int16 ``(N, T, 6, size, size)`` in the time-major order of
+:mod:`lulc.hls`, and ``labels.npy`` uint8 ``(N, size, size)`` with contiguous class indices and
+:data:`lulc.classes.IGNORE_INDEX`. Pixels stay int16 until they reach the model.
+
+The manifest (``manifest.parquet``, GeoParquet in the AOI's CRS) has one row per kept chip: ``chip_id``,
+``aoi``, ``index`` (row in the chip store), the window (``row_off``, ``col_off``, ``height``,
+``width``), the footprint ``geometry``, ``valid_fraction`` (labelled pixels clear in every frame),
+``cloud_fraction`` (pixels masked by Fmask in at least one frame) and ``px_<class>`` pixel counts.
+
+Only strips of ``size`` rows are read at a time, so memory stays bounded for full-size HLS tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio.windows import Window
+from shapely.geometry import box
+from tqdm import tqdm
+
+from lulc import classes, hls
+from lulc.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+#: Manifest columns with the per-class pixel counts, in class-index order.
+PIXEL_COLUMNS: tuple[str, ...] = tuple(f"px_{name}" for name in classes.CLASS_NAMES)
+
+
+@dataclass(frozen=True)
+class ChipStore:
+    """Paths of one AOI's chip store."""
+
+    directory: Path
+
+    @property
+    def images(self) -> Path:
+        return self.directory / "images.npy"
+
+    @property
+    def labels(self) -> Path:
+        return self.directory / "labels.npy"
+
+    @property
+    def manifest(self) -> Path:
+        return self.directory / "manifest.parquet"
+
+    @property
+    def summary(self) -> Path:
+        return self.directory / "summary.json"
+
+
+def chip_offsets(length: int, size: int, stride: int) -> list[int]:
+    """Offsets of the full chips along one axis (partial chips at the far edge are not cut)."""
+    if size <= 0 or stride <= 0:
+        raise ValueError(f"chips.size and chips.stride must be positive, got {size} and {stride}")
+    return list(range(0, length - size + 1, stride))
+
+
+def _row_strips(
+    image: rasterio.DatasetReader | None,
+    mask: rasterio.DatasetReader,
+    label: rasterio.DatasetReader,
+    size: int,
+    stride: int,
+) -> Iterator[tuple[int, np.ndarray | None, np.ndarray, np.ndarray]]:
+    """Yield (row offset, image strip, mask strip, label strip) for every chip row."""
+    for row in chip_offsets(label.height, size, stride):
+        window = Window(0, row, label.width, size)
+        strip = image.read(window=window) if image is not None else None
+        yield row, strip, mask.read(window=window), label.read(1, window=window)
+
+
+def _chip_stats(mask_chip: np.ndarray, label_chip: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Training labels for one chip (ignore where no frame is clear) and its valid / cloud fractions."""
+    clear = mask_chip == 0
+    label_chip = np.where(clear.any(axis=0), label_chip, classes.IGNORE_INDEX).astype(np.uint8)
+    labelled = label_chip != classes.IGNORE_INDEX
+    valid_fraction = float((clear.all(axis=0) & labelled).mean())
+    cloud_fraction = float((mask_chip == 1).any(axis=0).mean())
+    return label_chip, valid_fraction, cloud_fraction
+
+
+def make_chips(
+    aoi: str,
+    image_path: Path,
+    mask_path: Path,
+    label_path: Path,
+    cfg: dict[str, Any],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Write the chip store, manifest and summary of one AOI into ``out_dir``; return the summary.
+
+    ``cfg`` is the ``chips`` config section (``size``, ``stride``, ``min_valid_fraction``). Two passes
+    over the rasters: the first reads only the small mask and label bands to decide which chips to keep,
+    the second copies the kept chips' pixels into a pre-sized memory-mapped store.
+    """
+    size = int(cfg.get("size", 224))
+    stride = int(cfg.get("stride", size))
+    min_valid = float(cfg.get("min_valid_fraction", 0.8))
+    store = ChipStore(Path(out_dir))
+
+    with rasterio.open(image_path) as image, rasterio.open(mask_path) as mask, rasterio.open(label_path) as label:
+        if not (image.shape == mask.shape == label.shape and image.transform == label.transform):
+            raise ValueError(
+                f"AOI {aoi}: {image_path}, {mask_path} and {label_path} are not on one grid "
+                f"({image.shape}, {mask.shape}, {label.shape})"
+            )
+        if label.count != 1 or label.dtypes[0] != "uint8" or mask.dtypes[0] != "uint8":
+            raise ValueError(f"AOI {aoi}: expected a single-band uint8 label raster ({label_path}) and a uint8 mask")
+        if image.count != 6 * mask.count:
+            raise ValueError(f"AOI {aoi}: {image_path} has {image.count} bands, expected 6 x {mask.count} frames")
+        if size > min(label.height, label.width):
+            raise ValueError(
+                f"AOI {aoi}: chips.size = {size} is larger than the AOI grid ({label.height} x {label.width} pixels)"
+            )
+        frames = mask.count
+        cols = chip_offsets(label.width, size, stride)
+        rows = chip_offsets(label.height, size, stride)
+        n_windows = len(rows) * len(cols)
+
+        records: list[dict[str, Any]] = []
+        for row, _, mask_strip, label_strip in tqdm(
+            _row_strips(None, mask, label, size, stride), total=len(rows), desc=f"{aoi}: scanning chips", unit="row"
+        ):
+            for col in cols:
+                chip_labels, valid_fraction, cloud_fraction = _chip_stats(
+                    mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
+                )
+                if valid_fraction < min_valid:
+                    continue
+                counts = np.bincount(chip_labels.ravel(), minlength=256)[: classes.NUM_CLASSES]
+                left, top = label.transform @ (col, row)
+                right, bottom = label.transform @ (col + size, row + size)
+                records.append(
+                    {
+                        "chip_id": f"{aoi}_r{row:05d}_c{col:05d}",
+                        "aoi": aoi,
+                        "index": len(records),
+                        "row_off": row,
+                        "col_off": col,
+                        "height": size,
+                        "width": size,
+                        "valid_fraction": round(valid_fraction, 6),
+                        "cloud_fraction": round(cloud_fraction, 6),
+                        **{column: int(n) for column, n in zip(PIXEL_COLUMNS, counts, strict=True)},
+                        "geometry": box(left, bottom, right, top),
+                    }
+                )
+        n_kept = len(records)
+        log.info("AOI %s: %d of %d chips kept (valid fraction >= %g)", aoi, n_kept, n_windows, min_valid)
+        if n_kept == 0:
+            raise ValueError(
+                f"AOI {aoi}: none of the {n_windows} chips reaches chips.min_valid_fraction = {min_valid}"
+            )
+
+        kept_by_row: dict[int, list[dict[str, Any]]] = {}
+        for record in records:
+            kept_by_row.setdefault(record["row_off"], []).append(record)
+        with atomic_path(store.images) as images_tmp, atomic_path(store.labels) as labels_tmp:
+            images_out = np.lib.format.open_memmap(
+                images_tmp, mode="w+", dtype=np.int16, shape=(n_kept, frames, 6, size, size)
+            )
+            labels_out = np.lib.format.open_memmap(labels_tmp, mode="w+", dtype=np.uint8, shape=(n_kept, size, size))
+            for row in tqdm(sorted(kept_by_row), desc=f"{aoi}: packing chips", unit="row"):
+                window = Window(0, row, label.width, size)
+                image_strip = image.read(window=window).reshape(frames, 6, size, label.width)
+                mask_strip = mask.read(window=window)
+                label_strip = label.read(1, window=window)
+                for record in kept_by_row[row]:
+                    col, index = record["col_off"], record["index"]
+                    images_out[index] = image_strip[..., col : col + size]
+                    labels_out[index], _, _ = _chip_stats(mask_strip[:, :, col : col + size], label_strip[:, col : col + size])
+            images_out.flush()
+            labels_out.flush()
+            del images_out, labels_out
+        crs = label.crs
+
+    manifest = gpd.GeoDataFrame(pd.DataFrame.from_records(records), geometry="geometry", crs=crs)
+    with atomic_path(store.manifest) as tmp:
+        manifest.to_parquet(tmp, index=False)
+    totals = manifest[list(PIXEL_COLUMNS)].sum()
+    summary = {
+        "aoi": aoi,
+        "chip_size": size,
+        "stride": stride,
+        "frames": frames,
+        "band_order": hls.band_names(frames),
+        "min_valid_fraction": min_valid,
+        "windows": n_windows,
+        "kept": n_kept,
+        "dropped_low_valid_fraction": n_windows - n_kept,
+        "class_pixels": {name: int(totals[f"px_{name}"]) for name in classes.CLASS_NAMES},
+        "crs": crs.to_string(),
+    }
+    write_json(summary, store.summary)
+    return summary
+
+
+def read_manifest(path: Path) -> gpd.GeoDataFrame:
+    """Read a chip manifest written by :func:`make_chips`."""
+    return gpd.read_parquet(path)
+
+
+def export_geotiff_chips(store_dir: Path, image_path: Path, out_dir: Path) -> int:
+    """Write every chip of a store as an ``<id>_image.tif`` / ``<id>_label.tif`` GeoTIFF pair.
+
+    The layout TerraTorch's generic segmentation datasets and QGIS read. Returns the number of pairs.
+    """
+    store = ChipStore(Path(store_dir))
+    manifest = read_manifest(store.manifest)
+    images = np.load(store.images, mmap_mode="r")
+    labels = np.load(store.labels, mmap_mode="r")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(image_path) as src:
+        transform, crs, descriptions = src.transform, src.crs, src.descriptions
+    for record in tqdm(manifest.itertuples(), total=len(manifest), desc="exporting GeoTIFF chips", unit="chip"):
+        window = Window(record.col_off, record.row_off, record.width, record.height)
+        chip_transform = rasterio.windows.transform(window, transform)
+        image = np.asarray(images[record.index]).reshape(-1, record.height, record.width)
+        common = {"driver": "GTiff", "height": record.height, "width": record.width, "crs": crs,
+                  "transform": chip_transform, "tiled": False}
+        with atomic_path(out_dir / f"{record.chip_id}_image.tif") as tmp:
+            with rasterio.open(tmp, "w", count=image.shape[0], dtype="int16", nodata=hls.REFLECTANCE_NODATA,
+                               **common) as dst:
+                dst.write(image)
+                for band, description in enumerate(descriptions, start=1):
+                    dst.set_band_description(band, description or "")
+        with atomic_path(out_dir / f"{record.chip_id}_label.tif") as tmp:
+            with rasterio.open(tmp, "w", count=1, dtype="uint8", nodata=classes.IGNORE_INDEX, **common) as dst:
+                dst.write(np.asarray(labels[record.index])[None])
+                dst.write_colormap(1, classes.index_colormap())
+    return len(manifest)

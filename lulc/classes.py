@@ -1,0 +1,65 @@
+"""Impact Observatory / Esri 10 m annual LULC classes: codes, contiguous indices, names and colours."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: IO LULC code -> class name, in code order (0 = nodata is not a class).
+IO_CLASSES: dict[int, str] = {
+    1: "water",
+    2: "trees",
+    4: "flooded_vegetation",
+    5: "crops",
+    7: "built_area",
+    8: "bare_ground",
+    9: "snow_ice",
+    10: "clouds",
+    11: "rangeland",
+}
+
+#: IO LULC nodata code.
+IO_NODATA = 0
+
+#: Contiguous training index -> IO code; index ``i`` is class ``CLASS_NAMES[i]``.
+CLASS_CODES: tuple[int, ...] = tuple(IO_CLASSES)
+CLASS_NAMES: tuple[str, ...] = tuple(IO_CLASSES.values())
+NUM_CLASSES = len(CLASS_CODES)
+
+#: Label value for pixels that carry no class (IO nodata, imagery nodata); excluded from loss and metrics.
+IGNORE_INDEX = 255
+
+#: The colours of Esri's / Impact Observatory's published 9-class palette, per IO code (RGB).
+IO_COLOURS: dict[int, tuple[int, int, int]] = {
+    1: (65, 155, 223),
+    2: (57, 125, 73),
+    4: (122, 135, 198),
+    5: (228, 150, 53),
+    7: (196, 40, 27),
+    8: (165, 155, 143),
+    9: (168, 235, 255),
+    10: (97, 97, 97),
+    11: (227, 226, 195),
+}
+
+
+def remap_lut() -> np.ndarray:
+    """A 256-entry lookup table: IO code -> contiguous index, anything else -> :data:`IGNORE_INDEX`."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    for index, code in enumerate(CLASS_CODES):
+        lut[code] = index
+    return lut
+
+
+def remap_codes(codes: np.ndarray) -> np.ndarray:
+    """Map an IO LULC code raster to contiguous class indices with :data:`IGNORE_INDEX` for nodata."""
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8:
+        codes = np.where((codes >= 0) & (codes < 256), codes, IO_NODATA).astype(np.uint8)
+    return remap_lut()[codes]
+
+
+def index_colormap() -> dict[int, tuple[int, int, int, int]]:
+    """A GDAL colour table for rasters of contiguous indices (RGBA; ignore index transparent black)."""
+    cmap = {i: (*IO_COLOURS[code], 255) for i, code in enumerate(CLASS_CODES)}
+    cmap[IGNORE_INDEX] = (0, 0, 0, 0)
+    return cmap

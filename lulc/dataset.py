@@ -1,0 +1,80 @@
+"""PyTorch datasets over the chip store (and, for comparison, over per-chip GeoTIFF files).
+
+Samples are ``{"image": int16 tensor (T, 6, H, W), "mask": int64 tensor (H, W)}``; conversion to float
+and normalisation happen on the model's device, where they are cheapest. Memory maps are opened lazily
+in each DataLoader worker, so nothing large is pickled into worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+import torch
+from torch.utils.data import Dataset
+
+from lulc.chips import ChipStore
+
+
+class ChipStoreDataset(Dataset):
+    """Chips selected by ``(aoi, index)`` rows from the chip stores of several AOIs.
+
+    Args:
+        stores: AOI name -> chip store directory (``results/chips/{aoi}``).
+        chips: a table with ``aoi`` and ``index`` columns (a manifest, or a split selection of one).
+    """
+
+    def __init__(self, stores: dict[str, Path], chips: pd.DataFrame) -> None:
+        missing = sorted(set(chips["aoi"]) - set(stores))
+        if missing:
+            raise KeyError(f"no chip store given for AOI(s) {missing}")
+        self.stores = {aoi: ChipStore(Path(path)) for aoi, path in stores.items()}
+        self.aois: list[str] = chips["aoi"].astype(str).tolist()
+        self.indices: list[int] = chips["index"].astype(int).tolist()
+        self._images: dict[str, np.ndarray] = {}
+        self._labels: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _arrays(self, aoi: str) -> tuple[np.ndarray, np.ndarray]:
+        if aoi not in self._images:
+            self._images[aoi] = np.load(self.stores[aoi].images, mmap_mode="r")
+            self._labels[aoi] = np.load(self.stores[aoi].labels, mmap_mode="r")
+        return self._images[aoi], self._labels[aoi]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        images, labels = self._arrays(self.aois[i])
+        index = self.indices[i]
+        return {
+            "image": torch.from_numpy(np.array(images[index])),
+            "mask": torch.from_numpy(np.array(labels[index])).long(),
+        }
+
+
+class GeoTiffChipDataset(Dataset):
+    """Chips read from ``<id>_image.tif`` / ``<id>_label.tif`` pairs, one file open per sample.
+
+    The convention of TerraTorch's generic segmentation datasets; kept for QGIS / TerraTorch users and
+    as the baseline in ``benchmarks/dataloader.py``.
+    """
+
+    def __init__(self, directory: Path, chip_ids: Sequence[str], frames: int) -> None:
+        self.directory = Path(directory)
+        self.chip_ids = list(chip_ids)
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.chip_ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        chip_id = self.chip_ids[i]
+        with rasterio.open(self.directory / f"{chip_id}_image.tif") as src:
+            image = src.read()
+        with rasterio.open(self.directory / f"{chip_id}_label.tif") as src:
+            label = src.read(1)
+        image = image.reshape(self.frames, 6, *image.shape[-2:])
+        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(label).long()}

@@ -1,0 +1,96 @@
+"""HLS v2.0 facts: band names, the one documented frame/band order, and Fmask decoding.
+
+Every image array in this project is ordered **time-major**: frame ``t`` (oldest first) holds the six
+Prithvi bands in :data:`PRITHVI_BANDS` order, so band ``b`` of frame ``t`` sits at flat index
+``t * 6 + b``. The downloaded COG, the chip store (``(N, T, 6, H, W)``) and the models all use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The six bands Prithvi was pretrained on, in its order.
+PRITHVI_BANDS: tuple[str, ...] = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
+
+#: HLS asset key for each Prithvi band, per product (S30 = Sentinel-2, L30 = Landsat).
+SENSOR_ASSETS: dict[str, tuple[str, ...]] = {
+    "S30": ("B02", "B03", "B04", "B8A", "B11", "B12"),
+    "L30": ("B02", "B03", "B04", "B05", "B06", "B07"),
+}
+
+#: The quality asset, identical in both products.
+FMASK_ASSET = "Fmask"
+
+#: HLS reflectance: int16, reflectance x 10000, this nodata value.
+REFLECTANCE_NODATA = -9999
+REFLECTANCE_SCALE = 10000
+#: Fmask is uint8 with this nodata value.
+FMASK_NODATA = 255
+
+#: Fmask bit positions (HLS v2.0 user guide, table 9). Bits 6-7 are the aerosol level.
+FMASK_BITS: dict[str, int] = {
+    "cirrus": 0,
+    "cloud": 1,
+    "adjacent": 2,
+    "shadow": 3,
+    "snow": 4,
+    "water": 5,
+}
+
+#: Flags that make a pixel unusable by default (config ``download.mask_flags``).
+DEFAULT_MASK_FLAGS: tuple[str, ...] = ("cloud", "adjacent", "shadow")
+
+#: Collection names that identify the sensor of an HLS item, for every STAC source we support.
+COLLECTION_SENSOR: dict[str, str] = {
+    "hls2-s30": "S30",
+    "hls2-l30": "L30",
+    "HLSS30_2.0": "S30",
+    "HLSL30_2.0": "L30",
+    "HLSS30.v2.0": "S30",
+    "HLSL30.v2.0": "L30",
+}
+
+
+def sensor_of(collection: str | None, item_id: str = "") -> str:
+    """Return ``"S30"`` or ``"L30"`` for an HLS item, from its collection or, failing that, its id."""
+    if collection in COLLECTION_SENSOR:
+        return COLLECTION_SENSOR[collection]
+    for sensor in SENSOR_ASSETS:
+        if f".{sensor}." in item_id or item_id.startswith(f"{sensor}"):
+            return sensor
+    raise ValueError(
+        f"STAC item {item_id!r} (collection {collection!r}) is not an HLS S30 or L30 item; "
+        f"known collections: {sorted(COLLECTION_SENSOR)}"
+    )
+
+
+def band_names(frames: int) -> list[str]:
+    """Descriptions of a ``frames x 6`` time-major stack: ``t0_BLUE, t0_GREEN, ..., t{T-1}_SWIR_2``."""
+    return [f"t{t}_{band}" for t in range(frames) for band in PRITHVI_BANDS]
+
+
+def fmask_flags(fmask: np.ndarray, flags: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Boolean mask of pixels where any of ``flags`` is set (nodata pixels are never flagged)."""
+    unknown = set(flags) - set(FMASK_BITS)
+    if unknown:
+        raise ValueError(f"unknown Fmask flag(s) {sorted(unknown)}; known: {sorted(FMASK_BITS)}")
+    bits = 0
+    for flag in flags:
+        bits |= 1 << FMASK_BITS[flag]
+    fmask = np.asarray(fmask)
+    return ((fmask & bits) != 0) & (fmask != FMASK_NODATA)
+
+
+def fmask_valid(fmask: np.ndarray) -> np.ndarray:
+    """Boolean mask of pixels that carry a quality value (not Fmask nodata)."""
+    return np.asarray(fmask) != FMASK_NODATA
+
+
+def cloud_coverage(fmask: np.ndarray) -> float:
+    """Percentage of valid pixels flagged cloud or cloud shadow: NASA's ``CLOUD_COVERAGE`` definition."""
+    valid = fmask_valid(fmask)
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        return 100.0
+    cloudy = fmask_flags(fmask, ("cloud", "shadow"))
+    return 100.0 * float(cloudy.sum()) / n_valid

@@ -1,0 +1,20 @@
+"""Rule download: stack the AOI's HLS frames and labels onto one grid as COGs."""
+
+from pathlib import Path
+
+import pystac
+
+from lulc.download import write_aoi_stack
+from lulc.logs import setup_script_logging
+from lulc.search import AOI
+
+setup_script_logging(snakemake)
+write_aoi_stack(
+    AOI.from_config(snakemake.wildcards.aoi, snakemake.params.aoi),
+    pystac.ItemCollection.from_file(snakemake.input.imagery),
+    pystac.ItemCollection.from_file(snakemake.input.labels),
+    snakemake.params.download,
+    Path(snakemake.output.image).parent,
+    imagery_signing=snakemake.params.imagery_signing,
+    labels_signing=snakemake.params.labels_signing,
+)

@@ -1,0 +1,14 @@
+"""Rule search: one ItemCollection of imagery and one of labels for an AOI."""
+
+from pathlib import Path
+
+from lulc.logs import setup_script_logging
+from lulc.search import AOI, save_item_collection, search_items
+
+log = setup_script_logging(snakemake)
+aoi = AOI.from_config(snakemake.wildcards.aoi, snakemake.params.aoi)
+demo_catalog = Path(snakemake.input[0]) if len(snakemake.input) else None
+for kind in ("imagery", "labels"):
+    items = search_items(aoi, snakemake.params[kind], demo_catalog)
+    log.info("AOI %s: %d %s items", aoi.name, len(items), kind)
+    save_item_collection(items, Path(snakemake.output[kind]))

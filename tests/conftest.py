@@ -1,0 +1,117 @@
+"""Shared fixtures: tiny HLS-like and IO-LULC-like STAC items backed by real GeoTIFFs the tests write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from lulc import hls
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+def require_fixtures() -> Path:
+    """The real third-party fixtures folder, or a visible skip where it is absent."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"{FIXTURES} not found: tests on real Planetary Computer / NASA documents skipped")
+    return FIXTURES
+
+
+def write_tif(path: Path, array: np.ndarray, epsg: int, transform: rasterio.Affine, nodata: float) -> None:
+    """Write a single-band tiled GeoTIFF."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype=array.dtype,
+        crs=f"EPSG:{epsg}", transform=transform, nodata=nodata, tiled=True, blockxsize=16, blockysize=16,
+    ) as dst:
+        dst.write(array, 1)
+
+
+def make_hls_item(
+    directory: Path,
+    sensor: str,
+    when: datetime,
+    bands: np.ndarray,
+    fmask: np.ndarray,
+    epsg: int = 32615,
+    origin: tuple[float, float] = (500_000.0, 4_650_000.0),
+    resolution: float = 30.0,
+    tile: str = "T15TVG",
+) -> pystac.Item:
+    """An HLS v2.0-shaped item (Planetary Computer collection and asset keys) over real GeoTIFFs."""
+    item_id = f"HLS.{sensor}.{tile}.{when:%Y%j}T170000.v2.0"
+    transform = from_origin(*origin, resolution, resolution)
+    height, width = fmask.shape
+    left, top = origin
+    right, bottom = left + width * resolution, top - height * resolution
+    from rasterio.warp import transform_bounds
+
+    bbox = list(transform_bounds(f"EPSG:{epsg}", "EPSG:4326", left, bottom, right, top))
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]],
+    }
+    item = pystac.Item(
+        id=item_id,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=when.replace(tzinfo=UTC),
+        properties={
+            "eo:cloud_cover": round(hls.cloud_coverage(fmask)),
+            "proj:epsg": epsg,
+            "proj:shape": [height, width],
+            "proj:transform": list(transform)[:6],
+        },
+        collection=f"hls2-{sensor.lower()}",
+    )
+    for key, band in zip(hls.SENSOR_ASSETS[sensor], bands, strict=True):
+        path = directory / item_id / f"{item_id}.{key}.tif"
+        write_tif(path, band.astype(np.int16), epsg, transform, hls.REFLECTANCE_NODATA)
+        item.add_asset(key, pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"]))
+    path = directory / item_id / f"{item_id}.Fmask.tif"
+    write_tif(path, fmask.astype(np.uint8), epsg, transform, hls.FMASK_NODATA)
+    item.add_asset("Fmask", pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"]))
+    return item
+
+
+def make_label_item(
+    directory: Path,
+    codes: np.ndarray,
+    epsg: int = 32615,
+    origin: tuple[float, float] = (499_995.0, 4_650_005.0),
+    resolution: float = 10.0,
+    year: int = 2023,
+) -> pystac.Item:
+    """An IO-LULC-annual-shaped item (datetime null, start/end) over a real uint8 GeoTIFF."""
+    item_id = f"15T-{year}"
+    transform = from_origin(*origin, resolution, resolution)
+    path = directory / item_id / f"{item_id}.tif"
+    write_tif(path, codes.astype(np.uint8), epsg, transform, 0)
+    height, width = codes.shape
+    left, top = origin
+    from rasterio.warp import transform_bounds
+
+    bbox = list(transform_bounds(f"EPSG:{epsg}", "EPSG:4326", left, top - height * resolution, left + width * resolution, top))
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]],
+    }
+    item = pystac.Item(
+        id=item_id,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=None,
+        start_datetime=datetime(year, 1, 1, tzinfo=UTC),
+        end_datetime=datetime(year + 1, 1, 1, tzinfo=UTC),
+        properties={"proj:epsg": epsg},
+        collection="io-lulc-annual-v02",
+    )
+    item.add_asset("data", pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"]))
+    return item

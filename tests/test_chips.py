@@ -1,0 +1,121 @@
+"""The chips stage on small rasters the tests write: windows, filtering, manifest, chip store, export."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from lulc import classes, hls
+from lulc.chips import PIXEL_COLUMNS, ChipStore, chip_offsets, export_geotiff_chips, make_chips
+from lulc.dataset import ChipStoreDataset, GeoTiffChipDataset
+
+H, W, T, SIZE = 40, 56, 3, 16
+TRANSFORM = from_origin(600_000.0, 4_200_000.0, 30.0, 30.0)
+
+
+def _write(path, array, dtype, nodata, colormap=None):
+    with rasterio.open(path, "w", driver="GTiff", width=W, height=H, count=array.shape[0], dtype=dtype,
+                       crs="EPSG:32610", transform=TRANSFORM, nodata=nodata) as dst:
+        dst.write(array.astype(dtype))
+
+
+@pytest.fixture
+def rasters(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 5000, size=(T * 6, H, W)).astype(np.int16)
+    mask = np.zeros((T, H, W), np.uint8)
+    mask[1, 0:16, 0:16] = 1  # chip (0, 0): cloudy in frame 1 -> invalid, dropped at 0.8
+    mask[2, 16:20, 16:32] = 1  # chip (16, 16): a quarter cloudy in one frame -> valid 0.75, dropped
+    mask[0, 20:22, 32:48] = 1  # chip (16, 32): 2 rows of 16 -> valid 0.875, kept with cloud 0.125
+    image[mask.repeat(6, axis=0) == 1] = hls.REFLECTANCE_NODATA
+    label = rng.integers(0, classes.NUM_CLASSES, size=(1, H, W)).astype(np.uint8)
+    label[0, :, :8] = 0  # water stripe
+    label[0, 0, 16:32] = classes.IGNORE_INDEX
+    paths = {name: tmp_path / f"{name}.tif" for name in ("image", "mask", "label")}
+    _write(paths["image"], image, "int16", hls.REFLECTANCE_NODATA)
+    _write(paths["mask"], mask, "uint8", 255)
+    _write(paths["label"], label, "uint8", classes.IGNORE_INDEX)
+    return paths, image, mask, label[0]
+
+
+def test_chip_offsets_cover_full_chips_only():
+    assert chip_offsets(40, 16, 16) == [0, 16]
+    assert chip_offsets(40, 16, 8) == [0, 8, 16, 24]
+    assert chip_offsets(10, 16, 16) == []
+    with pytest.raises(ValueError, match="chips.stride"):
+        chip_offsets(40, 16, 0)
+
+
+def test_make_chips_filters_and_packs(rasters, tmp_path):
+    paths, image, mask, label = rasters
+    out = tmp_path / "chips"
+    summary = make_chips("aoi", paths["image"], paths["mask"], paths["label"],
+                         {"size": SIZE, "stride": SIZE, "min_valid_fraction": 0.8}, out)
+    assert summary["windows"] == 2 * 3
+    assert summary["kept"] == 4 and summary["dropped_low_valid_fraction"] == 2
+    store = ChipStore(out)
+    manifest = gpd.read_parquet(store.manifest)
+    assert manifest.crs.to_epsg() == 32610
+    assert list(manifest["chip_id"]) == ["aoi_r00000_c00016", "aoi_r00000_c00032", "aoi_r00016_c00000",
+                                         "aoi_r00016_c00032"]
+    assert list(manifest["index"]) == [0, 1, 2, 3]
+    assert set(PIXEL_COLUMNS) <= set(manifest.columns)
+    row = manifest.set_index("chip_id").loc["aoi_r00016_c00032"]
+    assert row["cloud_fraction"] == pytest.approx(2 / 16)
+    assert row["valid_fraction"] == pytest.approx(14 / 16)
+    first = manifest.set_index("chip_id").loc["aoi_r00000_c00016"]
+    assert first["valid_fraction"] == pytest.approx(15 / 16)  # one row of ignore labels
+    assert sum(first[c] for c in PIXEL_COLUMNS) == SIZE * SIZE - SIZE
+    left, top = TRANSFORM @ (32, 16)
+    assert row["geometry"].equals(box(left, top - SIZE * 30, left + SIZE * 30, top))
+
+    images = np.load(store.images, mmap_mode="r")
+    labels = np.load(store.labels, mmap_mode="r")
+    assert images.shape == (4, T, 6, SIZE, SIZE) and images.dtype == np.int16
+    assert labels.shape == (4, SIZE, SIZE) and labels.dtype == np.uint8
+    for rec in manifest.itertuples():
+        window = np.s_[rec.row_off : rec.row_off + SIZE, rec.col_off : rec.col_off + SIZE]
+        expected = image[(slice(None), *window)].reshape(T, 6, SIZE, SIZE)
+        np.testing.assert_array_equal(images[rec.index], expected)
+        np.testing.assert_array_equal(labels[rec.index], label[window])
+        counts = np.bincount(labels[rec.index].ravel(), minlength=256)[: classes.NUM_CLASSES]
+        assert [getattr(rec, c) for c in PIXEL_COLUMNS] == counts.tolist()
+    assert not list(out.glob(".*tmp"))
+
+
+def test_make_chips_rejects_bad_input_without_output(rasters, tmp_path):
+    paths, *_ = rasters
+    with pytest.raises(ValueError, match="chips.size"):
+        make_chips("aoi", paths["image"], paths["mask"], paths["label"], {"size": 64, "stride": 64}, tmp_path / "a")
+    with pytest.raises(ValueError, match="chips.min_valid_fraction"):
+        make_chips("aoi", paths["image"], paths["mask"], paths["label"],
+                   {"size": SIZE, "stride": SIZE, "min_valid_fraction": 1.01}, tmp_path / "b")
+    with pytest.raises(ValueError, match="single-band uint8 label"):
+        make_chips("aoi", paths["image"], paths["mask"], paths["image"], {"size": SIZE}, tmp_path / "c")
+    for directory in ("a", "b", "c"):
+        assert not (tmp_path / directory / "manifest.parquet").exists()
+        assert not (tmp_path / directory / "images.npy").exists()
+
+
+def test_geotiff_export_matches_chip_store(rasters, tmp_path):
+    paths, *_ = rasters
+    out = tmp_path / "chips"
+    make_chips("aoi", paths["image"], paths["mask"], paths["label"], {"size": SIZE, "stride": 8}, out)
+    n = export_geotiff_chips(out, paths["image"], out / "geotiff")
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert n == len(manifest) > 4
+    store = ChipStoreDataset({"aoi": out}, manifest)
+    tiffs = GeoTiffChipDataset(out / "geotiff", manifest["chip_id"], frames=T)
+    for i in range(len(manifest)):
+        a, b = store[i], tiffs[i]
+        assert a["image"].dtype == b["image"].dtype and str(a["image"].dtype) == "torch.int16"
+        assert (a["image"] == b["image"]).all() and (a["mask"] == b["mask"]).all()
+    with rasterio.open(out / "geotiff" / f"{manifest['chip_id'][0]}_label.tif") as src:
+        rec = manifest.iloc[0]
+        assert src.transform.c == TRANSFORM.c + 30 * rec["col_off"]
+        assert src.colormap(1)[0][:3] == classes.IO_COLOURS[1]

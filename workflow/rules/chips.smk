@@ -1,0 +1,41 @@
+rule chips:
+    input:
+        image="results/download/{aoi}/image.tif",
+        mask="results/download/{aoi}/mask.tif",
+        label="results/download/{aoi}/label.tif",
+    output:
+        images="results/chips/{aoi}/images.npy",
+        labels="results/chips/{aoi}/labels.npy",
+        manifest="results/chips/{aoi}/manifest.parquet",
+        summary="results/chips/{aoi}/summary.json",
+    params:
+        chips={k: v for k, v in config["chips"].items() if k != "export_geotiff"},
+        code=code_version("chips"),
+    resources:
+        mem_mb=2000,
+    log:
+        "results/logs/chips/{aoi}.log",
+    benchmark:
+        "results/benchmarks/chips/{aoi}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/chips.py"
+
+
+rule export_chips:
+    input:
+        images="results/chips/{aoi}/images.npy",
+        labels="results/chips/{aoi}/labels.npy",
+        manifest="results/chips/{aoi}/manifest.parquet",
+        image="results/download/{aoi}/image.tif",
+    output:
+        directory("results/chips/{aoi}/geotiff"),
+    params:
+        code=code_version("chips"),
+    log:
+        "results/logs/export_chips/{aoi}.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/export_chips.py"
