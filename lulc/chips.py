@@ -161,9 +161,7 @@ def make_chips(
         n_kept = len(records)
         log.info("AOI %s: %d of %d chips kept (valid fraction >= %g)", aoi, n_kept, n_windows, min_valid)
         if n_kept == 0:
-            raise ValueError(
-                f"AOI {aoi}: none of the {n_windows} chips reaches chips.min_valid_fraction = {min_valid}"
-            )
+            raise ValueError(f"AOI {aoi}: none of the {n_windows} chips reaches chips.min_valid_fraction = {min_valid}")
 
         kept_by_row: dict[int, list[dict[str, Any]]] = {}
         for record in records:
@@ -181,7 +179,9 @@ def make_chips(
                 for record in kept_by_row[row]:
                     col, index = record["col_off"], record["index"]
                     images_out[index] = image_strip[..., col : col + size]
-                    labels_out[index], _, _ = _chip_stats(mask_strip[:, :, col : col + size], label_strip[:, col : col + size])
+                    labels_out[index], _, _ = _chip_stats(
+                        mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
+                    )
             images_out.flush()
             labels_out.flush()
             del images_out, labels_out
@@ -230,11 +230,18 @@ def export_geotiff_chips(store_dir: Path, image_path: Path, out_dir: Path) -> in
         window = Window(record.col_off, record.row_off, record.width, record.height)
         chip_transform = rasterio.windows.transform(window, transform)
         image = np.asarray(images[record.index]).reshape(-1, record.height, record.width)
-        common = {"driver": "GTiff", "height": record.height, "width": record.width, "crs": crs,
-                  "transform": chip_transform, "tiled": False}
+        common = {
+            "driver": "GTiff",
+            "height": record.height,
+            "width": record.width,
+            "crs": crs,
+            "transform": chip_transform,
+            "tiled": False,
+        }
         with atomic_path(out_dir / f"{record.chip_id}_image.tif") as tmp:
-            with rasterio.open(tmp, "w", count=image.shape[0], dtype="int16", nodata=hls.REFLECTANCE_NODATA,
-                               **common) as dst:
+            with rasterio.open(
+                tmp, "w", count=image.shape[0], dtype="int16", nodata=hls.REFLECTANCE_NODATA, **common
+            ) as dst:
                 dst.write(image)
                 for band, description in enumerate(descriptions, start=1):
                     dst.set_band_description(band, description or "")

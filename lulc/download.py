@@ -76,7 +76,7 @@ class Grid:
 
 def utm_epsg(lon: float, lat: float) -> int:
     """EPSG code of the WGS84 UTM zone containing (lon, lat)."""
-    zone = min(int(math.floor((lon + 180.0) / 6.0)) + 1, 60)
+    zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone
 
 
@@ -124,7 +124,9 @@ def group_acquisitions(items: Sequence[pystac.Item]) -> list[Acquisition]:
             raise ValueError(f"HLS STAC item {item.id!r} has no datetime")
         sensor = hls.sensor_of(item.collection_id, item.id)
         groups.setdefault((item.datetime.strftime("%Y-%m-%d"), sensor), []).append(item)
-    return [Acquisition(date, sensor, sorted(its, key=lambda i: i.id)) for (date, sensor), its in sorted(groups.items())]
+    return [
+        Acquisition(date, sensor, sorted(its, key=lambda i: i.id)) for (date, sensor), its in sorted(groups.items())
+    ]
 
 
 def _stack_acquisition(acq: Acquisition, grid: Grid, block_size: int) -> da.Array:
@@ -195,9 +197,7 @@ def select_frames(
         lo, hi = t0 + span * window / frames, t0 + span * (window + 1) / frames
         last = window == frames - 1
         in_window = [
-            a
-            for a in eligible
-            if lo <= _timestamp(a.date) and (_timestamp(a.date) < hi or last) and a not in chosen
+            a for a in eligible if lo <= _timestamp(a.date) and (_timestamp(a.date) < hi or last) and a not in chosen
         ]
         if in_window:
             chosen.append(max(in_window, key=lambda a: (a.clear_fraction, a.date)))
@@ -282,28 +282,50 @@ def _write_cog(
     }
     chunked = array.rechunk((array.shape[0], block_size, block_size))
     n_blocks = math.prod(len(c) for c in chunked.chunks)
-    with atomic_path(path.with_suffix(".stream.tif")) as stream, atomic_path(path) as final:
-        with rasterio.open(stream, "w", **profile) as dst:
-            for band, description in enumerate(descriptions, start=1):
-                dst.set_band_description(band, description)
-            with tqdm(total=n_blocks, desc=f"writing {path.name}", unit="block", leave=False) as bar:
-                da.store(chunked, _WindowWriter(dst, bar), lock=True)
-        with rasterio.open(stream, "r+") as dst:
-            if colormap is not None:
-                dst.write_colormap(1, colormap)
-            if tags:
-                dst.update_tags(**tags)
-        rasterio.shutil.copy(
-            stream,
-            final,
-            driver="COG",
-            compress="DEFLATE",
-            predictor="2" if array.dtype.kind in "iu" and colormap is None else "NO",
-            blocksize=256,
-            overview_resampling=overview_resampling,
-            bigtiff="IF_SAFER",
-            num_threads="ALL_CPUS",
-        )
+    with atomic_path(path) as final:
+        stream = final.with_name(final.name + ".stream.tif")
+        try:
+            _stream_and_convert(
+                chunked, n_blocks, stream, final, profile, descriptions, colormap, tags, overview_resampling, path.name
+            )
+        finally:
+            stream.unlink(missing_ok=True)
+
+
+def _stream_and_convert(
+    chunked: da.Array,
+    n_blocks: int,
+    stream: Path,
+    final: Path,
+    profile: dict[str, Any],
+    descriptions: Sequence[str],
+    colormap: dict[int, tuple[int, int, int, int]] | None,
+    tags: dict[str, str] | None,
+    overview_resampling: str,
+    name: str,
+) -> None:
+    """Write ``chunked`` window by window into a tiled GeoTIFF at ``stream``, then copy it to a COG."""
+    with rasterio.open(stream, "w", **profile) as dst:
+        for band, description in enumerate(descriptions, start=1):
+            dst.set_band_description(band, description)
+        with tqdm(total=n_blocks, desc=f"writing {name}", unit="block", leave=False) as bar:
+            da.store(chunked, _WindowWriter(dst, bar), lock=True)
+    with rasterio.open(stream, "r+") as dst:
+        if colormap is not None:
+            dst.write_colormap(1, colormap)
+        if tags:
+            dst.update_tags(**tags)
+    rasterio.shutil.copy(
+        stream,
+        final,
+        driver="COG",
+        compress="DEFLATE",
+        predictor="2" if colormap is None else "NO",
+        blocksize=256,
+        overview_resampling=overview_resampling,
+        bigtiff="IF_SAFER",
+        num_threads="ALL_CPUS",
+    )
 
 
 def _label_item(item: pystac.Item) -> pystac.Item:
@@ -382,8 +404,12 @@ def write_aoi_stack(
         masked = [_masked_frame(stacks[a.key], mask_flags) for a in chosen]
         image = da.concatenate([m[0] for m in masked], axis=0)
         mask = da.stack([m[1] for m in masked], axis=0)
-        frame_tags = {f"FRAME_{t}": f"{a.date} {a.sensor} {','.join(i.id for i in a.items)}" for t, a in enumerate(chosen)}
-        order_tag = {"BAND_ORDER": "time-major: band t*6+b = frame t, Prithvi band b (" + ",".join(hls.PRITHVI_BANDS) + ")"}
+        frame_tags = {
+            f"FRAME_{t}": f"{a.date} {a.sensor} {','.join(i.id for i in a.items)}" for t, a in enumerate(chosen)
+        }
+        order_tag = {
+            "BAND_ORDER": "time-major: band t*6+b = frame t, Prithvi band b (" + ",".join(hls.PRITHVI_BANDS) + ")"
+        }
         _write_cog(
             image,
             out_dir / "image.tif",
@@ -423,12 +449,24 @@ def write_aoi_stack(
         )
     record = {
         "aoi": aoi.name,
-        "grid": {"epsg": grid.epsg, "resolution": grid.resolution, "bounds": list(grid.bounds),
-                 "width": grid.width, "height": grid.height},
+        "grid": {
+            "epsg": grid.epsg,
+            "resolution": grid.resolution,
+            "bounds": list(grid.bounds),
+            "width": grid.width,
+            "height": grid.height,
+        },
         "band_order": hls.band_names(len(chosen)),
         "mask_flags": list(mask_flags),
-        "frames": [{"date": a.date, "sensor": a.sensor, "items": [i.id for i in a.items],
-                    "clear_fraction": round(a.clear_fraction, 6)} for a in chosen],
+        "frames": [
+            {
+                "date": a.date,
+                "sensor": a.sensor,
+                "items": [i.id for i in a.items],
+                "clear_fraction": round(a.clear_fraction, 6),
+            }
+            for a in chosen
+        ],
         "candidates": records,
         "dropped": [r for r in records if r["status"].startswith("dropped")],
     }

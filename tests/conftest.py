@@ -28,8 +28,19 @@ def write_tif(path: Path, array: np.ndarray, epsg: int, transform: rasterio.Affi
     """Write a single-band tiled GeoTIFF."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype=array.dtype,
-        crs=f"EPSG:{epsg}", transform=transform, nodata=nodata, tiled=True, blockxsize=16, blockysize=16,
+        path,
+        "w",
+        driver="GTiff",
+        width=array.shape[1],
+        height=array.shape[0],
+        count=1,
+        dtype=array.dtype,
+        crs=f"EPSG:{epsg}",
+        transform=transform,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
     ) as dst:
         dst.write(array, 1)
 
@@ -56,7 +67,9 @@ def make_hls_item(
     bbox = list(transform_bounds(f"EPSG:{epsg}", "EPSG:4326", left, bottom, right, top))
     geometry = {
         "type": "Polygon",
-        "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]],
+        "coordinates": [
+            [[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]
+        ],
     }
     item = pystac.Item(
         id=item_id,
@@ -98,10 +111,14 @@ def make_label_item(
     left, top = origin
     from rasterio.warp import transform_bounds
 
-    bbox = list(transform_bounds(f"EPSG:{epsg}", "EPSG:4326", left, top - height * resolution, left + width * resolution, top))
+    bbox = list(
+        transform_bounds(f"EPSG:{epsg}", "EPSG:4326", left, top - height * resolution, left + width * resolution, top)
+    )
     geometry = {
         "type": "Polygon",
-        "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]],
+        "coordinates": [
+            [[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]
+        ],
     }
     item = pystac.Item(
         id=item_id,

@@ -19,8 +19,18 @@ TRANSFORM = from_origin(600_000.0, 4_200_000.0, 30.0, 30.0)
 
 
 def _write(path, array, dtype, nodata, colormap=None):
-    with rasterio.open(path, "w", driver="GTiff", width=W, height=H, count=array.shape[0], dtype=dtype,
-                       crs="EPSG:32610", transform=TRANSFORM, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=W,
+        height=H,
+        count=array.shape[0],
+        dtype=dtype,
+        crs="EPSG:32610",
+        transform=TRANSFORM,
+        nodata=nodata,
+    ) as dst:
         dst.write(array.astype(dtype))
 
 
@@ -52,17 +62,27 @@ def test_chip_offsets_cover_full_chips_only():
 
 
 def test_make_chips_filters_and_packs(rasters, tmp_path):
-    paths, image, mask, label = rasters
+    paths, image, _mask, label = rasters
     out = tmp_path / "chips"
-    summary = make_chips("aoi", paths["image"], paths["mask"], paths["label"],
-                         {"size": SIZE, "stride": SIZE, "min_valid_fraction": 0.8}, out)
+    summary = make_chips(
+        "aoi",
+        paths["image"],
+        paths["mask"],
+        paths["label"],
+        {"size": SIZE, "stride": SIZE, "min_valid_fraction": 0.8},
+        out,
+    )
     assert summary["windows"] == 2 * 3
     assert summary["kept"] == 4 and summary["dropped_low_valid_fraction"] == 2
     store = ChipStore(out)
     manifest = gpd.read_parquet(store.manifest)
     assert manifest.crs.to_epsg() == 32610
-    assert list(manifest["chip_id"]) == ["aoi_r00000_c00016", "aoi_r00000_c00032", "aoi_r00016_c00000",
-                                         "aoi_r00016_c00032"]
+    assert list(manifest["chip_id"]) == [
+        "aoi_r00000_c00016",
+        "aoi_r00000_c00032",
+        "aoi_r00016_c00000",
+        "aoi_r00016_c00032",
+    ]
     assert list(manifest["index"]) == [0, 1, 2, 3]
     assert set(PIXEL_COLUMNS) <= set(manifest.columns)
     row = manifest.set_index("chip_id").loc["aoi_r00016_c00032"]
@@ -93,8 +113,14 @@ def test_make_chips_rejects_bad_input_without_output(rasters, tmp_path):
     with pytest.raises(ValueError, match="chips.size"):
         make_chips("aoi", paths["image"], paths["mask"], paths["label"], {"size": 64, "stride": 64}, tmp_path / "a")
     with pytest.raises(ValueError, match="chips.min_valid_fraction"):
-        make_chips("aoi", paths["image"], paths["mask"], paths["label"],
-                   {"size": SIZE, "stride": SIZE, "min_valid_fraction": 1.01}, tmp_path / "b")
+        make_chips(
+            "aoi",
+            paths["image"],
+            paths["mask"],
+            paths["label"],
+            {"size": SIZE, "stride": SIZE, "min_valid_fraction": 1.01},
+            tmp_path / "b",
+        )
     with pytest.raises(ValueError, match="single-band uint8 label"):
         make_chips("aoi", paths["image"], paths["mask"], paths["image"], {"size": SIZE}, tmp_path / "c")
     for directory in ("a", "b", "c"):

@@ -74,8 +74,14 @@ def _acq(day: str, clear: float) -> Acquisition:
 
 
 def test_select_frames_spreads_over_the_year_and_records_drops():
-    acqs = [_acq("2023-01-15", 0.9), _acq("2023-02-01", 0.95), _acq("2023-06-01", 0.7),
-            _acq("2023-07-01", 0.2), _acq("2023-11-01", 0.8), _acq("2023-11-20", 0.85)]
+    acqs = [
+        _acq("2023-01-15", 0.9),
+        _acq("2023-02-01", 0.95),
+        _acq("2023-06-01", 0.7),
+        _acq("2023-07-01", 0.2),
+        _acq("2023-11-01", 0.8),
+        _acq("2023-11-20", 0.85),
+    ]
     chosen, records = select_frames(acqs, 3, 0.5, "2023-01-01", "2023-12-31")
     assert [a.date for a in chosen] == ["2023-02-01", "2023-06-01", "2023-11-20"]
     status = {r["date"]: r["status"] for r in records}
@@ -94,8 +100,13 @@ def test_select_frames_fills_empty_windows_and_fails_when_too_few():
 def test_write_aoi_stack_masks_orders_and_reprojects(scene, tmp_path):
     imagery, labels = scene
     out = tmp_path / "out"
-    cfg = {"frames": 3, "resolution": 30, "mask_flags": ["cloud", "adjacent", "shadow"],
-           "min_clear_fraction": 0.5, "block_size": 64}
+    cfg = {
+        "frames": 3,
+        "resolution": 30,
+        "mask_flags": ["cloud", "adjacent", "shadow"],
+        "min_clear_fraction": 0.5,
+        "block_size": 64,
+    }
     record = write_aoi_stack(_aoi(), imagery, labels, cfg, out)
 
     assert [f["date"] for f in record["frames"]] == ["2023-02-10", "2023-05-20", "2023-09-15"]
