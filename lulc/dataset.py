@@ -1,7 +1,8 @@
 """PyTorch datasets over the chip store (and, for comparison, over per-chip GeoTIFF files).
 
-Samples are ``{"image": int16 tensor (T, 6, H, W), "mask": int64 tensor (H, W)}``; conversion to float
-and normalisation happen on the model's device, where they are cheapest. Memory maps are opened lazily
+Samples are ``{"image": int16 tensor (T, 6, H, W), "mask": uint8 tensor (H, W)}``; conversion to float /
+int64 and normalisation happen on the model's device, where they are cheapest (and the DataLoader moves
+a quarter of the bytes float32 would need). Memory maps are opened lazily
 in each DataLoader worker, so nothing large is pickled into worker processes.
 """
 
@@ -51,7 +52,7 @@ class ChipStoreDataset(Dataset):
         index = self.indices[i]
         return {
             "image": torch.from_numpy(np.array(images[index])),
-            "mask": torch.from_numpy(np.array(labels[index])).long(),
+            "mask": torch.from_numpy(np.array(labels[index])),
         }
 
 
@@ -77,4 +78,4 @@ class GeoTiffChipDataset(Dataset):
         with rasterio.open(self.directory / f"{chip_id}_label.tif") as src:
             label = src.read(1)
         image = image.reshape(self.frames, 6, *image.shape[-2:])
-        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(label).long()}
+        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(label)}

@@ -8,17 +8,19 @@ rule chips:
         labels="results/chips/{aoi}/labels.npy",
         manifest="results/chips/{aoi}/manifest.parquet",
         summary="results/chips/{aoi}/summary.json",
-    params:
-        chips={k: v for k, v in config["chips"].items() if k != "export_geotiff"},
-        code=code_version("chips"),
-    resources:
-        mem_mb=2000,
     log:
         "results/logs/chips/{aoi}.log",
     benchmark:
         "results/benchmarks/chips/{aoi}.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+    params:
+        chips=canonical(
+            {k: v for k, v in config["chips"].items() if k != "export_geotiff"}
+        ),
+        code=code_version("chips"),
     script:
         "../../scripts/chips.py"
 
@@ -31,11 +33,11 @@ rule export_chips:
         image="results/download/{aoi}/image.tif",
     output:
         directory("results/chips/{aoi}/geotiff"),
-    params:
-        code=code_version("chips"),
     log:
         "results/logs/export_chips/{aoi}.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        code=code_version("chips"),
     script:
         "../../scripts/export_chips.py"

@@ -7,7 +7,7 @@ from lulc.config import load_config
 load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 AOIS = list(config["aois"])
-PACKAGE = Path(workflow.basedir).parent / "lulc"
+PACKAGE = Path(workflow.current_basedir).parents[1] / "lulc"
 
 
 wildcard_constraints:
@@ -21,6 +21,17 @@ def code_version(*modules):
     for module in ("__init__", "io", "logs", "hls", "classes", *modules):
         digest.update((PACKAGE / f"{module}.py").read_bytes())
     return digest.hexdigest()[:16]
+
+
+def canonical(value):
+    """A copy of a config section with keys sorted at every level, so that params (and with them
+    Snakemake's rerun decisions) depend on the settings, not on the order they were written in.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
 
 
 def uses_demo(query):

@@ -7,19 +7,19 @@ rule download:
         mask="results/download/{aoi}/mask.tif",
         label="results/download/{aoi}/label.tif",
         frames="results/download/{aoi}/frames.json",
-    params:
-        aoi=lambda w: config["aois"][w.aoi],
-        download=config["download"],
-        imagery_signing=config["stac"]["imagery"]["signing"],
-        labels_signing=config["stac"]["labels"]["signing"],
-        code=code_version("download", "search"),
-    resources:
-        mem_mb=4000,
     log:
         "results/logs/download/{aoi}.log",
     benchmark:
         "results/benchmarks/download/{aoi}.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        aoi=lambda w: canonical(config["aois"][w.aoi]),
+        download=canonical(config["download"]),
+        imagery_signing=config["stac"]["imagery"]["signing"],
+        labels_signing=config["stac"]["labels"]["signing"],
+        code=code_version("download", "search"),
     script:
         "../../scripts/download.py"

@@ -1,0 +1,493 @@
+"""Tests for the offline demo generator: STAC structure, raster formats, Fmask semantics, realism, determinism."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from rasterio.warp import Resampling, reproject
+
+from lulc import demo
+from lulc.classes import IO_CLASSES, IO_NODATA
+from lulc.hls import (
+    FMASK_ASSET,
+    FMASK_BITS,
+    FMASK_NODATA,
+    REFLECTANCE_NODATA,
+    SENSOR_ASSETS,
+    cloud_coverage,
+    fmask_flags,
+)
+
+SIZE_PX = 96
+DATES_PER_SENSOR = 3
+CLOUDY_DATES = 1
+YEAR = 2023
+SEED = 7
+REGIONS = {
+    "demo_iowa": {"center": [-93.45, 42.05], "size_px": SIZE_PX},
+    "demo_valley": {"center": [-121.05, 38.65], "size_px": SIZE_PX},
+}
+EXPECTED_EPSG = {"demo_iowa": 32615, "demo_valley": 32610}
+CROPS = next(code for code, name in IO_CLASSES.items() if name == "crops")
+WATER = next(code for code, name in IO_CLASSES.items() if name == "water")
+PRITHVI_V1_MEAN = np.array([775, 1081, 1229, 2497, 2204, 1611])
+
+
+def _generate(out_dir: Path, seed: int = SEED) -> Path:
+    return demo.generate_demo(out_dir, REGIONS, YEAR, seed, DATES_PER_SENSOR, CLOUDY_DATES)
+
+
+@pytest.fixture(scope="module")
+def catalog_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _generate(tmp_path_factory.mktemp("demo") / "demo")
+
+
+@pytest.fixture(scope="module")
+def catalog(catalog_path: Path) -> pystac.Catalog:
+    return pystac.Catalog.from_file(str(catalog_path))
+
+
+def _items(catalog: pystac.Catalog, collection_id: str) -> list[pystac.Item]:
+    collection = catalog.get_child(collection_id)
+    assert collection is not None, collection_id
+    return sorted(collection.get_items(), key=lambda item: item.id)
+
+
+def _hls_items(catalog: pystac.Catalog) -> Iterator[tuple[str, pystac.Item]]:
+    for sensor, collection_id in demo.HLS_COLLECTIONS.items():
+        for item in _items(catalog, collection_id):
+            yield sensor, item
+
+
+def _epsg(item: pystac.Item) -> int:
+    return int(str(item.properties["proj:code"]).removeprefix("EPSG:"))
+
+
+def _region_items(catalog: pystac.Catalog, region: str) -> list[tuple[str, pystac.Item]]:
+    return [(s, item) for s, item in _hls_items(catalog) if _epsg(item) == EXPECTED_EPSG[region]]
+
+
+def _label_item(catalog: pystac.Catalog, region: str) -> pystac.Item:
+    (item,) = [i for i in _items(catalog, demo.LABEL_COLLECTION) if _epsg(i) == EXPECTED_EPSG[region]]
+    return item
+
+
+def _read(item: pystac.Item, key: str) -> tuple[np.ndarray, rasterio.profiles.Profile]:
+    with rasterio.open(item.assets[key].get_absolute_href()) as src:
+        return src.read(1), src.profile
+
+
+def _labels_on_hls_grid(label_item: pystac.Item, hls_item: pystac.Item) -> np.ndarray:
+    """The label raster reprojected with mode resampling onto an HLS item's grid."""
+    labels, label_profile = _read(label_item, demo.LABEL_ASSET)
+    _, hls_profile = _read(hls_item, FMASK_ASSET)
+    out = np.zeros((hls_profile["height"], hls_profile["width"]), dtype=np.uint8)
+    reproject(
+        labels,
+        out,
+        src_transform=label_profile["transform"],
+        src_crs=label_profile["crs"],
+        src_nodata=IO_NODATA,
+        dst_transform=hls_profile["transform"],
+        dst_crs=hls_profile["crs"],
+        dst_nodata=IO_NODATA,
+        resampling=Resampling.mode,
+    )
+    return out
+
+
+def _is_cog(path: str) -> bool:
+    try:
+        from rio_cogeo.cogeo import cog_validate
+    except ImportError:  # fall back to the structural checks
+        with rasterio.open(path) as src:
+            return src.profile.get("tiled", False) and bool(src.overviews(1))
+    valid, errors, warnings = cog_validate(path, quiet=True)
+    return valid and not errors and not warnings
+
+
+# ---------------------------------------------------------------------------------------------------------
+# STAC structure
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_catalog_has_the_three_collections_with_items(catalog: pystac.Catalog) -> None:
+    assert sorted(child.id for child in catalog.get_children()) == sorted(demo.DEMO_COLLECTIONS)
+    n_dates = 2 * DATES_PER_SENSOR
+    assert len(_items(catalog, "hls2-s30")) == len(REGIONS) * DATES_PER_SENSOR
+    assert len(_items(catalog, "hls2-l30")) == len(REGIONS) * DATES_PER_SENSOR
+    assert len(_items(catalog, "io-lulc-annual-v02")) == len(REGIONS)
+    assert n_dates == 6
+
+
+def test_collections_declare_item_assets_for_written_assets_only(catalog: pystac.Catalog) -> None:
+    for sensor, collection_id in demo.HLS_COLLECTIONS.items():
+        collection = catalog.get_child(collection_id)
+        assert isinstance(collection, pystac.Collection)
+        assert set(collection.item_assets) == {*SENSOR_ASSETS[sensor], FMASK_ASSET}
+        items = _items(catalog, collection_id)
+        start, end = collection.extent.temporal.intervals[0]
+        assert start == min(i.datetime for i in items) and end == max(i.datetime for i in items)
+    labels = catalog.get_child(demo.LABEL_COLLECTION)
+    assert isinstance(labels, pystac.Collection)
+    assert set(labels.item_assets) == {demo.LABEL_ASSET}
+
+
+def test_hrefs_are_relative_so_the_folder_can_move(catalog_path: Path, tmp_path: Path) -> None:
+    root = catalog_path.parent
+    for path in root.rglob("*.json"):
+        text = path.read_text()
+        assert str(root) not in text, path
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    catalog = pystac.Catalog.from_file(str(moved / "catalog.json"))
+    for _, item in _hls_items(catalog):
+        for asset in item.assets.values():
+            assert asset.href.startswith("./")
+            assert Path(asset.get_absolute_href()).is_file()
+            assert str(moved) in asset.get_absolute_href()
+
+
+def test_hls_items_have_the_real_asset_keys_and_ids(catalog: pystac.Catalog) -> None:
+    id_pattern = re.compile(r"^HLS\.(S30|L30)\.T(\d{2}[C-X][A-Z]{2})\.(\d{4})(\d{3})T(\d{6})\.v2\.0$")
+    for sensor, item in _hls_items(catalog):
+        assert set(item.assets) == {*SENSOR_ASSETS[sensor], FMASK_ASSET}
+        match = id_pattern.match(item.id)
+        assert match, item.id
+        assert match.group(1) == sensor
+        assert int(match.group(3)) == item.datetime.year == YEAR
+        assert int(match.group(4)) == item.datetime.timetuple().tm_yday
+        assert match.group(5) == item.datetime.strftime("%H%M%S")
+        platforms = {"S30": {"sentinel-2a", "sentinel-2b"}, "L30": {"landsat-8", "landsat-9"}}[sensor]
+        assert item.properties["platform"] in platforms
+        for key, asset in item.assets.items():
+            assert asset.media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
+            assert asset.roles == ["data"]
+            assert asset.extra_fields["eo:bands"][0]["name"] == key
+            nodata = FMASK_NODATA if key == FMASK_ASSET else REFLECTANCE_NODATA
+            assert asset.extra_fields["raster:bands"][0]["nodata"] == nodata
+
+
+def test_item_json_carries_both_proj_epsg_and_proj_code(catalog_path: Path) -> None:
+    paths = [p for p in catalog_path.parent.rglob("*.json") if p.parent.parent.name in demo.DEMO_COLLECTIONS]
+    assert len(paths) == 2 * 2 * DATES_PER_SENSOR + 2
+    for path in paths:
+        properties = json.loads(path.read_text())["properties"]
+        assert properties["proj:code"] == f"EPSG:{properties['proj:epsg']}"
+        assert properties["proj:epsg"] in EXPECTED_EPSG.values()
+
+
+def test_label_items_look_like_io_lulc(catalog: pystac.Catalog) -> None:
+    for region in REGIONS:
+        item = _label_item(catalog, region)
+        zone = EXPECTED_EPSG[region] % 100
+        assert re.fullmatch(rf"{zone}[C-X]-{YEAR}", item.id), item.id
+        assert item.datetime is None
+        assert item.properties["start_datetime"] == f"{YEAR}-01-01T00:00:00Z"
+        assert item.properties["end_datetime"] == f"{YEAR + 1}-01-01T00:00:00Z"
+        asset = item.assets[demo.LABEL_ASSET]
+        values = {v for entry in asset.extra_fields["file:values"] for v in entry["values"]}
+        assert values == {IO_NODATA, *IO_CLASSES}
+
+
+def test_hls_dates_spread_over_the_year_and_never_coincide_between_sensors(catalog: pystac.Catalog) -> None:
+    for region in REGIONS:
+        days = {"S30": set(), "L30": set()}
+        for sensor, item in _region_items(catalog, region):
+            days[sensor].add(item.datetime.timetuple().tm_yday)
+        assert len(days["S30"]) == len(days["L30"]) == DATES_PER_SENSOR
+        assert not days["S30"] & days["L30"]
+        all_days = sorted(days["S30"] | days["L30"])
+        assert all_days[0] < 100 and all_days[-1] > 265  # winter at both ends, summer in between
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rasters
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_rasters_are_cogs_with_hls_dtypes_and_nodata(catalog: pystac.Catalog) -> None:
+    sensor, item = next(_hls_items(catalog))
+    for key in (SENSOR_ASSETS[sensor][0], SENSOR_ASSETS[sensor][3], FMASK_ASSET):
+        href = item.assets[key].get_absolute_href()
+        assert _is_cog(href), href
+        with rasterio.open(href) as src:
+            assert src.profile["tiled"] and src.overviews(1)
+            assert src.res == (30.0, 30.0)
+            if key == FMASK_ASSET:
+                assert src.dtypes[0] == "uint8" and src.nodata == FMASK_NODATA
+            else:
+                assert src.dtypes[0] == "int16" and src.nodata == REFLECTANCE_NODATA
+                assert src.scales[0] == pytest.approx(1e-4)
+
+
+def test_grids_are_in_each_regions_utm_zone(catalog: pystac.Catalog) -> None:
+    zones = set()
+    for region, epsg in EXPECTED_EPSG.items():
+        for _, item in _region_items(catalog, region) + [("", _label_item(catalog, region))]:
+            for asset in item.assets.values():
+                with rasterio.open(asset.get_absolute_href()) as src:
+                    assert src.crs.to_epsg() == epsg
+                    assert [src.height, src.width] == item.properties["proj:shape"]
+                    assert list(src.transform)[:6] == pytest.approx(item.properties["proj:transform"])
+        zones.add(epsg)
+    assert len(zones) == len(REGIONS)
+
+
+def test_hls_tile_is_larger_than_the_region_and_30m_aligned(catalog: pystac.Catalog) -> None:
+    for _, item in _hls_items(catalog):
+        height, width = item.properties["proj:shape"]
+        assert height == width == SIZE_PX + 2 * demo.TILE_MARGIN_PX
+        transform = item.properties["proj:transform"]
+        assert transform[2] % 30 == 0 and transform[5] % 30 == 0
+
+
+def test_label_raster_is_10m_io_codes_on_a_grid_offset_from_the_imagery(catalog: pystac.Catalog) -> None:
+    for region in REGIONS:
+        label_item = _label_item(catalog, region)
+        labels, profile = _read(label_item, demo.LABEL_ASSET)
+        _, hls_item = _region_items(catalog, region)[0]
+        _, hls_profile = _read(hls_item, FMASK_ASSET)
+        assert _is_cog(label_item.assets[demo.LABEL_ASSET].get_absolute_href())
+        assert profile["dtype"] == "uint8" and profile["nodata"] == IO_NODATA
+        assert (profile["transform"].a, -profile["transform"].e) == (10.0, 10.0)
+        assert set(np.unique(labels)) <= {IO_NODATA, *IO_CLASSES}
+        assert 0 < np.count_nonzero(labels == IO_NODATA) < 0.01 * labels.size
+        dx = profile["transform"].c - hls_profile["transform"].c
+        dy = profile["transform"].f - hls_profile["transform"].f
+        assert dx % 10 != 0 and dy % 10 != 0  # not aligned with the 30 m grid, nor a 10 m sub-grid of it
+        # The labels cover the region itself.
+        row, col = demo.TILE_MARGIN_PX, demo.TILE_MARGIN_PX
+        left, top = hls_profile["transform"] * (col, row)
+        right, bottom = hls_profile["transform"] * (col + SIZE_PX, row + SIZE_PX)
+        l_left, l_top = profile["transform"] * (0, 0)
+        l_right, l_bottom = profile["transform"] * (profile["width"], profile["height"])
+        assert l_left < left and l_right > right and l_top > top and l_bottom < bottom
+
+
+def test_swath_edge_nodata_stays_in_the_tile_margin(catalog: pystac.Catalog) -> None:
+    margin = demo.TILE_MARGIN_PX
+    for region in REGIONS:
+        with_nodata = 0
+        for sensor, item in _region_items(catalog, region):
+            fmask, _ = _read(item, FMASK_ASSET)
+            blue, _ = _read(item, SENSOR_ASSETS[sensor][0])
+            nodata = fmask == FMASK_NODATA
+            assert np.array_equal(nodata, blue == REFLECTANCE_NODATA)
+            assert not nodata[margin:-margin, margin:-margin].any()
+            with_nodata += bool(nodata.any())
+        assert with_nodata >= 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fmask and clouds
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_eo_cloud_cover_is_computed_from_fmask_like_nasa(catalog: pystac.Catalog) -> None:
+    for _, item in _hls_items(catalog):
+        fmask, _ = _read(item, FMASK_ASSET)
+        assert item.properties["eo:cloud_cover"] == round(cloud_coverage(fmask))
+
+
+def test_each_region_has_heavily_clouded_and_usable_dates(catalog: pystac.Catalog) -> None:
+    for region in REGIONS:
+        covers = [item.properties["eo:cloud_cover"] for _, item in _region_items(catalog, region)]
+        assert sum(cover > 85 for cover in covers) == CLOUDY_DATES
+        assert all(cover <= 40 for cover in covers if cover <= 85)
+
+
+def test_fmask_bits_follow_hls_semantics(catalog: pystac.Catalog) -> None:
+    cloudy_checked = water_checked = 0
+    for region in REGIONS:
+        label_item = _label_item(catalog, region)
+        for sensor, item in _region_items(catalog, region):
+            fmask, _ = _read(item, FMASK_ASSET)
+            bands = {k: _read(item, k)[0].astype(float) for k in SENSOR_ASSETS[sensor]}
+            blue, nir = bands[SENSOR_ASSETS[sensor][0]], bands[SENSOR_ASSETS[sensor][3]]
+            valid = fmask != FMASK_NODATA
+            cloud = fmask_flags(fmask, ["cloud"])
+            shadow = fmask_flags(fmask, ["shadow"])
+            adjacent = fmask_flags(fmask, ["adjacent"])
+            assert not (cloud & adjacent).any() and not (cloud & shadow).any()
+            assert set(np.unique(fmask[valid] >> 6)) <= {1, 2}  # aerosol level low / average
+            clear = valid & ~fmask_flags(fmask, ["cloud", "shadow", "adjacent", "cirrus"])
+            if cloud.sum() > 50:
+                assert blue[cloud].mean() > 2500 > blue[clear].mean()
+                cloudy_checked += 1
+            if shadow.sum() > 50:
+                assert nir[shadow].mean() < 0.7 * nir[clear].mean()
+            labels = _labels_on_hls_grid(label_item, item)
+            water_bit = fmask_flags(fmask, ["water"])
+            labelled_water = (labels == WATER) & clear
+            if labelled_water.sum() > 20:
+                assert water_bit[labelled_water].mean() > 0.8
+                assert (labels[water_bit & clear] == WATER).mean() > 0.8
+                water_checked += 1
+    assert cloudy_checked >= len(REGIONS)
+    assert water_checked >= 2 * len(REGIONS)
+
+
+def test_snow_bit_marks_bright_snow_only_in_winter(catalog: pystac.Catalog) -> None:
+    snow_seen = False
+    for sensor, item in _hls_items(catalog):
+        fmask, _ = _read(item, FMASK_ASSET)
+        snow = fmask_flags(fmask, ["snow"])
+        day = item.datetime.timetuple().tm_yday
+        if snow.sum() > 20:
+            blue, _ = _read(item, SENSOR_ASSETS[sensor][0])
+            assert blue[snow].mean() > 4000
+            assert not 150 < day < 250
+            snow_seen = True
+    assert snow_seen
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Realism: class mix, seasonality, reflectance levels
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_class_mix_is_imbalanced_and_differs_between_regions(catalog: pystac.Catalog) -> None:
+    dominant = {}
+    for region in REGIONS:
+        labels, _ = _read(_label_item(catalog, region), demo.LABEL_ASSET)
+        codes, counts = np.unique(labels[labels != IO_NODATA], return_counts=True)
+        shares = dict(zip(codes.tolist(), (counts / counts.sum()).tolist(), strict=True))
+        assert max(shares.values()) > 0.25
+        assert min(shares.values()) < 0.02
+        assert {1, 2, 5, 7} <= set(shares)  # water, trees, crops, built everywhere
+        dominant[region] = max(shares, key=shares.get)
+    assert dominant["demo_iowa"] == CROPS
+    assert dominant["demo_valley"] != CROPS
+
+
+def test_crops_are_green_in_summer_and_bare_in_winter(catalog: pystac.Catalog) -> None:
+    for region in REGIONS:
+        label_item = _label_item(catalog, region)
+        summer, winter = [], []
+        for sensor, item in _region_items(catalog, region):
+            fmask, _ = _read(item, FMASK_ASSET)
+            nir, _ = _read(item, SENSOR_ASSETS[sensor][3])
+            usable = (fmask != FMASK_NODATA) & ~fmask_flags(fmask, ["cloud", "shadow", "adjacent", "snow"])
+            crops = usable & (_labels_on_hls_grid(label_item, item) == CROPS)
+            if crops.sum() < 30:
+                continue
+            day = item.datetime.timetuple().tm_yday
+            if 160 <= day <= 250:
+                summer.append(nir[crops].mean())
+            elif day < 80 or day > 320:
+                winter.append(nir[crops].mean())
+        assert summer and winter, region
+        assert max(summer) - max(winter) > 600
+
+
+def test_scene_means_land_near_prithvi_pretraining_means(catalog: pystac.Catalog) -> None:
+    margin = demo.TILE_MARGIN_PX
+    means = []
+    for sensor, item in _hls_items(catalog):
+        fmask, _ = _read(item, FMASK_ASSET)
+        usable = (fmask != FMASK_NODATA) & ~fmask_flags(fmask, ["cloud", "shadow", "adjacent"])
+        usable[:margin], usable[-margin:], usable[:, :margin], usable[:, -margin:] = False, False, False, False
+        if usable.mean() < 0.3:
+            continue
+        means.append([_read(item, key)[0][usable].mean() for key in SENSOR_ASSETS[sensor]])
+    ratio = np.mean(means, axis=0) / PRITHVI_V1_MEAN
+    assert np.all((ratio > 0.6) & (ratio < 1.4)), ratio
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Determinism, atomic output and validation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_same_arguments_give_byte_identical_files(catalog_path: Path, tmp_path: Path) -> None:
+    again = _generate(tmp_path / "again")
+    first_root, second_root = catalog_path.parent, again.parent
+    first = sorted(p.relative_to(first_root) for p in first_root.rglob("*") if p.is_file())
+    second = sorted(p.relative_to(second_root) for p in second_root.rglob("*") if p.is_file())
+    assert first == second
+    for relative in first:
+        assert (first_root / relative).read_bytes() == (second_root / relative).read_bytes(), relative
+
+
+def test_another_seed_gives_another_landscape(catalog: pystac.Catalog, tmp_path: Path) -> None:
+    other = pystac.Catalog.from_file(str(_generate(tmp_path / "other", seed=SEED + 1)))
+    for region in REGIONS:
+        first, _ = _read(_label_item(catalog, region), demo.LABEL_ASSET)
+        second, _ = _read(_label_item(other, region), demo.LABEL_ASSET)
+        assert (first != second).mean() > 0.2
+
+
+def test_a_crash_leaves_no_half_written_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out_dir = tmp_path / "demo.v1"
+    _generate(out_dir)
+    before = sorted(p.relative_to(out_dir) for p in out_dir.rglob("*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.v1"]  # nothing written beside it
+
+    calls = {"n": 0}
+    real_write = demo._write_cog
+
+    def failing_write(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise OSError("disk full")
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "_write_cog", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        _generate(out_dir, seed=SEED + 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.v1"]  # no staging folder left
+    assert sorted(p.relative_to(out_dir) for p in out_dir.rglob("*")) == before  # old demo intact
+
+    fresh = tmp_path / "fresh"
+    calls["n"] = 0
+    with pytest.raises(OSError, match="disk full"):
+        _generate(fresh)
+    assert not fresh.exists()
+
+
+@pytest.mark.parametrize(
+    ("regions", "message"),
+    [
+        ({"bad": {"center": [-93.4], "size_px": 64}}, r"demo\.regions\.bad\.center"),
+        ({"bad": {"center": [-93.4, 89.0], "size_px": 64}}, r"demo\.regions\.bad\.center"),
+        ({"bad": {"center": [-93.4, 42.0], "size_px": 8}}, r"demo\.regions\.bad\.size_px"),
+        ({"bad": {"center": [-93.4, 42.0], "size_px": 64, "landscape": "moon"}}, r"landscape"),
+        (
+            {"a": {"center": [-93.45, 42.05], "size_px": 64}, "b": {"center": [-93.40, 42.0], "size_px": 64}},
+            r"demo\.regions\.a and demo\.regions\.b",
+        ),
+        ({}, r"demo\.regions"),
+    ],
+)
+def test_bad_regions_fail_clearly_before_writing(regions: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        demo.generate_demo(tmp_path / "demo", regions, YEAR, SEED, 2, 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_counts_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cloudy_dates"):
+        demo.generate_demo(tmp_path / "demo", REGIONS, YEAR, SEED, dates_per_sensor=2, cloudy_dates=5)
+    with pytest.raises(ValueError, match="dates_per_sensor"):
+        demo.generate_demo(tmp_path / "demo", REGIONS, YEAR, SEED, dates_per_sensor=0, cloudy_dates=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_grid_helpers_match_known_tiles() -> None:
+    assert demo.utm_epsg(-93.45, 42.05) == 32615
+    assert demo.utm_epsg(-121.05, 38.65) == 32610
+    assert demo.utm_epsg(151.2, -33.9) == 32756
+    assert demo.mgrs_tile(-93.62, 42.03) == "15TVG"  # Ames, Iowa
+    assert demo.mgrs_tile(-121.49, 38.58) == "10SFH"  # Sacramento
+    grid = demo.region_grid("x", [-93.45, 42.05], 100)
+    assert grid.hls_shape == (164, 164) and grid.label_shape == (396, 396)
+    assert grid.hls_transform.c % 30 == 0 and grid.label_transform.c % 30 == demo.LABEL_GRID_OFFSET_M

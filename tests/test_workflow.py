@@ -1,0 +1,132 @@
+"""End to end: the real `snakemake` on the tiny test config, its outputs, and what reruns after a change."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+from rio_cogeo.cogeo import cog_validate
+
+from lulc import hls
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "config" / "tiny.yaml"
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real snakemake CLI on the repository's Snakefile in ``workdir``."""
+    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(configfile), "--cores", "2", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")
+    return done
+
+
+def plan(workdir: Path, configfile: Path = TINY) -> dict[str, set[str]]:
+    """Rule -> set of plans ('no update', 'update pending', ...) from `snakemake --summary`."""
+    out = snakemake(workdir, "--summary", configfile=configfile).stdout
+    rows = list(csv.DictReader(io.StringIO(out[out.index("output_file"):]), delimiter="\t"))
+    plans: dict[str, set[str]] = {}
+    for row in rows:
+        plans.setdefault(row["rule"], set()).add(row["plan"])
+    return plans
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir)
+    return workdir
+
+
+def test_outputs_of_every_stage(workflow_run):
+    wd = workflow_run
+    config = yaml.safe_load(TINY.read_text())
+    catalog = json.loads((wd / "results/demo/catalog.json").read_text())
+    assert catalog["type"] == "Catalog"
+    for aoi in config["aois"]:
+        imagery = json.loads((wd / f"results/search/{aoi}/imagery.json").read_text())
+        labels = json.loads((wd / f"results/search/{aoi}/labels.json").read_text())
+        assert imagery["features"] and labels["features"]
+        assert all(f["properties"]["eo:cloud_cover"] <= 80 for f in imagery["features"])
+        assert {f["collection"] for f in imagery["features"]} == {"hls2-s30", "hls2-l30"}
+
+        download = wd / f"results/download/{aoi}"
+        for name in ("image.tif", "mask.tif", "label.tif"):
+            valid, errors, _ = cog_validate(download / name)
+            assert valid, (aoi, name, errors)
+        with rasterio.open(download / "image.tif") as src:
+            assert src.count == 18 and src.res == (30.0, 30.0) and src.crs.to_epsg() in range(32601, 32661)
+            assert list(src.descriptions) == hls.band_names(3)
+            epsg = src.crs.to_epsg()
+        frames = json.loads((download / "frames.json").read_text())
+        assert len(frames["frames"]) == 3 and frames["dropped"]
+
+        chips = wd / f"results/chips/{aoi}"
+        manifest = pd.read_parquet(chips / "manifest.parquet")
+        images = np.load(chips / "images.npy", mmap_mode="r")
+        assert images.shape == (len(manifest), 3, 6, 32, 32) and images.dtype == np.int16
+        summary = json.loads((chips / "summary.json").read_text())
+        assert summary["kept"] == len(manifest) > 0
+        assert (manifest["valid_fraction"] >= 0.5).all()
+        assert (wd / f"results/logs/download/{aoi}.log").stat().st_size > 0
+    epsgs = {rasterio.open(wd / f"results/download/{aoi}/image.tif").crs.to_epsg() for aoi in config["aois"]}
+    assert len(epsgs) == 2, "the two tiny AOIs lie in different UTM zones"
+    assert epsg in epsgs
+    assert (wd / "results/benchmarks/download/tiny_iowa.tsv").exists()
+
+
+def test_nothing_pending_after_a_complete_run(workflow_run):
+    plans = plan(workflow_run)
+    assert plans, "snakemake --summary listed no outputs"
+    pending = {rule: p for rule, p in plans.items() if p != {"no update"}}
+    assert not pending, pending
+
+
+def test_chip_size_change_reruns_chips_and_later_only(workflow_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["chips"]["size"] = 24
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    plans = plan(workflow_run, changed)
+    assert plans["chips"] == {"update pending"}
+    assert "update pending" in plans["splits"]
+    for upstream in ("demo", "search", "download"):
+        assert plans[upstream] == {"no update"}, (upstream, plans[upstream])
+
+
+def test_bad_config_stops_with_the_key_named(tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["chips"]["size"] = "large"
+    config["download"]["frame"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "-n", configfile=bad, check=False)
+    assert done.returncode != 0
+    message = done.stdout + done.stderr
+    assert "config key 'chips.size'" in message
+    assert "config key 'download.frame'" in message
+    assert not (tmp_path / "results").exists()
+
+
+def test_demo_config_is_valid_and_plans_the_whole_chain(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    done = subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                           "--cores", "1", "-n"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rule in ("demo", "search", "download", "chips", "splits"):
+        assert f"rule {rule}:" in done.stdout or f"localrule {rule}:" in done.stdout, rule

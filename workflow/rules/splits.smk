@@ -1,0 +1,23 @@
+# Spatial, class-stratified train/val/test splits with a buffer, a balanced training pool and nested
+# training subsets (fraction x seed). Logic: lulc/splits.py; config: the `splits:` section only.
+
+
+rule splits:
+    input:
+        manifests=expand("results/chips/{aoi}/manifest.parquet", aoi=AOIS),
+    output:
+        table="results/splits/splits.csv",
+        balance="results/splits/class_balance.csv",
+        balance_plot="results/splits/class_balance.png",
+        summary="results/splits/splits_summary.json",
+    log:
+        "results/logs/splits.log",
+    benchmark:
+        "results/benchmarks/splits.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        cfg=canonical(config["splits"]),
+        code=code_version("splits"),
+    script:
+        "../../scripts/splits.py"
