@@ -10,12 +10,8 @@ AOIS = list(config["aois"])
 PACKAGE = Path(workflow.current_basedir).parents[1] / "lulc"
 
 
-wildcard_constraints:
-    aoi="|".join(AOIS),
-
-
 def code_version(*modules):
-    """Hash of the package modules a rule runs: editing them reruns the rule (Snakemake does not
+    """Hash of the package modules behind a stage, so that editing them reruns it (Snakemake does not
     track imported code by itself)."""
     digest = hashlib.sha256()
     for module in ("__init__", "io", "logs", "hls", "classes", *modules):
