@@ -12,14 +12,36 @@ Outputs (``write_aoi_stack``):
 * ``mask.tif``: uint8, ``T`` bands, 0 clear, 1 masked by the Fmask flags, 255 no data.
 * ``label.tif``: uint8 contiguous class indices (:mod:`lulc.classes`), 255 = ignore, IO colours embedded.
 * ``frames.json``: every candidate date with its clear fraction, the chosen frames and the dropped ones.
+* ``dates.csv``: the same per-date report as a table (date, sensor, clear fraction, status, items).
+
+Real data (Planetary Computer, NASA CMR-STAC):
+
+* Credentials are checked before anything is downloaded (:func:`lulc.search.check_signing`). Planetary
+  Computer items are signed (SAS tokens in the URLs, redacted from every message); NASA Earthdata
+  credentials go to GDAL only (:func:`gdal_env`: a bearer-token header file or the netrc file, in a private
+  temporary folder that is removed afterwards), only for the imagery source, and are never logged.
+* Items without ``proj:epsg`` (NASA CMR items; pystac also migrates ``proj:epsg`` to ``proj:code`` when it
+  reads an item) get it on an in-memory copy from ``proj:code`` or, failing that, from the header of one
+  asset per MGRS tile (:func:`with_projection`), so stackstac knows each asset's exact footprint.
+* GDAL retries transient HTTP failures (429, 5xx, connection errors) :data:`GDAL_HTTP_MAX_RETRY` times with
+  exponential backoff; a read that still fails raises :class:`DownloadError` naming the URL. A failure
+  removes every output of the stage, so a rerun never trusts a partial result; ``frames.json`` and
+  ``dates.csv`` are written last.
+* The per-date clear fraction is computed from Fmask alone (one asset per date instead of seven).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import csv
+import io
 import logging
 import math
-from collections.abc import Sequence
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,9 +61,174 @@ from tqdm import tqdm
 
 from lulc import classes, hls
 from lulc.io import atomic_path, write_json
-from lulc.search import AOI, sensor_assets, sign_item
+from lulc.search import (
+    AOI,
+    check_reachable,
+    check_signing,
+    earthdata_credentials,
+    item_epsg,
+    parse_season_windows,
+    redact_url,
+    sensor_assets,
+    sign_item,
+)
 
 log = logging.getLogger(__name__)
+
+#: GDAL's retries of transient HTTP failures (429, 500, 502, 503, 504 and connection errors); GDAL waits
+#: ``GDAL_HTTP_RETRY_DELAY`` seconds before the first retry and doubles the delay (with jitter) each time.
+GDAL_HTTP_MAX_RETRY = 5
+GDAL_HTTP_RETRY_DELAY_S = 1.0
+#: Seconds: connecting, and a whole request.
+GDAL_HTTP_CONNECT_TIMEOUT_S = 20
+GDAL_HTTP_TIMEOUT_S = 300
+
+#: Acquisitions whose clear fraction is computed together (their Fmask windows are read concurrently).
+CLEAR_FRACTION_BATCH = 8
+
+#: The files the download stage writes in its output folder (all removed when it fails).
+OUTPUT_NAMES: tuple[str, ...] = ("image.tif", "mask.tif", "label.tif", "frames.json", "dates.csv")
+
+
+class DownloadError(RuntimeError):
+    """Reading an asset failed (after GDAL's retries); the message names the URL, without secrets."""
+
+
+# --------------------------------------------------------------------------- GDAL environment
+
+
+@contextlib.contextmanager
+def gdal_env(signing: str) -> Iterator[stackstac.rio_env.LayeredEnv]:
+    """The GDAL environment for reading one source's assets: stackstac's defaults, HTTP retries with
+    backoff, timeouts and, for ``signing: earthdata``, the NASA Earthdata credentials.
+
+    Earthdata credentials never enter an environment variable, a URL or a log: a bearer token is written
+    to a header file (``GDAL_HTTP_HEADER_FILE``) and a netrc file is referenced by path
+    (``GDAL_HTTP_NETRC_FILE``), with a cookie jar for the Earthdata Login redirects, all in a private
+    temporary folder (mode 0700) that is removed when the block ends. Call it once per source, so the
+    imagery credentials are never sent to the label host.
+
+    Every source's environment sets the same keys (an empty header file, no netrc, its own cookie jar
+    where it has no credentials): rasterio's nested environments restore the options a parent had but
+    keep the ones only a child set, so a key left unset could carry another source's credentials along.
+    """
+    options: dict[str, Any] = {
+        "GDAL_HTTP_MAX_RETRY": str(GDAL_HTTP_MAX_RETRY),
+        "GDAL_HTTP_RETRY_DELAY": f"{GDAL_HTTP_RETRY_DELAY_S:g}",
+        "GDAL_HTTP_CONNECTTIMEOUT": str(GDAL_HTTP_CONNECT_TIMEOUT_S),
+        "GDAL_HTTP_TIMEOUT": str(GDAL_HTTP_TIMEOUT_S),
+    }
+    with tempfile.TemporaryDirectory(prefix="lulc-gdal-") as private:
+        header, cookies, no_netrc = (Path(private) / name for name in ("headers.txt", "cookies.txt", "netrc"))
+        content = ""
+        netrc_options = {"GDAL_HTTP_NETRC": "NO", "GDAL_HTTP_NETRC_FILE": str(no_netrc)}
+        if signing == "earthdata":
+            credentials = earthdata_credentials()
+            if credentials.kind == "token":
+                content = f"Authorization: Bearer {credentials.token}\n"
+            else:
+                netrc_options = {"GDAL_HTTP_NETRC": "YES", "GDAL_HTTP_NETRC_FILE": str(credentials.netrc_path)}
+            log.info("NASA Earthdata credentials: %s", credentials.describe())
+        for path, text in ((header, content), (no_netrc, "")):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(text)
+        options.update(netrc_options)
+        options.update(
+            GDAL_HTTP_HEADER_FILE=str(header), GDAL_HTTP_COOKIEFILE=str(cookies), GDAL_HTTP_COOKIEJAR=str(cookies)
+        )
+        yield stackstac.DEFAULT_GDAL_ENV.updated(always=options)
+
+
+_URL = re.compile(r"(?:/vsicurl/)?https?://[^\s'\"<>]+")
+
+
+def _redact_text(text: str) -> str:
+    """``text`` with every URL's query string (SAS tokens, signatures) redacted."""
+    return _URL.sub(lambda match: redact_url(match.group(0).removeprefix("/vsicurl/")), text)
+
+
+@contextlib.contextmanager
+def _asset_errors(what: str) -> Iterator[None]:
+    """Turn a failed asset read into a :class:`DownloadError` naming the (redacted) URL, without the
+    original traceback (it would print the signed URL)."""
+    try:
+        yield
+    except (RuntimeError, rasterio.errors.RasterioError) as exc:
+        if isinstance(exc, DownloadError):
+            raise
+        message = _redact_text(str(exc))
+        urls = [_redact_text(u) for u in _URL.findall(str(exc))]
+        where = f" {urls[0]}" if urls else ""
+        raise DownloadError(
+            f"{what}: reading{where} failed (after up to {GDAL_HTTP_MAX_RETRY} retries with exponential "
+            f"backoff for transient HTTP errors): {message}"
+        ) from None
+
+
+# ------------------------------------------------------------------------------- projections
+
+
+def _first_http_href(items: Sequence[pystac.Item]) -> str | None:
+    """The first http(s) asset href of ``items`` (None for local files): the host the stage will read."""
+    for item in items:
+        for asset in item.assets.values():
+            if asset.href.lower().startswith(("http://", "https://")):
+                return asset.href
+    return None
+
+
+def _grid_key(item: pystac.Item) -> str:
+    """Items that share a pixel grid: HLS items of one MGRS tile (``HLS.S30.T15TVG...`` -> ``T15TVG``)."""
+    match = re.match(r"HLS\.(?:S30|L30)\.(T\d{2}[A-Z]{3})\.", item.id)
+    return match.group(1) if match else item.id
+
+
+def with_projection(
+    items: Sequence[pystac.Item], env: stackstac.rio_env.LayeredEnv, asset_key: str | None = None
+) -> list[pystac.Item]:
+    """Copies of ``items`` that all carry ``proj:epsg`` (what stackstac reads).
+
+    Taken from ``proj:epsg`` or ``proj:code``; where an item has neither (NASA CMR items), the CRS, transform
+    and shape are read from the header of one of its assets (``asset_key``, default Fmask for HLS items,
+    else the first asset), once per MGRS tile, within ``env`` (credentials, retries).
+    """
+    grids: dict[str, tuple[int, list[float], list[int]]] = {}
+    out = []
+    for item in items:
+        item = item.clone()
+        epsg = item_epsg(item)
+        if epsg is None:
+            key = _grid_key(item)
+            if key not in grids:
+                grids[key] = _read_asset_grid(item, env, asset_key)
+            epsg, transform, shape = grids[key]
+            item.properties.setdefault("proj:transform", transform)
+            item.properties.setdefault("proj:shape", shape)
+            log.info("item %s has no proj:epsg: EPSG:%d read from its asset header", item.id, epsg)
+        item.properties["proj:epsg"] = int(epsg)
+        out.append(item)
+    return out
+
+
+def _read_asset_grid(
+    item: pystac.Item, env: stackstac.rio_env.LayeredEnv, asset_key: str | None
+) -> tuple[int, list[float], list[int]]:
+    if asset_key is None:
+        asset_key = hls.FMASK_ASSET if hls.FMASK_ASSET in item.assets else next(iter(item.assets), None)
+    if asset_key is None or asset_key not in item.assets:
+        raise ValueError(f"STAC item {item.id!r} has no proj:epsg and no asset {asset_key!r} to read the CRS from")
+    href = item.assets[asset_key].href
+    with _asset_errors(f"reading the CRS of STAC item {item.id!r} (no proj:epsg)"), env.open:
+        try:
+            with rasterio.open(href) as src:
+                crs, transform, shape = src.crs, src.transform, [src.height, src.width]
+        except rasterio.errors.RasterioIOError as exc:
+            raise DownloadError(f"cannot open {redact_url(href)}: {_redact_text(str(exc))}") from None
+    epsg = crs.to_epsg() if crs is not None else None
+    if epsg is None:
+        raise ValueError(f"asset {asset_key!r} of STAC item {item.id!r} has no EPSG CRS ({crs}): cannot place it")
+    return int(epsg), list(transform)[:6], shape
 
 
 @dataclass(frozen=True)
@@ -129,8 +316,12 @@ def group_acquisitions(items: Sequence[pystac.Item]) -> list[Acquisition]:
     ]
 
 
-def _stack_acquisition(acq: Acquisition, grid: Grid, block_size: int) -> da.Array:
-    """A lazy (7, H, W) int16 array: the six Prithvi bands then Fmask, mosaicked over tiles."""
+def _stack_acquisition(
+    acq: Acquisition, grid: Grid, block_size: int, env: stackstac.rio_env.LayeredEnv | None = None
+) -> da.Array:
+    """A lazy (7, H, W) int16 array: the six Prithvi bands then Fmask, mosaicked over tiles.
+
+    Band chunks are single assets, so computing Fmask alone reads only the Fmask assets."""
     layers = []
     for item in acq.items:
         assets = sensor_assets(item)
@@ -149,76 +340,151 @@ def _stack_acquisition(acq: Acquisition, grid: Grid, block_size: int) -> da.Arra
             chunksize=block_size,
             sortby_date=False,
             properties=False,
+            gdal_env=env,
         )
+        if stack.shape[0] == 0 or stack.shape[1] != len(keys):
+            log.info("HLS item %s does not overlap the AOI grid: skipped", item.id)
+            continue
         if stack.shape[-2:] != (grid.height, grid.width):
             raise RuntimeError(
                 f"stackstac returned shape {stack.shape[-2:]} for item {item.id!r}, expected "
                 f"{(grid.height, grid.width)}"
             )
         layers.append(stack.data[0])
+    if not layers:
+        raise ValueError(
+            f"none of the HLS items {[i.id for i in acq.items]} of {acq.date} {acq.sensor} overlaps the AOI grid "
+            f"(EPSG:{grid.epsg}, bounds {grid.bounds}) according to its footprint metadata"
+        )
     mosaic = layers[0]
     for layer in layers[1:]:
-        # First tile wins; later tiles fill its nodata (reflectance nodata or Fmask outside the tile).
-        mosaic = da.where(mosaic[-1:] == hls.REFLECTANCE_NODATA, layer, mosaic)
+        # First tile wins; later tiles fill where it has no Fmask (outside its footprint: the fill value;
+        # inside it but outside the satellite's swath: Fmask nodata).
+        missing = (mosaic[-1:] == hls.REFLECTANCE_NODATA) | (mosaic[-1:] == hls.FMASK_NODATA)
+        mosaic = da.where(missing, layer, mosaic)
     return mosaic
+
+
+def _fmask_code(fmask: da.Array, mask_flags: Sequence[str]) -> da.Array:
+    """(H, W) uint8 from an int16 Fmask layer: 0 clear, 1 flagged by ``mask_flags``, 255 no Fmask."""
+    fmask_missing = (fmask == hls.REFLECTANCE_NODATA) | (fmask == hls.FMASK_NODATA)
+    fmask_u8 = da.where(fmask_missing, hls.FMASK_NODATA, fmask).astype(np.uint8)
+    flagged = fmask_u8.map_blocks(hls.fmask_flags, tuple(mask_flags), dtype=bool)
+    return da.where(fmask_missing, np.uint8(255), da.where(flagged, np.uint8(1), np.uint8(0))).astype(np.uint8)
 
 
 def _masked_frame(stack: da.Array, mask_flags: Sequence[str]) -> tuple[da.Array, da.Array]:
     """Apply Fmask to a (7, H, W) stack: (6, H, W) reflectance with nodata, (H, W) uint8 mask code."""
-    bands, fmask = stack[:6], stack[6]
-    fmask_missing = (fmask == hls.REFLECTANCE_NODATA) | (fmask == hls.FMASK_NODATA)
-    fmask_u8 = da.where(fmask_missing, hls.FMASK_NODATA, fmask).astype(np.uint8)
-    flagged = fmask_u8.map_blocks(hls.fmask_flags, tuple(mask_flags), dtype=bool)
+    bands = stack[:6]
     band_missing = (bands == hls.REFLECTANCE_NODATA).any(axis=0)
-    missing = fmask_missing | band_missing
-    code = da.where(missing, np.uint8(255), da.where(flagged, np.uint8(1), np.uint8(0))).astype(np.uint8)
+    code = da.where(band_missing, np.uint8(255), _fmask_code(stack[6], mask_flags)).astype(np.uint8)
     clean = da.where((code != 0)[None], np.int16(hls.REFLECTANCE_NODATA), bands).astype(np.int16)
     return clean, code
+
+
+def _clear_share(stack: da.Array, mask_flags: Sequence[str]) -> da.Array:
+    """Lazy share of the AOI grid's pixels whose Fmask is valid and carries none of ``mask_flags`` (reads
+    only the Fmask assets of a (7, H, W) acquisition stack)."""
+    return (_fmask_code(stack[6], mask_flags) == 0).mean()
+
+
+def clear_fraction(stack: da.Array, mask_flags: Sequence[str]) -> float:
+    """The clear fraction of one acquisition (see :func:`_clear_share`)."""
+    return float(_clear_share(stack, mask_flags).compute())
 
 
 def _timestamp(day: str) -> float:
     return datetime.fromisoformat(day).timestamp()
 
 
-def select_frames(
-    acquisitions: Sequence[Acquisition], frames: int, min_clear_fraction: float, start: str, end: str
-) -> tuple[list[Acquisition], list[dict[str, Any]]]:
-    """Pick ``frames`` acquisitions: the clearest eligible one in each of ``frames`` equal windows of
-    the date range; windows without an eligible date are filled with the clearest remaining dates.
+def _in_season(day: str, window: tuple[str, str]) -> bool:
+    """Whether ``YYYY-MM-DD`` falls in an inclusive ``(MM-DD, MM-DD)`` window (wrapping over New Year)."""
+    month_day, (first, last) = day[5:10], window
+    if first <= last:
+        return first <= month_day <= last
+    return month_day >= first or month_day <= last
 
-    Returns the chosen acquisitions in date order and a record of every candidate and why it was
-    dropped. Raises if fewer than ``frames`` dates pass ``min_clear_fraction``.
+
+def select_frames(
+    acquisitions: Sequence[Acquisition],
+    frames: int,
+    min_clear_fraction: float,
+    start: str,
+    end: str,
+    season_windows: Sequence[tuple[str, str]] | None = None,
+) -> tuple[list[Acquisition], list[dict[str, Any]]]:
+    """Pick ``frames`` acquisitions: the clearest eligible one in each window, windows without an eligible
+    date being filled with the clearest remaining dates.
+
+    The windows are ``season_windows`` (one ``(MM-DD, MM-DD)`` pair per frame, config
+    ``download.season_windows``) or, without them, ``frames`` equal parts of ``start``..``end``.
+    Returns the chosen acquisitions in date order and a record of every candidate: its clear fraction,
+    its window, and whether it became a frame or why it was dropped. Raises if fewer than ``frames``
+    dates pass ``min_clear_fraction``.
     """
+    seasons = [tuple(w) for w in season_windows or []]
+    if seasons and len(seasons) != frames:
+        raise ValueError(
+            f"download.season_windows has {len(seasons)} windows but download.frames = {frames}; "
+            "give one window per frame"
+        )
     t0, t1 = _timestamp(start), _timestamp(end)
     span = max(t1 - t0, 1.0)
+
+    def windows_of(acq: Acquisition) -> list[int]:
+        if seasons:
+            return [w for w, season in enumerate(seasons) if _in_season(acq.date, season)]
+        t = _timestamp(acq.date)
+        w = min(max(int((t - t0) / span * frames), 0), frames - 1)
+        return [w]
+
+    def window_label(w: int) -> str:
+        if seasons:
+            return f"{seasons[w][0]}..{seasons[w][1]}"
+        lo = datetime.fromtimestamp(t0 + span * w / frames).date().isoformat()
+        hi = datetime.fromtimestamp(t0 + span * (w + 1) / frames).date().isoformat()
+        return f"{lo}..{hi}"
+
     eligible = [a for a in acquisitions if a.clear_fraction >= min_clear_fraction]
     chosen: list[Acquisition] = []
+    filled: set[int] = set()  # ids of acquisitions chosen to fill a window without an eligible date
+    empty_windows = []
     for window in range(frames):
-        lo, hi = t0 + span * window / frames, t0 + span * (window + 1) / frames
-        last = window == frames - 1
-        in_window = [
-            a for a in eligible if lo <= _timestamp(a.date) and (_timestamp(a.date) < hi or last) and a not in chosen
-        ]
+        in_window = [a for a in eligible if window in windows_of(a) and a not in chosen]
         if in_window:
             chosen.append(max(in_window, key=lambda a: (a.clear_fraction, a.date)))
+        else:
+            empty_windows.append(window_label(window))
     for acq in sorted(eligible, key=lambda a: (-a.clear_fraction, a.date)):
         if len(chosen) >= frames:
             break
         if acq not in chosen:
             chosen.append(acq)
+            filled.add(id(acq))
     if len(chosen) < frames:
         raise ValueError(
             f"only {len(eligible)} of {len(acquisitions)} acquisitions have a clear fraction >= "
             f"{min_clear_fraction} (download.min_clear_fraction), but download.frames = {frames}; "
             "lower one of them, widen the AOI's dates or raise stac.imagery.max_cloud_cover"
         )
+    if empty_windows:
+        log.warning(
+            "no date with clear fraction >= %s in window(s) %s; filled with the clearest remaining date(s)",
+            min_clear_fraction,
+            ", ".join(empty_windows),
+        )
     chosen.sort(key=lambda a: (a.date, a.sensor))
     records = []
     for acq in acquisitions:
+        own = windows_of(acq)
         if acq in chosen:
             status = f"frame {chosen.index(acq)}"
+            if id(acq) in filled:
+                status += " (fills a window without an eligible date)"
         elif acq.clear_fraction < min_clear_fraction:
             status = "dropped: clear fraction below download.min_clear_fraction"
+        elif not own:
+            status = "dropped: outside every download.season_windows window"
         else:
             status = "dropped: a clearer date was chosen in its window"
         records.append(
@@ -227,6 +493,7 @@ def select_frames(
                 "sensor": acq.sensor,
                 "items": [i.id for i in acq.items],
                 "clear_fraction": round(acq.clear_fraction, 6),
+                "window": ", ".join(window_label(w) for w in own) if own else None,
                 "status": status,
             }
         )
@@ -339,7 +606,13 @@ def _label_item(item: pystac.Item) -> pystac.Item:
     return item
 
 
-def label_stack(items: Sequence[pystac.Item], grid: Grid, block_size: int, asset: str = "data") -> da.Array:
+def label_stack(
+    items: Sequence[pystac.Item],
+    grid: Grid,
+    block_size: int,
+    asset: str = "data",
+    env: stackstac.rio_env.LayeredEnv | None = None,
+) -> da.Array:
     """Lazy (H, W) uint8 class indices: label tiles reprojected onto ``grid`` with mode resampling,
     mosaicked (first tile wins), and remapped from IO codes to contiguous indices (255 = ignore)."""
     if not items:
@@ -357,7 +630,13 @@ def label_stack(items: Sequence[pystac.Item], grid: Grid, block_size: int, asset
         resampling=Resampling.mode,
         chunksize=block_size,
         properties=False,
+        gdal_env=env,
     )
+    if stack.shape[0] == 0 or stack.shape[1] == 0:
+        raise ValueError(
+            f"none of the label items {[i.id for i in items]} overlaps the AOI grid (EPSG:{grid.epsg}, bounds "
+            f"{grid.bounds}) according to its footprint metadata"
+        )
     codes = stack.data[:, 0]
     mosaic = codes[0]
     for layer in codes[1:]:
@@ -374,32 +653,86 @@ def write_aoi_stack(
     imagery_signing: str = "none",
     labels_signing: str = "none",
 ) -> dict[str, Any]:
-    """Build ``image.tif``, ``mask.tif``, ``label.tif`` and ``frames.json`` for one AOI in ``out_dir``.
+    """Build ``image.tif``, ``mask.tif``, ``label.tif``, ``frames.json`` and ``dates.csv`` for one AOI.
 
     ``cfg`` is the ``download`` config section. Returns the frames record written to ``frames.json``.
+    Everything that can fail without downloading (config, credentials, an offline host) is checked first;
+    if anything fails once writing has begun, every output is removed again.
     """
     out_dir = Path(out_dir)
     block_size = int(cfg.get("block_size", 1024))
     frames = int(cfg.get("frames", 3))
     mask_flags = tuple(cfg.get("mask_flags", hls.DEFAULT_MASK_FLAGS))
+    min_clear = float(cfg.get("min_clear_fraction", 0.6))
+    seasons = parse_season_windows(cfg.get("season_windows"), frames)
     grid = aoi_grid(aoi, float(cfg.get("resolution", 30)), cfg.get("crs", "utm"))
+    if not len(imagery):
+        raise ValueError(f"AOI {aoi.name}: the imagery ItemCollection is empty")
+    if not len(labels):
+        raise ValueError(f"AOI {aoi.name}: the labels ItemCollection is empty")
+    # before any download: credentials, then whether the asset hosts can be reached at all
+    check_signing(imagery_signing, "stac.imagery.signing")
+    check_signing(labels_signing, "stac.labels.signing")
+    for kind, items in (("imagery", imagery), ("labels", labels)):
+        href = _first_http_href(list(items))
+        if href is not None:
+            check_reachable(href, f"the stac.{kind} assets, e.g.")
     log.info(
         "AOI %s: grid EPSG:%d, %d x %d pixels of %g m", aoi.name, grid.epsg, grid.width, grid.height, grid.resolution
     )
-    hls_items = [sign_item(i, imagery_signing) for i in imagery]
+    outputs = [out_dir / name for name in OUTPUT_NAMES]
+    try:
+        with gdal_env(imagery_signing) as imagery_env, gdal_env(labels_signing) as labels_env:
+            return _write_aoi_stack(
+                aoi, imagery, labels, grid, out_dir, block_size, frames, mask_flags, min_clear, seasons,
+                imagery_signing, labels_signing, imagery_env, labels_env,
+            )  # fmt: skip
+    except BaseException:
+        for path in outputs:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _write_aoi_stack(
+    aoi: AOI,
+    imagery: pystac.ItemCollection,
+    labels: pystac.ItemCollection,
+    grid: Grid,
+    out_dir: Path,
+    block_size: int,
+    frames: int,
+    mask_flags: tuple[str, ...],
+    min_clear: float,
+    seasons: list[tuple[str, str]],
+    imagery_signing: str,
+    labels_signing: str,
+    imagery_env: stackstac.rio_env.LayeredEnv,
+    labels_env: stackstac.rio_env.LayeredEnv,
+) -> dict[str, Any]:
+    with _asset_errors(f"AOI {aoi.name}: imagery"):
+        hls_items = with_projection([sign_item(i, imagery_signing) for i in imagery], imagery_env)
+    with _asset_errors(f"AOI {aoi.name}: labels"):
+        label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, "data")
     acquisitions = group_acquisitions(hls_items)
-    if not acquisitions:
-        raise ValueError(f"AOI {aoi.name}: the imagery ItemCollection is empty")
 
     with dask.config.set(scheduler="threads"):
-        stacks = {a.key: _stack_acquisition(a, grid, block_size) for a in acquisitions}
-        for acq in tqdm(acquisitions, desc=f"{aoi.name}: clear fraction per date", unit="date"):
-            _, code = _masked_frame(stacks[acq.key], mask_flags)
-            acq.clear_fraction = float((code == 0).mean().compute())
-            log.info("%s %s: clear fraction %.3f", acq.date, acq.sensor, acq.clear_fraction)
+        stacks = {a.key: _stack_acquisition(a, grid, block_size, imagery_env) for a in acquisitions}
+        # several dates per dask computation: the Fmask windows of remote dates are read concurrently
+        with tqdm(total=len(acquisitions), desc=f"{aoi.name}: clear fraction per date", unit="date") as bar:
+            for first in range(0, len(acquisitions), CLEAR_FRACTION_BATCH):
+                batch = acquisitions[first : first + CLEAR_FRACTION_BATCH]
+                with _asset_errors(f"AOI {aoi.name}: Fmask of {batch[0].date}..{batch[-1].date}"):
+                    shares = dask.compute(*[_clear_share(stacks[a.key], mask_flags) for a in batch])
+                for acq, share in zip(batch, shares, strict=True):
+                    acq.clear_fraction = float(share)
+                    log.info("%s %s: clear fraction %.3f", acq.date, acq.sensor, acq.clear_fraction)
+                bar.update(len(batch))
         start, end = aoi.start.isoformat(), aoi.end.isoformat()
-        chosen, records = select_frames(acquisitions, frames, float(cfg.get("min_clear_fraction", 0.6)), start, end)
+        chosen, records = select_frames(acquisitions, frames, min_clear, start, end, seasons)
         log.info("AOI %s: frames %s", aoi.name, [a.key for a in chosen])
+        for record in records:
+            if record["status"].startswith("dropped"):
+                log.info("AOI %s: %s %s %s", aoi.name, record["date"], record["sensor"], record["status"])
 
         masked = [_masked_frame(stacks[a.key], mask_flags) for a in chosen]
         image = da.concatenate([m[0] for m in masked], axis=0)
@@ -410,43 +743,44 @@ def write_aoi_stack(
         order_tag = {
             "BAND_ORDER": "time-major: band t*6+b = frame t, Prithvi band b (" + ",".join(hls.PRITHVI_BANDS) + ")"
         }
-        _write_cog(
-            image,
-            out_dir / "image.tif",
-            grid,
-            hls.REFLECTANCE_NODATA,
-            hls.band_names(len(chosen)),
-            block_size,
-            tags={**frame_tags, **order_tag, "SCALE": str(1 / hls.REFLECTANCE_SCALE)},
-            overview_resampling="average",
-        )
-        _write_cog(
-            mask,
-            out_dir / "mask.tif",
-            grid,
-            255,
-            [f"t{t}_fmask_{'+'.join(mask_flags)}" for t in range(len(chosen))],
-            block_size,
-            tags={**frame_tags, "VALUES": "0 clear, 1 masked by Fmask flags, 255 no data"},
-        )
-        label_items = [sign_item(i, labels_signing) for i in labels]
-        label = label_stack(label_items, grid, block_size)[None]
-        _write_cog(
-            label,
-            out_dir / "label.tif",
-            grid,
-            classes.IGNORE_INDEX,
-            ["class_index"],
-            block_size,
-            colormap=classes.index_colormap(),
-            tags={
-                "CLASSES": ",".join(f"{i}={n}" for i, n in enumerate(classes.CLASS_NAMES)),
-                "IGNORE_INDEX": str(classes.IGNORE_INDEX),
-                "SOURCE_ITEMS": ",".join(i.id for i in labels),
-                "RESAMPLING": "mode",
-            },
-            overview_resampling="mode",
-        )
+        with _asset_errors(f"AOI {aoi.name}: imagery"):
+            _write_cog(
+                image,
+                out_dir / "image.tif",
+                grid,
+                hls.REFLECTANCE_NODATA,
+                hls.band_names(len(chosen)),
+                block_size,
+                tags={**frame_tags, **order_tag, "SCALE": str(1 / hls.REFLECTANCE_SCALE)},
+                overview_resampling="average",
+            )
+            _write_cog(
+                mask,
+                out_dir / "mask.tif",
+                grid,
+                255,
+                [f"t{t}_fmask_{'+'.join(mask_flags)}" for t in range(len(chosen))],
+                block_size,
+                tags={**frame_tags, "VALUES": "0 clear, 1 masked by Fmask flags, 255 no data"},
+            )
+        label = label_stack(label_items, grid, block_size, env=labels_env)[None]
+        with _asset_errors(f"AOI {aoi.name}: labels"):
+            _write_cog(
+                label,
+                out_dir / "label.tif",
+                grid,
+                classes.IGNORE_INDEX,
+                ["class_index"],
+                block_size,
+                colormap=classes.index_colormap(),
+                tags={
+                    "CLASSES": ",".join(f"{i}={n}" for i, n in enumerate(classes.CLASS_NAMES)),
+                    "IGNORE_INDEX": str(classes.IGNORE_INDEX),
+                    "SOURCE_ITEMS": ",".join(i.id for i in labels),
+                    "RESAMPLING": "mode",
+                },
+                overview_resampling="mode",
+            )
     record = {
         "aoi": aoi.name,
         "grid": {
@@ -458,6 +792,9 @@ def write_aoi_stack(
         },
         "band_order": hls.band_names(len(chosen)),
         "mask_flags": list(mask_flags),
+        "min_clear_fraction": min_clear,
+        "selection": "season_windows" if seasons else "equal_windows",
+        "season_windows": [list(w) for w in seasons] or None,
         "frames": [
             {
                 "date": a.date,
@@ -470,5 +807,19 @@ def write_aoi_stack(
         "candidates": records,
         "dropped": [r for r in records if r["status"].startswith("dropped")],
     }
+    _write_dates_csv(records, out_dir / "dates.csv")
     write_json(record, out_dir / "frames.json")
     return record
+
+
+def _write_dates_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """The per-date report: every candidate acquisition, its clear fraction and what became of it."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["date", "sensor", "clear_fraction", "window", "status", "items"])
+    for r in records:
+        writer.writerow(
+            [r["date"], r["sensor"], f"{r['clear_fraction']:.6f}", r["window"] or "", r["status"], " ".join(r["items"])]
+        )
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())

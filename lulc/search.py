@@ -20,17 +20,30 @@ and writes the result with :func:`save_item_collection`. Both backends go throug
 - ``max_items``: more matching items than that is an error, never a silently truncated result.
 
 Assets are *not* signed here: Planetary Computer SAS tokens expire, so :func:`sign_item` is called at
-download time.
+download time. NASA Earthdata credentials (``signing: earthdata``) are never put into URLs: they are
+looked up with :func:`earthdata_credentials` (``EARTHDATA_TOKEN`` or a netrc entry for
+``urs.earthdata.nasa.gov``) and handed to GDAL by the download stage; they are never logged or written.
+
+Network behaviour of a STAC API source: before any request, :func:`check_reachable` resolves and connects
+to the host within a few seconds, so an offline run of a real-data config stops at once with a clear
+message (static catalogs and the demo never run this check). Searches page through every result page
+(``page_size`` items per request), and transient HTTP failures (connection errors, 429, 5xx) are retried
+:data:`HTTP_RETRIES` times with exponential backoff before the search fails with a message naming the URL.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
+import netrc
 import os
+import socket
 import tempfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -42,16 +55,28 @@ import shapely.affinity
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
-from lulc.hls import FMASK_ASSET, PRITHVI_BANDS, SENSOR_ASSETS, sensor_of
+from lulc.hls import COLLECTION_SENSOR, FMASK_ASSET, PRITHVI_BANDS, SENSOR_ASSETS, sensor_of
 
 __all__ = [
     "AOI",
     "DEFAULT_MAX_ITEMS",
+    "DEFAULT_PAGE_SIZE",
+    "EARTHDATA_HOST",
+    "EARTHDATA_TOKEN_ENV",
     "SIGNING_METHODS",
+    "CredentialsError",
+    "EarthdataCredentials",
     "SearchError",
+    "SourceUnreachableError",
+    "check_download_config",
+    "check_reachable",
+    "check_signing",
+    "earthdata_credentials",
     "item_epsg",
     "item_interval",
     "matches",
+    "parse_season_windows",
+    "redact_url",
     "save_item_collection",
     "search_items",
     "sensor_assets",
@@ -60,14 +85,42 @@ __all__ = [
 
 #: The config schema's default for ``max_items``.
 DEFAULT_MAX_ITEMS = 2000
+#: The config schema's default for ``page_size`` (items per API request; pystac-client follows ``next``).
+DEFAULT_PAGE_SIZE = 100
 #: Values of ``stac.*.signing``.
-SIGNING_METHODS: tuple[str, ...] = ("none", "planetary_computer")
+SIGNING_METHODS: tuple[str, ...] = ("none", "planetary_computer", "earthdata")
+#: Values of ``stac.*.cloud_filter``: ``api`` sends the cloud limit to APIs that conform to the STAC Query
+#: extension (and filters locally as well); ``local`` never sends it and filters the returned items.
+CLOUD_FILTERS: tuple[str, ...] = ("api", "local")
+
+#: NASA Earthdata Login: the netrc machine and the environment variable holding a bearer token.
+EARTHDATA_HOST = "urs.earthdata.nasa.gov"
+EARTHDATA_TOKEN_ENV = "EARTHDATA_TOKEN"
+
+#: HTTP behaviour of STAC API searches: retries of transient failures (connection errors and these
+#: statuses) with exponential backoff (urllib3: no wait before the first retry, then
+#: ``HTTP_BACKOFF_S * 2 ** (retry - 1)`` seconds, i.e. 2, 4, 8, 16 s; ``Retry-After`` wins where sent),
+#: and (connect, read) timeouts in seconds.
+HTTP_RETRIES = 5
+HTTP_BACKOFF_S = 1.0
+HTTP_RETRY_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
+HTTP_TIMEOUT_S: tuple[float, float] = (10.0, 120.0)
+#: Seconds allowed to resolve and connect to a source's host before a run is declared offline.
+REACHABILITY_TIMEOUT_S = 5.0
 
 _AOI_KEYS = frozenset({"bbox", "file", "year", "start", "end"})
 
 
 class SearchError(ValueError):
     """A search that cannot give a usable result: nothing found, too many items, or an unreachable source."""
+
+
+class SourceUnreachableError(SearchError):
+    """An http(s) source whose host cannot be resolved or connected to: no network, or a wrong URL."""
+
+
+class CredentialsError(ValueError):
+    """Credentials a signing method needs are missing or unreadable (the message never shows a secret)."""
 
 
 # --------------------------------------------------------------------------------------------- AOIs
@@ -311,22 +364,32 @@ def _sort_key(item: pystac.Item) -> tuple[datetime, str]:
 
 
 def search_items(
-    aoi: AOI, query: Mapping[str, Any], catalog_path_for_demo: Path | None = None
+    aoi: AOI,
+    query: Mapping[str, Any],
+    catalog_path_for_demo: Path | None = None,
+    config_key: str | None = None,
 ) -> pystac.ItemCollection:
     """Items matching ``query`` (a config ``stac.imagery`` / ``stac.labels`` dict) over ``aoi``, sorted.
 
     ``query["source"]`` is ``"demo"`` (use ``catalog_path_for_demo``), a path to a static ``catalog.json``
     (or its folder), or the http(s) URL of a STAC API. Raises :class:`SearchError` when nothing matches,
-    when more than ``max_items`` items match (no silently truncated result), or when an API is unreachable.
+    when more than ``max_items`` items match (no silently truncated result), or when an API is unreachable
+    (:class:`SourceUnreachableError`, raised before any request). ``config_key`` names the query in
+    messages (``stac.imagery``); by default it is inferred from the collections (HLS ones are imagery).
+    A query with ``signing: earthdata`` fails at once, before any network call, when no Earthdata
+    credentials are configured (:class:`CredentialsError`).
     """
     source = str(query.get("source") or "").strip()
     collections = list(query.get("collections") or [])
+    key = config_key or _config_key(collections)
     if not source:
-        raise ValueError(f"AOI {aoi.name!r}: the STAC query has no 'source' ({dict(query)!r})")
+        raise ValueError(f"AOI {aoi.name!r}: the STAC query {key} has no 'source' ({dict(query)!r})")
     if not collections:
-        raise ValueError(f"AOI {aoi.name!r}: the STAC query for {source!r} lists no 'collections'")
+        raise ValueError(f"AOI {aoi.name!r}: the STAC query {key} for {source!r} lists no 'collections'")
     max_items = int(query.get("max_items") or DEFAULT_MAX_ITEMS)
-    if source.startswith(("http://", "https://")):
+    check_signing(str(query.get("signing") or "none"), f"{key}.signing")
+    if _is_url(source):
+        check_reachable(source, f"{key}.source")
         found = _search_api(source, aoi, query, max_items)
         where = f"STAC API {source}"
     else:
@@ -342,6 +405,17 @@ def search_items(
     if not found:
         raise SearchError(f"AOI {aoi.name!r}: no STAC items in {where} for {_describe_query(aoi, query)}")
     return pystac.ItemCollection(found, clone_items=False)
+
+
+def _config_key(collections: Sequence[str]) -> str:
+    """``stac.imagery`` for a query of HLS collections, else ``stac.labels`` (for messages only)."""
+    if collections and all(c in COLLECTION_SENSOR for c in collections):
+        return "stac.imagery"
+    return "stac.labels"
+
+
+def _is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
 
 
 def _describe_query(aoi: AOI, query: Mapping[str, Any]) -> str:
@@ -378,46 +452,81 @@ def _search_static(catalog_path: Path, aoi: AOI, query: Mapping[str, Any]) -> li
 
 
 def _with_absolute_hrefs(item: pystac.Item) -> pystac.Item:
-    """A copy of ``item`` whose asset and link hrefs are absolute, so it stays valid outside its catalog."""
+    """A copy of ``item`` whose asset and link hrefs are absolute, so it stays valid outside its catalog.
+
+    Only relative hrefs are resolved (against the item's self href): an absolute local path stays a path
+    even when the item came from an API (pystac would turn ``/data/x.tif`` into ``http://api/data/x.tif``).
+    """
     clone = item.clone()
     self_href = item.get_self_href()
     if self_href is None:
         return clone
     clone.set_self_href(self_href)
-    clone.make_asset_hrefs_absolute()
+    for asset in clone.assets.values():
+        if not _is_absolute(asset.href):
+            asset.href = pystac.utils.make_absolute_href(asset.href, self_href)
     for link in clone.links:
+        if isinstance(link.target, str) and _is_absolute(link.target):
+            continue
         absolute = link.get_absolute_href()
         if absolute is not None:
             link.target = absolute
     return clone
 
 
-def _search_api(url: str, aoi: AOI, query: Mapping[str, Any], max_items: int) -> list[pystac.Item]:
-    """Search a STAC API with pystac-client (which follows every ``next`` page itself).
+def _is_absolute(href: str) -> bool:
+    """A URL with a scheme (http, s3, ...) or an absolute local path."""
+    return "://" in href or os.path.isabs(href)
 
-    The cloud limit is sent as ``query={"eo:cloud_cover": {"lte": x}}``; an API drops items without that
-    property then, so leave ``max_cloud_cover`` null for label collections (the local filter keeps them).
+
+def _stac_api_io() -> Any:
+    """A pystac-client transport with timeouts and retries of transient failures, exponential backoff."""
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3 import Retry
+
+    retry = Retry(
+        total=HTTP_RETRIES,
+        connect=HTTP_RETRIES,
+        read=HTTP_RETRIES,
+        status=HTTP_RETRIES,
+        backoff_factor=HTTP_BACKOFF_S,
+        status_forcelist=HTTP_RETRY_STATUSES,
+        allowed_methods=None,  # POST /search is a read: retry it like GET
+        respect_retry_after_header=True,
+        raise_on_status=True,
+    )
+    return StacApiIO(timeout=HTTP_TIMEOUT_S, max_retries=retry)
+
+
+def _search_api(url: str, aoi: AOI, query: Mapping[str, Any], max_items: int) -> list[pystac.Item]:
+    """Search a STAC API with pystac-client, which follows every ``next`` page (``page_size`` per page).
+
+    The cloud limit is sent as ``query={"eo:cloud_cover": {"lte": x}}`` when the API conforms to the Query
+    extension and ``cloud_filter`` is ``api``; the local filter applies it in every case. An API drops items
+    without that property then, so leave ``max_cloud_cover`` null for label collections.
     """
     import pystac_client
     import requests
+    from pystac_client.conformance import ConformanceClasses
     from pystac_client.warnings import DoesNotConformTo
 
+    retries = f"after {HTTP_RETRIES} retries with exponential backoff"
     try:
-        client = pystac_client.Client.open(url)
+        client = pystac_client.Client.open(url, stac_io=_stac_api_io())
     except (requests.RequestException, pystac_client.exceptions.APIError, OSError) as exc:
-        raise SearchError(
-            f"AOI {aoi.name!r}: cannot reach the STAC API {url}: {exc}. This source needs network access; "
-            "offline, use source: demo or a static catalog.json"
-        ) from exc
+        raise SearchError(f"AOI {aoi.name!r}: cannot open the STAC API {url} ({retries}): {exc}") from exc
     kwargs: dict[str, Any] = {
         "collections": list(query["collections"]),
         "bbox": list(aoi.bbox),
         "datetime": aoi.datetime_range(),
+        "limit": int(query.get("page_size") or DEFAULT_PAGE_SIZE),
         # one more than allowed, so that a truncated result is detected instead of silently used
         "max_items": max_items + 1,
     }
-    if query.get("max_cloud_cover") is not None:
-        kwargs["query"] = {"eo:cloud_cover": {"lte": query["max_cloud_cover"]}}
+    cloud = query.get("max_cloud_cover")
+    if cloud is not None and query.get("cloud_filter", "api") == "api":
+        if client.conforms_to(ConformanceClasses.QUERY):
+            kwargs["query"] = {"eo:cloud_cover": {"lte": cloud}}
     try:
         items = list(client.search(**kwargs).item_collection())
     except DoesNotConformTo as exc:
@@ -427,7 +536,8 @@ def _search_api(url: str, aoi: AOI, query: Mapping[str, Any], max_items: int) ->
         ) from exc
     except (requests.RequestException, pystac_client.exceptions.APIError, OSError) as exc:
         raise SearchError(
-            f"AOI {aoi.name!r}: the search at {url} failed ({_describe_query(aoi, query)}): {exc}"
+            f"AOI {aoi.name!r}: the search at {_search_url(client, url)} failed {retries} "
+            f"({_describe_query(aoi, query)}): {exc}"
         ) from exc
     if len(items) > max_items:
         raise SearchError(
@@ -435,6 +545,210 @@ def _search_api(url: str, aoi: AOI, query: Mapping[str, Any], max_items: int) ->
             f"({_describe_query(aoi, query)}); narrow the AOI, dates or cloud cover, or raise max_items"
         )
     return items
+
+
+def _search_url(client: Any, url: str) -> str:
+    """The API's item-search endpoint (from its ``search`` link), else the API URL."""
+    try:
+        link = client.get_single_link("search")
+    except Exception:  # a client without links: name the API itself
+        link = None
+    return str(link.href) if link is not None else url
+
+
+# ------------------------------------------------------------------------------ network checks
+
+
+def check_reachable(url: str, what: str, timeout: float | None = None) -> None:
+    """Raise :class:`SourceUnreachableError` unless the host of ``url`` resolves and accepts a TCP
+    connection within ``timeout`` seconds (default :data:`REACHABILITY_TIMEOUT_S`).
+
+    Behind an http(s) proxy (``HTTPS_PROXY`` and friends, honouring ``NO_PROXY``) the proxy is checked
+    instead, since that is where the connection goes. Sends no request: it only opens and closes a socket.
+    """
+    timeout = REACHABILITY_TIMEOUT_S if timeout is None else float(timeout)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{what}: {url!r} is not an http(s) URL")
+    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme.lower() == "https" else 80)
+    proxy = _proxy_for(parsed)
+    target = f"{host}:{port}"
+    if proxy is not None:
+        host, port = proxy
+        target = f"proxy {host}:{port}"
+    try:
+        _connect(host, port, timeout)
+    except OSError as exc:
+        reason = str(exc) or exc.__class__.__name__
+        raise SourceUnreachableError(
+            f"{what} {redact_url(url)} is not reachable ({target}: {reason}): real-data configs need network; "
+            "the default demo config runs offline"
+        ) from None
+
+
+def _proxy_for(parsed: urllib.parse.SplitResult) -> tuple[str, int] | None:
+    """(host, port) of the proxy the URL would go through, or None."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parsed.scheme.lower())
+    if not proxy or urllib.request.proxy_bypass(parsed.hostname or ""):
+        return None
+    proxy_parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if not proxy_parsed.hostname:
+        return None
+    return proxy_parsed.hostname, proxy_parsed.port or (443 if proxy_parsed.scheme == "https" else 80)
+
+
+def _connect(host: str, port: int, timeout: float) -> None:
+    """Resolve (with a deadline: getaddrinfo has none) and connect; raise OSError on failure."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        addresses = pool.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM).result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        raise OSError(f"could not resolve {host} within {timeout:g} s") from None
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve host {host!r}: {exc.strerror or exc}") from None
+    finally:
+        pool.shutdown(wait=False)
+    last: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout)
+                sock.connect(address)
+            return
+        except OSError as exc:
+            last = exc
+    raise last or OSError(f"no address for {host}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its query string and user info (SAS tokens, signatures, passwords)."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0]
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc = f"{netloc}:{parsed.port}"
+    query = "<redacted>" if parsed.query else ""
+    return urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, query, ""))
+
+
+# -------------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True)
+class EarthdataCredentials:
+    """Where NASA Earthdata credentials come from; the secret itself never appears in its repr.
+
+    ``kind`` is ``"token"`` (``EARTHDATA_TOKEN``: sent as ``Authorization: Bearer``) or ``"netrc"`` (a
+    netrc file with a ``machine urs.earthdata.nasa.gov`` entry: the login/redirect flow with cookies).
+    """
+
+    kind: str
+    netrc_path: Path | None = None
+    token: str = field(default="", repr=False, compare=False)
+
+    def describe(self) -> str:
+        """A loggable description (never the secret)."""
+        if self.kind == "token":
+            return f"bearer token from ${EARTHDATA_TOKEN_ENV}"
+        return f"netrc entry for {EARTHDATA_HOST} in {self.netrc_path}"
+
+
+def _netrc_path(environ: Mapping[str, str]) -> Path:
+    if environ.get("NETRC"):
+        return Path(environ["NETRC"]).expanduser()
+    return Path(environ.get("HOME") or Path.home()).expanduser() / ".netrc"
+
+
+def earthdata_credentials(environ: Mapping[str, str] | None = None) -> EarthdataCredentials:
+    """NASA Earthdata credentials: ``$EARTHDATA_TOKEN`` if set, else the ``urs.earthdata.nasa.gov`` entry
+    of ``$NETRC`` or ``~/.netrc``. Raises :class:`CredentialsError` (naming what to set, never a value)."""
+    environ = os.environ if environ is None else environ
+    token = (environ.get(EARTHDATA_TOKEN_ENV) or "").strip()
+    if token:
+        if any(ch in token for ch in "\r\n"):
+            raise CredentialsError(f"${EARTHDATA_TOKEN_ENV} spans several lines: it must be one bearer token")
+        return EarthdataCredentials("token", token=token)
+    path = _netrc_path(environ)
+    hint = (
+        f"set {EARTHDATA_TOKEN_ENV} to an Earthdata Login bearer token (https://urs.earthdata.nasa.gov, "
+        f"'Generate Token'), or add 'machine {EARTHDATA_HOST} login <user> password <password>' to {path} "
+        "(chmod 600)"
+    )
+    if not path.is_file():
+        raise CredentialsError(
+            f"no NASA Earthdata credentials: ${EARTHDATA_TOKEN_ENV} is not set and {path} does not exist; {hint}"
+        )
+    try:
+        entry = netrc.netrc(str(path)).authenticators(EARTHDATA_HOST)
+    except netrc.NetrcParseError as exc:  # its message may quote the file: show the line only
+        raise CredentialsError(f"cannot parse {path} (line {exc.lineno}); {hint}") from None
+    except OSError as exc:
+        raise CredentialsError(f"cannot read {path} ({exc.strerror}); {hint}") from None
+    if entry is None or not entry[0] or not entry[2]:
+        raise CredentialsError(
+            f"no NASA Earthdata credentials: {path} has no complete entry for {EARTHDATA_HOST}; {hint}"
+        )
+    return EarthdataCredentials("netrc", netrc_path=path.resolve())
+
+
+def check_signing(signing: str, key: str = "stac.imagery.signing") -> None:
+    """Fail early (no network) when ``signing`` is unknown or its credentials are missing."""
+    if signing not in SIGNING_METHODS:
+        raise ValueError(f"{key}: unknown signing method {signing!r}; known: {list(SIGNING_METHODS)}")
+    if signing == "earthdata":
+        try:
+            earthdata_credentials()
+        except CredentialsError as exc:
+            raise CredentialsError(f"{key} is 'earthdata' but {exc}") from None
+
+
+# ----------------------------------------------------------------------------- season windows
+
+
+def parse_season_windows(value: Any, frames: int, key: str = "download.season_windows") -> list[tuple[str, str]]:
+    """Validate ``download.season_windows``: ``frames`` pairs ``[start, end]`` of ``MM-DD`` days (inclusive;
+    ``start`` after ``end`` wraps over New Year, e.g. ``[12-01, 02-28]``). ``None`` gives ``[]`` (equal
+    windows). Raises a ValueError naming the key."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise ValueError(f"{key}: expected a list of [start, end] pairs of MM-DD days, got {value!r}")
+    windows = []
+    for index, pair in enumerate(value):
+        where = f"{key}[{index}]"
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Iterable) or len(list(pair)) != 2:
+            raise ValueError(f"{where}: expected [start, end] (MM-DD), got {pair!r}")
+        windows.append(tuple(_parse_month_day(day, where) for day in pair))
+    if len(windows) != int(frames):
+        raise ValueError(
+            f"{key}: {len(windows)} window(s) given but download.frames = {frames}; give one window per frame"
+        )
+    return windows  # type: ignore[return-value]
+
+
+def check_download_config(download: Mapping[str, Any]) -> None:
+    """Start-up check of the ``download`` section beyond the schema: one season window per frame.
+    Raises :class:`lulc.config.ConfigError` naming the key."""
+    from lulc.config import ConfigError
+
+    try:
+        parse_season_windows(download.get("season_windows"), int(download.get("frames", 3)))
+    except ValueError as error:
+        raise ConfigError(f"invalid configuration: {error}") from None
+
+
+def _parse_month_day(value: Any, where: str) -> str:
+    text = value.strftime("%m-%d") if isinstance(value, date) else str(value).strip()
+    try:
+        datetime.strptime(f"2000-{text}", "%Y-%m-%d")  # a leap year: 02-29 is a valid day
+    except ValueError:
+        raise ValueError(f"{where}: {value!r} is not a day of the year written MM-DD (e.g. 03-15)") from None
+    if len(text) != 5:
+        raise ValueError(f"{where}: {value!r} is not a day of the year written MM-DD (e.g. 03-15)")
+    return text
 
 
 def save_item_collection(items: pystac.ItemCollection, path: Path) -> None:
@@ -466,8 +780,9 @@ def save_item_collection(items: pystac.ItemCollection, path: Path) -> None:
 
 def sign_item(item: pystac.Item, signing: str) -> pystac.Item:
     """A copy of ``item`` ready to download: ``"none"`` leaves hrefs as they are, ``"planetary_computer"``
-    adds SAS tokens (they expire, so call this right before downloading)."""
-    if signing == "none":
+    adds SAS tokens (they expire, so call this right before downloading), ``"earthdata"`` leaves hrefs as
+    they are (the credentials go to GDAL, never into a URL: see :func:`lulc.download.gdal_env`)."""
+    if signing in ("none", "earthdata"):
         return item.clone()
     if signing == "planetary_computer":
         import planetary_computer

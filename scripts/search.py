@@ -9,6 +9,6 @@ log = setup_script_logging(snakemake)
 aoi = AOI.from_config(snakemake.wildcards.aoi, snakemake.params.aoi)
 demo_catalog = Path(snakemake.input[0]) if len(snakemake.input) else None
 for kind in ("imagery", "labels"):
-    items = search_items(aoi, snakemake.params[kind], demo_catalog)
+    items = search_items(aoi, snakemake.params[kind], demo_catalog, config_key=f"stac.{kind}")
     log.info("AOI %s: %d %s items", aoi.name, len(items), kind)
     save_item_collection(items, Path(snakemake.output[kind]))

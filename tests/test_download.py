@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
+import math
 from datetime import date, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pystac
 import pytest
 import rasterio
+import rasterio.transform
+import rasterio.warp
+import stackstac
 from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 
-from lulc import classes, hls
-from lulc.download import Acquisition, aoi_grid, select_frames, utm_epsg, write_aoi_stack
-from lulc.search import AOI
+from lulc import classes, download, hls
+from lulc.download import Acquisition, DownloadError, aoi_grid, select_frames, utm_epsg, write_aoi_stack
+from lulc.search import AOI, CredentialsError, SourceUnreachableError, item_epsg, sensor_assets
 from tests.conftest import make_hls_item, make_label_item
+from tests.local_http import serve_files
 
 SIZE = 48  # imagery pixels per side (30 m)
 ORIGIN = (500_010.0, 4_650_030.0)  # on the 30 m grid, like HLS tiles; the labels are offset by 5 m
+
+
+@pytest.fixture(autouse=True)
+def loopback_without_proxy(monkeypatch) -> None:
+    """The loopback servers of these tests must be reached directly even where a proxy is configured."""
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(variable, "127.0.0.1,localhost")
 
 
 def _aoi(inset: float = 150.0) -> AOI:
@@ -158,3 +174,322 @@ def test_write_aoi_stack_fails_clearly_when_no_frame_is_clear(scene, tmp_path):
     with pytest.raises(ValueError, match="download.min_clear_fraction"):
         write_aoi_stack(_aoi(), imagery, labels, cfg, tmp_path / "out")
     assert not (tmp_path / "out" / "image.tif").exists()
+
+
+# ------------------------------------------------------------------------------ season windows
+
+
+def test_select_frames_by_season_windows_including_one_over_new_year():
+    acqs = [
+        _acq("2023-01-10", 0.99),  # winter window (wraps over New Year)
+        _acq("2023-02-01", 0.7),
+        _acq("2023-04-15", 0.8),  # spring
+        _acq("2023-05-20", 0.9),
+        _acq("2023-07-01", 1.0),  # between the windows: clearest of all, but in no window
+        _acq("2023-12-20", 0.95),
+    ]
+    windows = [("12-01", "02-28"), ("04-01", "05-31")]
+    chosen, records = select_frames(acqs, 2, 0.5, "2023-01-01", "2023-12-31", windows)
+    assert [a.date for a in chosen] == ["2023-01-10", "2023-05-20"]
+    status = {r["date"]: r["status"] for r in records}
+    assert status["2023-07-01"] == "dropped: outside every download.season_windows window"
+    assert status["2023-04-15"] == "dropped: a clearer date was chosen in its window"
+    assert status["2023-12-20"] == "dropped: a clearer date was chosen in its window"
+    window = {r["date"]: r["window"] for r in records}
+    assert window["2023-12-20"] == "12-01..02-28" and window["2023-07-01"] is None
+    # a window without an eligible date is filled with the clearest remaining date, and says so
+    chosen, records = select_frames(acqs, 2, 0.5, "2023-01-01", "2023-12-31", [("04-01", "05-31"), ("09-01", "10-31")])
+    assert [a.date for a in chosen] == ["2023-05-20", "2023-07-01"]
+    assert {r["date"]: r["status"] for r in records}["2023-07-01"].endswith("(fills a window without an eligible date)")
+    with pytest.raises(ValueError, match="season_windows has 1 windows but download.frames = 2"):
+        select_frames(acqs, 2, 0.5, "2023-01-01", "2023-12-31", [("04-01", "05-31")])
+
+
+def test_write_aoi_stack_with_season_windows_writes_the_dates_report(scene, tmp_path):
+    imagery, labels = scene
+    out = tmp_path / "out"
+    cfg = {
+        "frames": 2,
+        "min_clear_fraction": 0.5,
+        "block_size": 64,
+        "season_windows": [["05-01", "06-30"], ["09-01", "09-30"]],
+    }
+    record = write_aoi_stack(_aoi(), imagery, labels, cfg, out)
+    assert [f["date"] for f in record["frames"]] == ["2023-05-20", "2023-09-15"]
+    assert record["selection"] == "season_windows" and record["season_windows"] == [
+        ["05-01", "06-30"],
+        ["09-01", "09-30"],
+    ]
+    rows = list(csv.DictReader((out / "dates.csv").open()))
+    assert [r["date"] for r in rows] == ["2023-02-10", "2023-05-20", "2023-06-01", "2023-09-15"]
+    by_date = {r["date"]: r for r in rows}
+    assert by_date["2023-02-10"]["status"] == "dropped: outside every download.season_windows window"
+    assert by_date["2023-06-01"]["status"] == "dropped: clear fraction below download.min_clear_fraction"
+    assert by_date["2023-05-20"]["status"] == "frame 0" and by_date["2023-09-15"]["status"] == "frame 1"
+    # clear fraction from Fmask alone: frame 0 of the scene has 24 cloud/shadow pixels of 48 x 48
+    grid = aoi_grid(_aoi(), 30.0)
+    assert float(by_date["2023-06-01"]["clear_fraction"]) < 0.5
+    assert float(by_date["2023-05-20"]["clear_fraction"]) == pytest.approx(1.0)
+    assert float(by_date["2023-02-10"]["clear_fraction"]) == pytest.approx(
+        1 - 24 / (grid.width * grid.height), abs=1e-6
+    )
+    assert by_date["2023-05-20"]["items"] == imagery[1].id
+    with pytest.raises(ValueError, match=r"download\.season_windows: 1 window\(s\) given but download\.frames = 2"):
+        write_aoi_stack(_aoi(), imagery, labels, {**cfg, "season_windows": [["05-01", "06-30"]]}, tmp_path / "bad")
+
+
+# ------------------------------------------------------------------- grids, CRS, antimeridian
+
+
+def _tile_at(directory, sensor, when, epsg, lon_lat_box, value, tile):
+    """An HLS-like item in ``epsg`` covering ``lon_lat_box``, every band = ``value`` (+ band index)."""
+    left, bottom, right, top = transform_bounds("EPSG:4326", f"EPSG:{epsg}", *lon_lat_box)
+    left, top = math.floor(left / 30) * 30, math.ceil(top / 30) * 30
+    width, height = math.ceil((right - left) / 30), math.ceil((top - bottom) / 30)
+    bands = np.stack([np.full((height, width), value + b, np.int16) for b in range(6)])
+    fmask = np.zeros((height, width), np.uint8)
+    return make_hls_item(directory, sensor, when, bands, fmask, epsg=epsg, origin=(left, top), tile=tile)
+
+
+def _label_tile_at(directory, epsg, lon_lat_box, code, item_id):
+    left, bottom, right, top = transform_bounds("EPSG:4326", f"EPSG:{epsg}", *lon_lat_box)
+    left, top = math.floor(left / 30) * 30, math.ceil(top / 30) * 30
+    width, height = math.ceil((right - left) / 30), math.ceil((top - bottom) / 30)
+    item = make_label_item(directory / item_id, np.full((height, width), code, np.uint8), epsg, (left, top), 30.0)
+    item.id = item_id
+    return item
+
+
+def test_aoi_across_two_utm_zones_is_one_grid_with_both_tiles(tmp_path):
+    """The AOI straddles 96 W (UTM 14 | 15): tiles of both zones land on the one grid of the AOI centre's zone."""
+    aoi = AOI("border", (-96.02, 42.0, -95.98, 42.03), date(2023, 1, 1), date(2023, 12, 31))
+    when = datetime(2023, 6, 1)
+    west = _tile_at(tmp_path / "w", "S30", when, 32614, (-96.03, 41.99, -95.995, 42.04), 1000, "T14TQL")
+    east = _tile_at(tmp_path / "e", "S30", when, 32615, (-96.005, 41.99, -95.97, 42.04), 5000, "T15TTF")
+    labels = [
+        _label_tile_at(tmp_path, 32614, (-96.03, 41.99, -95.995, 42.04), 1, "14T-2023"),
+        _label_tile_at(tmp_path, 32615, (-96.005, 41.99, -95.97, 42.04), 5, "15T-2023"),
+    ]
+    out = tmp_path / "out"
+    cfg = {"frames": 1, "min_clear_fraction": 0.5, "block_size": 64}
+    record = write_aoi_stack(aoi, pystac.ItemCollection([west, east]), pystac.ItemCollection(labels), cfg, out)
+    assert record["grid"]["epsg"] == 32615 == utm_epsg(-96.0, 42.015)
+    assert record["frames"][0]["items"] == sorted([west.id, east.id])  # one date, two tiles mosaicked
+    with rasterio.open(out / "image.tif") as src:
+        assert src.crs.to_epsg() == 32615
+        blue = src.read(1)
+    with rasterio.open(out / "label.tif") as src:
+        label = src.read(1)
+    width = blue.shape[1]
+    assert set(np.unique(blue[:, : width // 4]).tolist()) == {1000}  # west: zone-14 tile (first wins)
+    assert set(np.unique(blue[:, -width // 4 :]).tolist()) == {5000}  # east: zone-15 tile fills in
+    assert (blue != hls.REFLECTANCE_NODATA).all()  # no gap along the zone boundary
+    water, crops = classes.CLASS_CODES.index(1), classes.CLASS_CODES.index(5)
+    assert set(np.unique(label[:, : width // 4]).tolist()) == {water}
+    assert set(np.unique(label[:, -width // 4 :]).tolist()) == {crops}
+    assert (label != classes.IGNORE_INDEX).all()
+
+
+def _as_read_from_json(item: pystac.Item, keep_proj: bool = True) -> pystac.Item:
+    """``item`` as the download stage sees it: read back from JSON, where pystac turns ``proj:epsg`` into
+    ``proj:code``; without ``keep_proj`` also with no projection metadata and no media types (NASA CMR)."""
+    document = item.to_dict(transform_hrefs=False)
+    document["stac_extensions"] = ["https://stac-extensions.github.io/projection/v1.1.0/schema.json"]
+    if not keep_proj:
+        document["stac_extensions"] = []
+        for key in [k for k in document["properties"] if k.startswith("proj:")]:
+            del document["properties"][key]
+        for asset in document["assets"].values():
+            asset.pop("type", None)
+    return pystac.Item.from_dict(document)
+
+
+def test_items_without_proj_epsg_get_it_from_proj_code_or_the_asset_header(scene, tmp_path, monkeypatch):
+    imagery, labels = scene
+    migrated = _as_read_from_json(imagery[0])
+    assert "proj:epsg" not in migrated.properties and migrated.properties["proj:code"] == "EPSG:32615"
+    cmr_like = [_as_read_from_json(item, keep_proj=False) for item in imagery]
+    for item in cmr_like:
+        item.collection_id = "HLSS30_2.0" if ".S30." in item.id else "HLSL30_2.0"
+    assert item_epsg(cmr_like[0]) is None and cmr_like[0].assets["B02"].media_type is None
+
+    reads = []
+    original = download._read_asset_grid
+    monkeypatch.setattr(download, "_read_asset_grid", lambda *a: reads.append(a[0].id) or original(*a))
+    fixed = download.with_projection([migrated, *cmr_like], stackstac.DEFAULT_GDAL_ENV)
+    assert [i.properties["proj:epsg"] for i in fixed] == [32615] * 5
+    assert len(reads) == 1  # one header per MGRS tile (all four scene items are tile T15TVG)
+    assert fixed[1].properties["proj:shape"] == [SIZE, SIZE]
+    assert fixed[1].properties["proj:transform"] == list(rasterio.transform.from_origin(*ORIGIN, 30, 30))[:6]
+    assert "proj:epsg" not in cmr_like[0].properties  # the searched items are left untouched
+
+    record = write_aoi_stack(_aoi(), pystac.ItemCollection(cmr_like), labels, {"frames": 3, "block_size": 64,
+                             "min_clear_fraction": 0.5}, tmp_path / "cmr")  # fmt: skip
+    reference = write_aoi_stack(_aoi(), imagery, labels, {"frames": 3, "block_size": 64, "min_clear_fraction": 0.5},
+                                tmp_path / "pc")  # fmt: skip
+    assert record["frames"] == reference["frames"]
+    with rasterio.open(tmp_path / "cmr" / "image.tif") as a, rasterio.open(tmp_path / "pc" / "image.tif") as b:
+        assert (a.read() == b.read()).all()
+
+
+def test_real_cmr_item_gets_its_crs_from_the_real_fmask_header(tmp_path):
+    from tests.conftest import require_fixtures
+
+    fixtures = require_fixtures()
+    item = pystac.Item.from_file(str(fixtures / "stac/cmr/item_HLS.S30.T10TEK.2021122T185911.v2.0.reconstructed.json"))
+    assert item_epsg(item) is None
+    # the real asset needs Earthdata login: put a real HLS Fmask COG (another tile, EPSG:32613) in its place
+    item.assets["Fmask"].href = str(fixtures / "rasters/hls_fmask/HLS.S30.T13RCN.2024128T173909.v2.0.Fmask.tif")
+    (fixed,) = download.with_projection([item], stackstac.DEFAULT_GDAL_ENV)
+    assert fixed.properties["proj:epsg"] == 32613
+    assert fixed.properties["proj:shape"] == [3660, 3660]
+    assert sensor_assets(fixed)["NIR_NARROW"] == "B8A"
+
+
+def test_label_tile_across_the_antimeridian(tmp_path):
+    """An IO-like zone-60 tile crossing 180 degrees (bbox [-180, s, 180, n], proj:code only, as pystac reads
+    IO items): without proj:epsg stackstac would project the world-wide bbox and drop the tile."""
+    (left, right), (bottom, top) = rasterio.warp.transform("EPSG:4326", "EPSG:32660", [179.0, -179.5], [65.0, 65.3])
+    left, top = math.floor(left / 30) * 30, math.ceil(top / 30) * 30
+    width, height = math.ceil((right - left) / 30), math.ceil((top - bottom) / 30)
+    codes = np.full((height, width), 2, np.uint8)
+    codes[:, : width // 2] = 1
+    item = make_label_item(tmp_path / "io", codes, epsg=32660, origin=(left, top), resolution=30.0)
+    document = item.to_dict(transform_hrefs=False)
+    document["stac_extensions"] = ["https://stac-extensions.github.io/projection/v1.1.0/schema.json"]
+    document["bbox"] = [-180.0, item.bbox[1], 180.0, item.bbox[3]]
+    document["properties"].update({"proj:transform": [30.0, 0.0, left, 0.0, -30.0, top], "proj:shape": [height, width]})
+    tile = pystac.Item.from_dict(document)
+    assert "proj:epsg" not in tile.properties
+    aoi = AOI("chukotka", (179.6, 65.05, 179.95, 65.2), date(2023, 1, 1), date(2023, 12, 31))
+    grid = aoi_grid(aoi, 30.0)
+    assert grid.epsg == 32660
+    with pytest.raises(ValueError, match="none of the label items.*overlaps the AOI grid"):
+        download.label_stack([tile], grid, 256)  # the trap, with a clear message instead of an IndexError
+    label = download.label_stack(download.with_projection([tile], stackstac.DEFAULT_GDAL_ENV), grid, 256).compute()
+    water, trees = classes.CLASS_CODES.index(1), classes.CLASS_CODES.index(2)
+    assert set(np.unique(label).tolist()) == {water, trees}
+
+
+# --------------------------------------------------------------- credentials, retries, failures
+
+
+def _served(items, server, root):
+    """Copies of ``items`` whose asset hrefs point at ``server`` (files under ``root``)."""
+    served = []
+    for item in items:
+        clone = item.clone()
+        for asset in clone.assets.values():
+            asset.href = f"{server.url}/{Path(asset.href).relative_to(root).as_posix()}"
+        served.append(clone)
+    return pystac.ItemCollection(served)
+
+
+@pytest.fixture
+def fast_gdal_retries(monkeypatch):
+    monkeypatch.setattr(download, "GDAL_HTTP_MAX_RETRY", 2)
+    monkeypatch.setattr(download, "GDAL_HTTP_RETRY_DELAY_S", 0.05)
+
+
+CFG = {"frames": 3, "min_clear_fraction": 0.5, "block_size": 64}
+
+
+def test_earthdata_token_reaches_the_imagery_host_only_and_never_logs_or_outputs(scene, tmp_path, monkeypatch, caplog):
+    imagery, labels = scene
+    token = "EDL-t0ken-never-in-logs"
+    monkeypatch.setenv("EARTHDATA_TOKEN", token)
+    caplog.set_level(logging.DEBUG)
+    with serve_files(tmp_path / "hls") as nasa, serve_files(tmp_path / "io") as pc:
+        served_imagery = _served(imagery, nasa, tmp_path / "hls")
+        served_labels = _served(labels, pc, tmp_path / "io")
+        out = tmp_path / "out"
+        record = write_aoi_stack(_aoi(), served_imagery, served_labels, CFG, out, imagery_signing="earthdata")
+        assert nasa.hits() and pc.hits()
+        assert all(r.headers.get("Authorization") == f"Bearer {token}" for r in nasa.hits())
+        assert not any("Authorization" in r.headers for r in pc.hits())
+    assert [f["date"] for f in record["frames"]] == ["2023-02-10", "2023-05-20", "2023-09-15"]
+    assert token not in caplog.text and "NASA Earthdata credentials: bearer token from $EARTHDATA_TOKEN" in caplog.text
+    for path in out.iterdir():
+        assert token.encode() not in path.read_bytes(), path
+    with download.gdal_env("earthdata") as env:
+        header_file = Path(env.always.options["GDAL_HTTP_HEADER_FILE"])
+        assert token not in repr(env) and header_file.read_text() == f"Authorization: Bearer {token}\n"
+        assert oct(header_file.stat().st_mode & 0o777) == "0o600"
+    assert not header_file.exists()
+
+
+def test_netrc_credentials_go_to_gdal_by_path(tmp_path, monkeypatch):
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine urs.earthdata.nasa.gov login alice password pw-secret\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    with download.gdal_env("earthdata") as env:
+        options = env.always.options
+        assert options["GDAL_HTTP_NETRC"] == "YES" and options["GDAL_HTTP_NETRC_FILE"] == str(netrc_file.resolve())
+        assert options["GDAL_HTTP_COOKIEFILE"] == options["GDAL_HTTP_COOKIEJAR"]
+        assert "pw-secret" not in repr(env)
+    with download.gdal_env("planetary_computer") as env:
+        options = env.always.options
+        assert options["GDAL_HTTP_NETRC"] == "NO" and Path(options["GDAL_HTTP_NETRC_FILE"]).read_text() == ""
+        assert Path(options["GDAL_HTTP_HEADER_FILE"]).read_text() == "" and options["GDAL_HTTP_MAX_RETRY"] == "5"
+
+
+def test_missing_earthdata_credentials_fail_before_any_request(scene, tmp_path, monkeypatch):
+    imagery, labels = scene
+    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    with serve_files(tmp_path / "hls") as nasa:
+        with pytest.raises(CredentialsError, match=r"stac\.imagery\.signing is 'earthdata' but no NASA Earthdata"):
+            write_aoi_stack(_aoi(), _served(imagery, nasa, tmp_path / "hls"), labels, CFG, tmp_path / "out",
+                            imagery_signing="earthdata")  # fmt: skip
+        assert nasa.hits() == []
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_transient_http_errors_are_retried(scene, tmp_path, fast_gdal_retries):
+    imagery, labels = scene
+    with serve_files(tmp_path / "hls") as server:
+        served = _served(imagery, server, tmp_path / "hls")
+        fmask = "/" + Path(imagery[0].assets["Fmask"].href).relative_to(tmp_path / "hls").as_posix()
+        red = "/" + Path(imagery[1].assets["B04"].href).relative_to(tmp_path / "hls").as_posix()
+        server.fail(fmask, 2, 503)
+        server.fail(red, 2, 429)
+        record = write_aoi_stack(_aoi(), served, labels, CFG, tmp_path / "out")
+        assert len(server.hits(fmask)) >= 3 and len(server.hits(red)) >= 3
+    assert [f["date"] for f in record["frames"]] == ["2023-02-10", "2023-05-20", "2023-09-15"]
+    write_aoi_stack(_aoi(), imagery, labels, CFG, tmp_path / "local")
+    with rasterio.open(tmp_path / "out" / "image.tif") as a, rasterio.open(tmp_path / "local" / "image.tif") as b:
+        assert (a.read() == b.read()).all()
+
+
+def test_persistent_http_error_names_the_url_and_leaves_no_output(scene, tmp_path, fast_gdal_retries):
+    imagery, labels = scene
+    with serve_files(tmp_path / "io") as server:
+        served = _served(labels, server, tmp_path / "io")
+        for asset in served[0].assets.values():
+            asset.href += "?se=2030&sig=SAS-SECRET"  # as a signed Planetary Computer URL
+        path = urlsplit(served[0].assets["data"].href).path
+        server.fail(path, -1, 503)
+        out = tmp_path / "out"
+        with pytest.raises(DownloadError) as excinfo:
+            write_aoi_stack(_aoi(), imagery, served, CFG, out)
+        assert len(server.hits(path)) >= 3  # retried before giving up
+    message = str(excinfo.value)
+    assert f"{server.url}{path}?<redacted>" in message and "retries with exponential backoff" in message
+    assert "SAS-SECRET" not in message
+    assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
+    # image.tif and mask.tif were written before the labels failed: all outputs are gone again
+    assert not [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.exists() else True
+    assert not list(out.glob("*.tif")) and not (out / "frames.json").exists()
+
+
+def test_unreachable_asset_host_fails_before_any_work(scene, tmp_path):
+    imagery, labels = scene
+    with serve_files(tmp_path / "hls") as server:
+        served = _served(imagery, server, tmp_path / "hls")
+    # the server is gone: its port refuses connections
+    with pytest.raises(
+        SourceUnreachableError, match=r"the stac\.imagery assets, e\.g\. http://127\.0\.0\.1:\d+/.* is not"
+    ):
+        write_aoi_stack(_aoi(), served, labels, CFG, tmp_path / "out")

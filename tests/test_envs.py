@@ -40,7 +40,9 @@ def test_conda_envs_agree_with_requirements():
         assert env_pins, env_file.name
         for name, version in env_pins.items():
             assert name in requirements, f"{env_file.name}: {name} is not pinned in requirements.txt"
-            assert requirements[name] == version, f"{env_file.name}: {name}=={version}, requirements.txt has {requirements[name]}"
+            assert requirements[name] == version, (
+                f"{env_file.name}: {name}=={version}, requirements.txt has {requirements[name]}"
+            )
         assert "python=3.11" in env["dependencies"], env_file.name
 
 

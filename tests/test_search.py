@@ -20,6 +20,7 @@ from lulc.hls import FMASK_ASSET, PRITHVI_BANDS, SENSOR_ASSETS
 from lulc.search import (
     AOI,
     SearchError,
+    SourceUnreachableError,
     item_epsg,
     save_item_collection,
     search_items,
@@ -40,6 +41,13 @@ FAR = (100.0, 10.0, 101.0, 11.0)
 AOI_BBOX = (10.2, 45.2, 10.8, 45.8)
 HLS_QUERY = {"source": "", "collections": ["hls2-s30", "hls2-l30"], "max_cloud_cover": 20, "signing": "none"}
 LABEL_QUERY = {"source": "", "collections": ["io-lulc-annual-v02"], "max_cloud_cover": None}
+
+
+@pytest.fixture(autouse=True)
+def loopback_without_proxy(monkeypatch: MonkeyPatch) -> None:
+    """The loopback servers of these tests must be reached directly even where a proxy is configured."""
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(variable, "127.0.0.1,localhost")
 
 
 def fixtures_or_skip(path: Path) -> Path:
@@ -373,6 +381,9 @@ class FakeClient:
     def __init__(self, items: list[pystac.Item]) -> None:
         self.items = items
 
+    def conforms_to(self, conformance_class: Any) -> bool:
+        return True  # item search and the Query extension, like Planetary Computer
+
     def search(self, **kwargs: Any) -> FakeSearch:
         FakeClient.calls.append(kwargs)
         wanted = set(kwargs["collections"])
@@ -390,6 +401,7 @@ def fake_api(monkeypatch: MonkeyPatch) -> list[dict[str, Any]]:
             items.append(item)
     FakeClient.calls = []
     opened: list[str] = []
+    monkeypatch.setattr(search, "check_reachable", lambda url, what, timeout=None: None)  # no network
 
     def fake_open(url: str, *args: Any, **kwargs: Any) -> FakeClient:
         opened.append(url)
@@ -410,6 +422,7 @@ def test_api_search_sends_the_query_and_filters_like_the_static_backend(
         "bbox": list(AOI_BBOX),
         "datetime": "2023-01-01T00:00:00Z/2023-12-31T23:59:59Z",
         "query": {"eo:cloud_cover": {"lte": 20}},
+        "limit": 100,
         "max_items": 51,
     }
     labels = search_items(aoi_2023(), query(LABEL_QUERY, url))
@@ -428,8 +441,11 @@ def test_unreachable_api_names_the_url_and_network() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/stac"
-    with pytest.raises(SearchError, match=rf"{url}.*needs network"):
+    expected = rf"stac\.imagery\.source {url} is not reachable .*real-data configs need network; the default demo"
+    with pytest.raises(SourceUnreachableError, match=expected):
         search_items(aoi_2023(), query(HLS_QUERY, url))
+    with pytest.raises(SearchError, match=rf"stac\.labels\.source {url} is not reachable"):
+        search_items(aoi_2023(), query(LABEL_QUERY, url))
 
 
 # --------------------------------------------------------------------------------------- output
@@ -682,6 +698,7 @@ def test_api_backend_pages_through_real_recorded_responses(monkeypatch: MonkeyPa
         return response
 
     monkeypatch.setattr(requests.Session, "send", fake_send)
+    monkeypatch.setattr(search, "check_reachable", lambda url, what, timeout=None: None)
     aoi = AOI("vermont", (-73.21, 43.99, -73.12, 44.05), date(2016, 1, 1), date(2023, 12, 31))
     url = "https://planetarycomputer.microsoft.com/api/stac/v1"
     naip = {"source": url, "collections": ["naip"], "max_cloud_cover": None}
@@ -705,10 +722,14 @@ def test_api_without_item_search_is_reported(monkeypatch: MonkeyPatch) -> None:
     from pystac_client.warnings import DoesNotConformTo
 
     class StaticOverHttp:
+        def conforms_to(self, conformance_class: Any) -> bool:
+            return False
+
         def search(self, **kwargs: Any) -> None:
             raise DoesNotConformTo("ITEM_SEARCH")
 
     monkeypatch.setattr(pystac_client.Client, "open", staticmethod(lambda url, **kwargs: StaticOverHttp()))
+    monkeypatch.setattr(search, "check_reachable", lambda url, what, timeout=None: None)
     with pytest.raises(SearchError, match=r"https://example\.test/catalog\.json is not a STAC API"):
         search_items(aoi_2023(), query(HLS_QUERY, "https://example.test/catalog.json"))
 
@@ -731,3 +752,479 @@ def test_real_cmr_item_maps_to_s30_assets_without_epsg() -> None:
         AOI("ca", (-122.5, 40.0, -122.0, 40.5), date(2021, 5, 1), date(2021, 5, 31)),
         {"collections": ["HLSS30_2.0"], "max_cloud_cover": 10},
     )
+
+
+# ------------------------------------------------------------------------ network behaviour
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_static_and_demo_sources_never_touch_the_network(catalog_path: Path, monkeypatch: MonkeyPatch) -> None:
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a local source made a network call")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(search, "check_reachable", no_network)
+    assert len(search_items(aoi_2023(), query(HLS_QUERY, catalog_path))) == 3
+    assert len(search_items(aoi_2023(), query(HLS_QUERY, "demo"), catalog_path_for_demo=catalog_path)) == 3
+
+
+def test_check_reachable_fails_fast_and_names_the_key() -> None:
+    import time
+
+    url = f"https://127.0.0.1:{free_port()}/api/stac/v1?token=secret"
+    start = time.perf_counter()
+    with pytest.raises(SourceUnreachableError) as excinfo:
+        search.check_reachable(url, "stac.labels.source")
+    assert time.perf_counter() - start < 5
+    message = str(excinfo.value)
+    assert message.startswith("stac.labels.source https://127.0.0.1:")
+    assert "real-data configs need network; the default demo config runs offline" in message
+    assert "secret" not in message  # query strings (tokens) are redacted
+    with pytest.raises(ValueError, match="not an http"):
+        search.check_reachable("ftp://example.test/x", "stac.imagery.source")
+
+
+def test_check_reachable_without_dns(monkeypatch: MonkeyPatch) -> None:
+    """What an offline machine answers: the resolver fails (simulated; no query leaves the machine)."""
+
+    def no_dns(*args: Any, **kwargs: Any) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    for variable in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    url = "https://planetarycomputer.microsoft.com/api/stac/v1"
+    expected = (
+        rf"stac\.imagery\.source {url} is not reachable \(planetarycomputer\.microsoft\.com:443: cannot resolve "
+        r"host 'planetarycomputer\.microsoft\.com': Name or service not known\): real-data configs need network"
+    )
+    with pytest.raises(SourceUnreachableError, match=expected):
+        search_items(aoi_2023(), query(HLS_QUERY, url))
+
+
+def test_check_reachable_times_out_on_a_hanging_resolver(monkeypatch: MonkeyPatch) -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def hanging(*args: Any, **kwargs: Any) -> None:
+        release.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    for variable in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(SourceUnreachableError, match=r"could not resolve cmr\.earthdata\.nasa\.gov within 0\.3 s"):
+            search.check_reachable("https://cmr.earthdata.nasa.gov/stac/LPCLOUD", "stac.imagery.source", timeout=0.3)
+        assert time.perf_counter() - start < 3
+    finally:
+        release.set()
+
+
+def test_check_reachable_goes_through_a_configured_proxy(monkeypatch: MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(SourceUnreachableError, match=rf"proxy 127\.0\.0\.1:{port}"):
+        search.check_reachable("https://planetarycomputer.microsoft.com/api/stac/v1", "stac.imagery.source")
+
+
+def test_redact_url() -> None:
+    signed = "https://acct.blob.core.windows.net/c/HLS.B02.tif?st=2025&se=2025&sig=abc%2Fdef"
+    assert search.redact_url(signed) == "https://acct.blob.core.windows.net/c/HLS.B02.tif?<redacted>"
+    assert search.redact_url("https://user:pw@host.test:8443/a.tif") == "https://host.test:8443/a.tif"
+    assert search.redact_url("/data/a.tif") == "/data/a.tif"
+
+
+class StacStub:
+    """A tiny loopback STAC API (landing page + POST /search) answering from ``items``, with pages of
+    ``limit`` items linked by a ``next`` token, and injected 503s."""
+
+    def __init__(self, items: list[pystac.Item], failures: int = 0, conforms_query: bool = True) -> None:
+        self.items = items
+        self.failures = failures  # the next requests that answer 503 (any method)
+        self.search_failures = 0  # the next POST /search requests that answer 503
+        self.conforms_query = conforms_query
+        self.requests: list[tuple[str, str, dict[str, Any] | None]] = []
+
+    def __enter__(self) -> StacStub:
+        import http.server
+        import threading
+
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def reply(self, status: int, document: dict[str, Any] | None) -> None:
+                body = json.dumps(document).encode() if document is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Retry-After", "0")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                stub.requests.append(("GET", self.path, None))
+                if stub.failures > 0:
+                    stub.failures -= 1
+                    return self.reply(503, None)
+                conforms = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"]
+                if stub.conforms_query:
+                    conforms.append("https://api.stacspec.org/v1.0.0/item-search#query")
+                self.reply(
+                    200,
+                    {
+                        "type": "Catalog",
+                        "id": "stub",
+                        "description": "stub",
+                        "stac_version": "1.0.0",
+                        "conformsTo": conforms,
+                        "links": [
+                            {"rel": "self", "href": stub.url, "type": "application/json"},
+                            {"rel": "root", "href": stub.url, "type": "application/json"},
+                            {
+                                "rel": "search",
+                                "href": f"{stub.url}/search",
+                                "method": "POST",
+                                "type": "application/geo+json",
+                            },
+                        ],
+                    },
+                )
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.requests.append(("POST", self.path, body))
+                if stub.failures > 0 or stub.search_failures > 0:
+                    stub.failures = max(stub.failures - 1, 0)
+                    stub.search_failures = max(stub.search_failures - 1, 0)
+                    return self.reply(503, None)
+                wanted = [i for i in stub.items if i.collection_id in body["collections"]]
+                cloud = (body.get("query") or {}).get("eo:cloud_cover", {}).get("lte")
+                if cloud is not None:
+                    wanted = [i for i in wanted if i.properties.get("eo:cloud_cover", 0) <= cloud]
+                offset = int(body.get("token") or 0)
+                page = wanted[offset : offset + body["limit"]]
+                links = []
+                if offset + body["limit"] < len(wanted):
+                    links.append(
+                        {
+                            "rel": "next",
+                            "href": f"{stub.url}/search",
+                            "method": "POST",
+                            "body": {**body, "token": str(offset + body["limit"])},
+                        }
+                    )
+                features = [i.to_dict(transform_hrefs=False) for i in page]
+                self.reply(200, {"type": "FeatureCollection", "features": features, "links": links})
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def posts(self) -> list[dict[str, Any]]:
+        return [body for method, _, body in self.requests if method == "POST" and body is not None]
+
+
+def api_items() -> list[pystac.Item]:
+    items = []
+    for collection_id, group in synthetic_items().items():
+        for item in group:
+            item.collection_id = collection_id
+            items.append(item)
+    return items
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: MonkeyPatch) -> None:
+    monkeypatch.setattr(search, "HTTP_BACKOFF_S", 0.01)
+    monkeypatch.setattr(search, "HTTP_RETRIES", 3)
+
+
+def test_api_search_pages_through_every_page_and_matches_the_static_backend(
+    catalog_path: Path, fast_retries: None
+) -> None:
+    with StacStub(api_items()) as api:
+        found = search_items(aoi_2023(), query(HLS_QUERY, api.url, page_size=1, max_cloud_cover=None))
+        expected = search_items(aoi_2023(), query(HLS_QUERY, catalog_path, max_cloud_cover=None))
+        assert ids(found) == ids(expected) and len(found) == 4
+        posts = api.posts()
+        # 6 HLS items in the collections (one far away and one from 2022 are the stub's: it ignores
+        # bbox and datetime), one per page: every page was fetched
+        assert [p.get("token") for p in posts] == [None, "1", "2", "3", "4", "5"]
+        assert all(p["limit"] == 1 for p in posts)
+
+
+def test_api_cloud_filter_is_sent_only_when_the_api_conforms(catalog_path: Path, fast_retries: None) -> None:
+    expected = ids(search_items(aoi_2023(), query(HLS_QUERY, catalog_path)))
+    with StacStub(api_items()) as api:
+        assert ids(search_items(aoi_2023(), query(HLS_QUERY, api.url))) == expected
+        assert api.posts()[-1]["query"] == {"eo:cloud_cover": {"lte": 20}}
+        assert ids(search_items(aoi_2023(), query(HLS_QUERY, api.url, cloud_filter="local"))) == expected
+        assert "query" not in api.posts()[-1]  # filtered locally only: same result
+    with StacStub(api_items(), conforms_query=False) as api:
+        assert ids(search_items(aoi_2023(), query(HLS_QUERY, api.url))) == expected
+        assert "query" not in api.posts()[-1]
+
+
+def test_api_search_retries_transient_errors_with_backoff(catalog_path: Path, fast_retries: None) -> None:
+    with StacStub(api_items(), failures=2) as api:  # the landing page fails twice, then works
+        found = search_items(aoi_2023(), query(HLS_QUERY, api.url))
+        assert ids(found) == ids(search_items(aoi_2023(), query(HLS_QUERY, catalog_path)))
+        assert [method for method, _, _ in api.requests[:3]] == ["GET", "GET", "GET"]
+
+
+def test_api_search_fails_after_the_retries_naming_the_url(fast_retries: None) -> None:
+    with StacStub(api_items(), failures=100) as api:
+        with pytest.raises(SearchError, match=rf"STAC API {api.url} \(after 3 retries with exponential backoff"):
+            search_items(aoi_2023(), query(HLS_QUERY, api.url))
+        assert len(api.requests) == 4  # the first try and 3 retries
+    with StacStub(api_items()) as api:
+        # the landing page works, the search fails: the message names the search endpoint
+        api.search_failures = 100
+        with pytest.raises(SearchError, match=rf"the search at {api.url}/search failed after 3 retries"):
+            search_items(aoi_2023(), query(HLS_QUERY, api.url))
+        assert len(api.posts()) == 4
+
+
+# ------------------------------------------------------------------------------ credentials
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: MonkeyPatch, tmp_path: Path) -> Path:
+    """An environment without Earthdata credentials; returns the netrc path it points to."""
+    monkeypatch.delenv(search.EARTHDATA_TOKEN_ENV, raising=False)
+    netrc_path = tmp_path / "home" / ".netrc"
+    netrc_path.parent.mkdir()
+    monkeypatch.setenv("HOME", str(netrc_path.parent))
+    monkeypatch.delenv("NETRC", raising=False)
+    return netrc_path
+
+
+def test_earthdata_credentials_from_token_or_netrc(no_credentials: Path, monkeypatch: MonkeyPatch) -> None:
+    with pytest.raises(search.CredentialsError) as excinfo:
+        search.earthdata_credentials()
+    assert "EARTHDATA_TOKEN" in str(excinfo.value) and str(no_credentials) in str(excinfo.value)
+
+    no_credentials.write_text("machine example.org login a password b\n")
+    no_credentials.chmod(0o600)
+    with pytest.raises(search.CredentialsError, match="no complete entry for urs.earthdata.nasa.gov"):
+        search.earthdata_credentials()
+
+    no_credentials.write_text("machine urs.earthdata.nasa.gov login alice password hunter2-secret\n")
+    credentials = search.earthdata_credentials()
+    assert credentials.kind == "netrc" and credentials.netrc_path == no_credentials.resolve()
+    assert "hunter2" not in repr(credentials) + credentials.describe()
+
+    other = no_credentials.parent / "other-netrc"
+    other.write_text("machine urs.earthdata.nasa.gov\n  login bob\n  password pw-secret\n")
+    other.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(other))
+    assert search.earthdata_credentials().netrc_path == other.resolve()
+
+    monkeypatch.setenv("EARTHDATA_TOKEN", "eyJ-token-secret")
+    credentials = search.earthdata_credentials()
+    assert credentials.kind == "token" and credentials.token == "eyJ-token-secret"
+    assert "token-secret" not in repr(credentials) + credentials.describe()
+
+
+def test_unparsable_netrc_error_never_quotes_the_file(no_credentials: Path) -> None:
+    # python's netrc would say: bad follower token 's3cret-pw' (the password): we must not repeat it
+    no_credentials.write_text("machine urs.earthdata.nasa.gov login alice s3cret-pw\n")
+    no_credentials.chmod(0o600)
+    with pytest.raises(search.CredentialsError, match=r"cannot parse .*\.netrc \(line \d+\)") as excinfo:
+        search.earthdata_credentials()
+    assert "s3cret" not in str(excinfo.value)
+
+
+def test_missing_earthdata_credentials_stop_the_search_before_any_network_call(
+    no_credentials: Path, monkeypatch: MonkeyPatch
+) -> None:
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("network call before the credential check")
+
+    monkeypatch.setattr(search, "check_reachable", no_network)
+    cmr = {
+        "source": "https://cmr.earthdata.nasa.gov/stac/LPCLOUD",
+        "collections": ["HLSS30_2.0", "HLSL30_2.0"],
+        "signing": "earthdata",
+    }
+    with pytest.raises(search.CredentialsError, match=r"stac\.imagery\.signing is 'earthdata' but no NASA Earthdata"):
+        search_items(aoi_2023(), cmr)
+    with pytest.raises(ValueError, match=r"stac\.labels\.signing: unknown signing method 'sas'"):
+        search.check_signing("sas", "stac.labels.signing")
+    search.check_signing("none")
+    search.check_signing("planetary_computer")
+
+
+def test_sign_item_earthdata_leaves_urls_unchanged() -> None:
+    item = hls_item("HLS.S30.T32TNR.2023069T101011.v2.0", utc(2023, 3, 10), 5.0, HERE)
+    signed = sign_item(item, "earthdata")
+    assert signed is not item and signed.to_dict() == item.to_dict()
+
+
+# --------------------------------------------------------------------------- season windows
+
+
+def test_parse_season_windows() -> None:
+    assert search.parse_season_windows(None, 3) == []
+    windows = search.parse_season_windows([["03-01", "05-31"], ["06-01", "08-31"], ["12-01", "02-29"]], 3)
+    assert windows == [("03-01", "05-31"), ("06-01", "08-31"), ("12-01", "02-29")]
+    with pytest.raises(ValueError, match=r"download\.season_windows: 2 window\(s\) given but download\.frames = 3"):
+        search.parse_season_windows([["03-01", "05-31"], ["06-01", "08-31"]], 3)
+    with pytest.raises(ValueError, match=r"download\.season_windows\[1\]: '02-30' is not a day of the year"):
+        search.parse_season_windows([["01-01", "01-31"], ["02-01", "02-30"]], 2)
+    with pytest.raises(ValueError, match=r"download\.season_windows\[0\]: expected \[start, end\]"):
+        search.parse_season_windows([["01-01"]], 1)
+    with pytest.raises(ValueError, match=r"download\.season_windows: expected a list"):
+        search.parse_season_windows("03-01..05-31", 1)
+    with pytest.raises(ValueError, match=r"'3-1' is not a day"):
+        search.parse_season_windows([["3-1", "05-31"]], 1)
+
+
+# ------------------------------------------------------------------------------ real configs
+
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_CONFIGS = ("planetary_computer.yaml", "nasa_cmr.yaml")
+
+
+@pytest.mark.parametrize("name", REAL_CONFIGS)
+def test_real_configs_are_valid(name: str) -> None:
+    import yaml
+
+    from lulc.config import load_config
+
+    config = load_config(
+        yaml.safe_load((REPO / "config" / name).read_text()), REPO / "workflow/schemas/config.schema.yaml"
+    )
+    imagery, labels = config["stac"]["imagery"], config["stac"]["labels"]
+    assert imagery["source"].startswith("https://") and labels["source"].startswith("https://")
+    assert labels["collections"] == ["io-lulc-annual-v02"] and labels["signing"] == "planetary_computer"
+    assert labels["max_cloud_cover"] is None  # an API would drop label items, which carry no eo:cloud_cover
+    if name == "nasa_cmr.yaml":
+        assert imagery["collections"] == ["HLSS30_2.0", "HLSL30_2.0"] and imagery["signing"] == "earthdata"
+    else:
+        assert imagery["collections"] == ["hls2-s30", "hls2-l30"] and imagery["signing"] == "planetary_computer"
+    assert all(collection in search.COLLECTION_SENSOR for collection in imagery["collections"])
+    search.check_download_config(config["download"])
+    for aoi_name, aoi_cfg in config["aois"].items():
+        aoi = AOI.from_config(aoi_name, aoi_cfg)
+        assert (aoi.bbox[2] - aoi.bbox[0]) < 0.5 and (aoi.bbox[3] - aoi.bbox[1]) < 0.5  # small
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL_CONFIGS)
+def test_real_config_fails_early_and_clearly_offline(name: str, tmp_path: Path, no_credentials: Path) -> None:
+    """The real snakemake with a real-data config on a machine that cannot reach the internet (simulated
+    everywhere, without touching the network: every connection must go through a proxy on a closed
+    loopback port). The search stage stops within seconds with the message; the NASA config even earlier,
+    on the missing credentials; the demo is never built."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = f"http://127.0.0.1:{free_port()}"
+    snakemake = Path(sys.executable).parent / "snakemake"
+    command = [str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+    command += ["--configfile", str(REPO / "config" / name), "--cores", "1"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    elapsed = time.perf_counter() - start
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert elapsed < 120, elapsed
+    assert "rule demo" not in output  # a real-data config never builds the demo
+    assert not list((tmp_path / "results").rglob("*.json")) if (tmp_path / "results").exists() else True
+    if name == "nasa_cmr.yaml":
+        assert "stac.imagery.signing is 'earthdata' but no NASA Earthdata credentials" in output
+        assert "EARTHDATA_TOKEN" in output
+    else:
+        assert "stac.imagery.source https://planetarycomputer.microsoft.com/api/stac/v1 is not reachable" in output
+        assert "real-data configs need network; the default demo config runs offline" in output
+
+
+def test_save_keeps_absolute_local_paths_of_api_items(tmp_path: Path) -> None:
+    """An API (e.g. pgstac over files on disk) may serve absolute local paths: they must not become URLs."""
+    item = hls_item("HLS.S30.T32TNR.2023069T101011.v2.0", utc(2023, 3, 10), 5.0, HERE)
+    item.assets["B02"].href = "/data/hls/B02.tif"
+    item.assets["B03"].href = "https://data.example.test/B03.tif"
+    item.assets["B04"].href = "B04.tif"  # relative: resolved against the item's own URL
+    item.set_self_href("http://127.0.0.1:8080/collections/hls2-s30/items/x")
+    out = tmp_path / "items.json"
+    save_item_collection(pystac.ItemCollection([item]), out)
+    assets = json.loads(out.read_text())["features"][0]["assets"]
+    assert assets["B02"]["href"] == "/data/hls/B02.tif"
+    assert assets["B03"]["href"] == "https://data.example.test/B03.tif"
+    assert assets["B04"]["href"] == "http://127.0.0.1:8080/collections/hls2-s30/items/B04.tif"
+
+
+def test_every_real_fixture_maps_to_the_right_assets() -> None:
+    """Each real document: HLS collections and items map to the six Prithvi bands + Fmask of their sensor,
+    IO LULC to its ``data`` asset and a CRS, anything else (NAIP) is refused as imagery."""
+    import stackstac
+
+    from lulc.download import with_projection
+
+    root = fixtures_or_skip(STAC_FIXTURES)
+    seen: dict[str, int] = {"hls collection": 0, "hls item": 0, "io collection": 0, "io item": 0, "other item": 0}
+    for path in sorted(root.rglob("*.json")):
+        document = json.loads(path.read_text())
+        items: list[pystac.Item] = []
+        if isinstance(document, list):
+            items = [pystac.Item.from_dict(feature) for feature in document]
+        elif document.get("type") == "Feature":
+            items = [pystac.Item.from_dict(document)]
+        elif document.get("type") == "FeatureCollection":
+            items = list(pystac.ItemCollection.from_dict(document))
+        elif document.get("type") == "Collection":
+            collection = pystac.Collection.from_dict(document)
+            if collection.id in search.COLLECTION_SENSOR:
+                sensor = search.COLLECTION_SENSOR[collection.id]
+                assert sensor == ("S30" if "S30" in collection.id.upper() else "L30"), collection.id
+                if collection.item_assets:  # Planetary Computer documents its asset keys; CMR does not
+                    assert {*SENSOR_ASSETS[sensor], FMASK_ASSET} <= set(collection.item_assets), path
+                seen["hls collection"] += 1
+            elif collection.id == "io-lulc-annual-v02":
+                assert "data" in collection.item_assets
+                seen["io collection"] += 1
+        for item in items:
+            if item.collection_id in search.COLLECTION_SENSOR:
+                sensor = search.COLLECTION_SENSOR[item.collection_id]
+                mapping = sensor_assets(item)
+                assert list(mapping.values()) == [*SENSOR_ASSETS[sensor], FMASK_ASSET]
+                assert all(item.assets[key].href.startswith("https://") for key in mapping.values())
+                assert all(item.assets[key].href.endswith(f".{key}.tif") for key in mapping.values())
+                seen["hls item"] += 1
+            elif item.collection_id == "io-lulc-annual-v02":
+                assert "data" in item.assets and item.datetime is None
+                (fixed,) = with_projection([item], stackstac.DEFAULT_GDAL_ENV, "data")  # proj:code, no read
+                assert fixed.properties["proj:epsg"] == item_epsg(item) == 32660
+                seen["io item"] += 1
+            else:
+                with pytest.raises(ValueError, match="not an HLS S30 or L30 item"):
+                    sensor_assets(item)
+                seen["other item"] += 1
+    assert seen["hls collection"] == 4 and seen["io collection"] == 1, seen
+    assert seen["hls item"] >= 1 and seen["io item"] == 4 and seen["other item"] >= 20, seen

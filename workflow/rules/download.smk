@@ -1,3 +1,9 @@
+# download.season_windows must give one valid window per frame: checked at start-up, before any job.
+from lulc.search import check_download_config
+
+check_download_config(config["download"])
+
+
 rule download:
     input:
         imagery="results/search/{aoi}/imagery.json",
@@ -7,6 +13,7 @@ rule download:
         mask="results/download/{aoi}/mask.tif",
         label="results/download/{aoi}/label.tif",
         frames="results/download/{aoi}/frames.json",
+        dates="results/download/{aoi}/dates.csv",
     log:
         "results/logs/download/{aoi}.log",
     benchmark:
