@@ -74,17 +74,29 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
             "majority_pixel_accuracy": result["majority_baseline"]["pixel_accuracy"],
             "train_chips": run.get("train_chips"),
             "best_epoch": run.get("best_epoch"),
-            "epochs": run.get("epochs"),
-            "weights": run.get("weights"),
-            "normalization": run.get("normalization"),
-            "train_seconds": run.get("train_seconds"),
-            "samples_per_second": run.get("samples_per_second"),
+            "epochs": run.get("epochs_run"),
+            "best_val_miou": run.get("best_val_miou"),
+            "weights": _describe(run.get("weights")),
+            "normalization": _describe(run.get("normalization")),
+            "wall_time_s": run.get("wall_time_s"),
+            "samples_per_s": run.get("samples_per_s"),
+            "device": run.get("device"),
         }
         row.update({f"iou_{name}": value for name, value in result["iou"].items()})
         rows.append(row)
     if not rows:
         raise ValueError("the summary needs at least one evaluated run")
     return pd.DataFrame(rows).sort_values(["model", "fraction", "seed"]).reset_index(drop=True)
+
+
+def _describe(value: Any) -> str | None:
+    """A compact one-line description of a run's weights or normalisation record."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        keep = {k: v for k, v in value.items() if not isinstance(v, list | dict)}
+        return json.dumps(keep, sort_keys=True)
+    return json.dumps(value)
 
 
 def aggregate_table(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -28,8 +28,18 @@ pytestmark = pytest.mark.slow
 
 def snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real snakemake CLI on the repository's Snakefile in ``workdir``."""
-    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(configfile), "--cores", "2", *args]
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        *args,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")
@@ -39,7 +49,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = 
 def plan(workdir: Path, configfile: Path = TINY) -> dict[str, set[str]]:
     """Rule -> set of plans ('no update', 'update pending', ...) from `snakemake --summary`."""
     out = snakemake(workdir, "--summary", configfile=configfile).stdout
-    rows = list(csv.DictReader(io.StringIO(out[out.index("output_file"):]), delimiter="\t"))
+    rows = list(csv.DictReader(io.StringIO(out[out.index("output_file") :]), delimiter="\t"))
     plans: dict[str, set[str]] = {}
     for row in rows:
         plans.setdefault(row["rule"], set()).add(row["plan"])
@@ -89,6 +99,23 @@ def test_outputs_of_every_stage(workflow_run):
     assert epsg in epsgs
     assert (wd / "results/benchmarks/download/tiny_iowa.tsv").exists()
 
+    splits = pd.read_csv(wd / "results/splits/splits.csv")
+    assert {"train", "val", "test"} <= set(splits["split"])
+    runs = pd.read_csv(wd / "results/summary/runs.csv")
+    assert len(runs) == 3 * 2 * 2 and set(runs["model"]) == {"prithvi", "unet", "vit"}
+    assert runs["miou"].between(0, 1).all()
+    for model in ("prithvi", "unet", "vit"):
+        run = json.loads((wd / f"results/train/{model}/f1_s0/run.json").read_text())
+        assert run["normalization"] and run["weights"]
+        metrics = json.loads((wd / f"results/evaluate/{model}/f1_s0/metrics.json").read_text())
+        assert metrics["test_chips"] > 0 and 0 <= metrics["miou"] <= 1
+    prithvi = json.loads((wd / "results/train/prithvi/f1_s0/run.json").read_text())
+    assert prithvi["weights"]["source"] == "pretrain", prithvi["weights"]
+    aggregate = pd.read_csv(wd / "results/summary/aggregate.csv")
+    assert len(aggregate) == 3 * 2
+    for name in ("figure1_miou_vs_fraction.png", "per_class_iou.png", "confusion_matrices.png"):
+        assert (wd / "results/summary" / name).read_bytes()[:4] == b"\x89PNG"
+
 
 def test_nothing_pending_after_a_complete_run(workflow_run):
     plans = plan(workflow_run)
@@ -109,6 +136,24 @@ def test_chip_size_change_reruns_chips_and_later_only(workflow_run, tmp_path):
         assert plans[upstream] == {"no update"}, (upstream, plans[upstream])
 
 
+def test_training_hyperparameter_change_reruns_training_and_later_only(workflow_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["models"]["unet"]["lr"] = 5e-4
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    out = snakemake(workflow_run, "--summary", configfile=changed).stdout
+    rows = list(csv.DictReader(io.StringIO(out[out.index("output_file") :]), delimiter="\t"))
+    pending = {
+        (row["rule"], row["output_file"].split("/")[2] if row["rule"] in ("train", "evaluate") else "")
+        for row in rows
+        if row["plan"] != "no update"
+    }
+    assert ("train", "unet") in pending and ("evaluate", "unet") in pending
+    assert ("summary", "") in pending
+    assert not {("train", "prithvi"), ("train", "vit")} & pending, "only the changed model's runs rerun"
+    assert {rule for rule, _ in pending} <= {"train", "evaluate", "summary", "all"}
+
+
 def test_bad_config_stops_with_the_key_named(tmp_path):
     config = yaml.safe_load(TINY.read_text())
     config["chips"]["size"] = "large"
@@ -125,8 +170,12 @@ def test_bad_config_stops_with_the_key_named(tmp_path):
 
 def test_demo_config_is_valid_and_plans_the_whole_chain(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
-    done = subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                           "--cores", "1", "-n"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1", "-n"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for rule in ("demo", "search", "download", "chips", "splits"):
         assert f"rule {rule}:" in done.stdout or f"localrule {rule}:" in done.stdout, rule

@@ -47,3 +47,63 @@ def export_outputs():
     if config["chips"]["export_geotiff"]:
         return expand("results/chips/{aoi}/geotiff", aoi=AOIS)
     return []
+
+
+# ---- training, pretraining and evaluation targets ----
+
+TRAIN_MODELS = list(config["train"]["models"])
+# Mirrors lulc.train.RUNTIME_KEYS (not imported: that would load torch when the workflow is parsed).
+TRAIN_RUNTIME_KEYS = ("models", "progress_bar", "num_workers", "threads")
+for _name in TRAIN_MODELS:
+    if _name not in config["models"]:
+        raise ValueError(
+            f"config key 'train.models': {_name!r} has no entry under 'models' (known: {sorted(config['models'])})"
+        )
+
+
+def fraction_labels():
+    """Training fractions as written in paths and splits.csv: 1.0 -> "1", 0.125 -> "0.125"."""
+    return [f"{float(f):g}" for f in config["splits"]["train_fractions"]]
+
+
+def train_outputs():
+    """Every run's run.json (for `rule all`)."""
+    return expand(
+        "results/train/{model}/f{fraction}_s{seed}/run.json",
+        model=TRAIN_MODELS,
+        fraction=fraction_labels(),
+        seed=config["splits"]["seeds"],
+    )
+
+
+def pretrain_input(wildcards):
+    """The pretrain rule's checkpoint where `models.<model>.weights` is `pretrain`."""
+    if config["models"][wildcards.model].get("weights") == "pretrain":
+        return f"results/pretrain/{wildcards.model}/checkpoint.pt"
+    return []
+
+
+def weights_file_input(wildcards):
+    """A local weights file named in `models.<model>.weights` (tracked, so replacing it reruns training)."""
+    weights = config["models"][wildcards.model].get("weights")
+    if weights in (None, "none", "pretrain", "hf"):
+        return []
+    return weights
+
+
+PRETRAIN_MODEL_KEYS = ("type", "backbone", "backbone_kwargs", "normalization")
+
+
+def pretrain_model_params(wildcards):
+    entry = config["models"][wildcards.model]
+    return canonical({key: entry[key] for key in PRETRAIN_MODEL_KEYS if key in entry})
+
+
+def evaluation_outputs(name):
+    """One evaluation file per model x fraction x seed."""
+    return expand(
+        f"results/evaluate/{{model}}/f{{fraction}}_s{{seed}}/{name}",
+        model=TRAIN_MODELS,
+        fraction=fraction_labels(),
+        seed=config["splits"]["seeds"],
+    )

@@ -8,7 +8,11 @@ rule splits:
     output:
         table="results/splits/splits.csv",
         balance="results/splits/class_balance.csv",
-        balance_plot="results/splits/class_balance.png",
+        balance_plot=report(
+            "results/splits/class_balance.png",
+            caption="../report/class_balance.rst",
+            category="Data",
+        ),
         summary="results/splits/splits_summary.json",
     log:
         "results/logs/splits.log",

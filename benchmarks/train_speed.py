@@ -1,0 +1,263 @@
+"""Benchmark: training samples/s of our Lightning task per model, and against TerraTorch's own task.
+
+Two parts, both on synthetic chips (random pixels; speed does not depend on content), both timed as
+forward + loss + backward + optimiser step inside ``lightning.Trainer.fit`` after warm-up steps:
+
+1. **Demo size** (``--demo``): every model of the registry at the demo defaults (64 x 64 chips, 3 frames,
+   batch 8, fp32 on CPU), i.e. what one ``train`` job of the offline demo does per step.
+2. **Prithvi-EO-1.0-100M + FCN** at 3 x 224 x 224, batch 2, random initialisation (nothing is downloaded):
+   TerraTorch's ``SemanticSegmentationTask`` (``EncoderDecoderFactory``, the same backbone, necks and
+   ``FCNDecoder(channels=256)``, AdamW, ``ignore_index=255``: it crashes with the default ``None``) next to
+   our ``SegmentationTask`` on the same model, data and machine, in the same process. Our side runs fp32
+   (what `train` does on CPU by default), and bf16 autocast + channels-last + fused AdamW (what a CPU with
+   bf16 support allows; ``train.precision: bf16-mixed``). TerraTorch gets pre-normalised float input (our
+   side normalises int16 chips on the device inside the step), so the comparison favours TerraTorch. For
+   reference, TerraTorch's task also runs under the same bf16 autocast (one model, trained by both steps).
+
+    python benchmarks/train_speed.py [--threads 2] [--steps 3] [--warmup 1] [--skip-demo] [--skip-prithvi]
+
+Prints a JSON report (samples/s, seconds per step, the hardware). Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lulc.classes import IGNORE_INDEX, NUM_CLASSES  # noqa: E402
+from lulc.models import NORMALIZATIONS, build_model  # noqa: E402
+from lulc.train import SegmentationTask  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+
+class RandomChips(Dataset):
+    """``n`` fixed random chips: int16 reflectance ``(T, 6, S, S)`` and uint8 labels (a few ignored pixels)."""
+
+    def __init__(self, n: int, frames: int, size: int, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.images = torch.randint(100, 5000, (n, frames, 6, size, size), generator=generator, dtype=torch.int16)
+        self.masks = torch.randint(0, NUM_CLASSES, (n, size, size), generator=generator, dtype=torch.uint8)
+        self.masks[:, :4, :4] = IGNORE_INDEX
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "mask": self.masks[i]}
+
+
+class NormalisedChips(Dataset):
+    """The same chips, normalised with the Prithvi v1 statistics, as TerraTorch expects: ``(6, T, S, S)`` float."""
+
+    def __init__(self, chips: RandomChips) -> None:
+        stats = NORMALIZATIONS["prithvi_v1"]
+        mean = torch.tensor(stats["mean"]).view(1, 1, 6, 1, 1)
+        std = torch.tensor(stats["std"]).view(1, 1, 6, 1, 1)
+        self.images = ((chips.images.float() - mean) / std).transpose(1, 2).contiguous()
+        self.masks = chips.masks.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "mask": self.masks[i]}
+
+
+class StepClock(pl.Callback):
+    """Wall-clock time at the end of every training step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.times.append(time.perf_counter())
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.times = [time.perf_counter()]
+
+
+def timed_fit(module: pl.LightningModule, dataset: Dataset, batch: int, warmup: int, steps: int,
+              precision: str = "32-true") -> dict[str, float]:
+    """Fit ``warmup + steps`` steps; samples/s and s/step over the last ``steps``."""
+    clock = StepClock()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=warmup + steps, precision=precision, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[clock],
+    )
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(0))
+    trainer.fit(module, loader)
+    seconds = clock.times[-1] - clock.times[warmup]
+    return {"samples_per_s": round(batch * steps / seconds, 3), "s_per_step": round(seconds / steps, 3)}
+
+
+def our_task(name: str, cfg: dict[str, Any], frames: int, size: int, channels_last: bool = False) -> SegmentationTask:
+    built = build_model(name, cfg, frames, size)
+    if channels_last:  # the 2-D convolutions of the decoder (the encoder's 3-D patch embedding stays as it is)
+        for module in built.model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                module.to(memory_format=torch.channels_last)
+    return SegmentationTask(built.model, torch.ones(NUM_CLASSES), lr=1e-4, weight_decay=0.05, warmup_steps=0,
+                            total_steps=1000)
+
+
+def demo_size(warmup: int, steps: int) -> dict[str, Any]:
+    """Each model at the demo size: 64 x 64, 3 frames, batch 8, fp32."""
+    results = {}
+    data = RandomChips(32, frames=3, size=64)
+    for name in ("prithvi", "unet", "vit"):
+        task = our_task(name, {"weights": "none"} if name != "unet" else {}, 3, 64)
+        results[name] = timed_fit(task, data, batch=8, warmup=warmup, steps=steps)
+        print(f"demo {name}: {results[name]}", file=sys.stderr, flush=True)
+    return results
+
+
+def _step(task: pl.LightningModule, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], index: int,
+          autocast: bool) -> float:
+    """One training step of ``task`` (its own training_step: loss, metrics, logging) + backward + optimiser."""
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = task.training_step(batch, index)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def prithvi_100m(warmup: int, steps: int) -> dict[str, Any]:
+    """Prithvi-EO-1.0-100M + FCN(256) at 3 x 224 x 224, batch 2: TerraTorch's task vs ours, interleaved.
+
+    The machine is shared, so the variants take turns step by step (A, B, C, A, B, C, ...): background load
+    hits all of them alike. Samples/s come from the fastest step of each (load only ever adds time) and,
+    for comparison, from the median step.
+    """
+    from terratorch.tasks import SemanticSegmentationTask
+
+    data = RandomChips(2, frames=3, size=224)
+    ours_batch = {"image": data.images, "mask": data.masks}
+    normalised = NormalisedChips(data)
+    terratorch_batch = {"image": normalised.images, "mask": normalised.masks}
+    model_cfg = {"backbone": "prithvi_eo_v1_100", "weights": "none", "decoder_channels": 256}
+
+    torch.manual_seed(0)
+    terratorch_task = SemanticSegmentationTask(
+        model_factory="EncoderDecoderFactory",
+        model_args={
+            "backbone": "prithvi_eo_v1_100",
+            "backbone_pretrained": False,
+            "backbone_num_frames": 3,
+            "backbone_img_size": 224,
+            "backbone_bands": ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"],
+            "decoder": "FCNDecoder",
+            "decoder_channels": 256,
+            "num_classes": NUM_CLASSES,
+            "necks": [{"name": "SelectIndices", "indices": [11]},
+                      {"name": "ReshapeTokensToImage", "effective_time_dim": 3}],
+        },
+        loss="ce",
+        ignore_index=IGNORE_INDEX,
+        lr=1e-4,
+        optimizer="AdamW",
+        optimizer_hparams={"weight_decay": 0.05},
+    )
+    terratorch_task.configure_metrics()
+    params = sum(p.numel() for p in terratorch_task.model.parameters())
+    variants: dict[str, tuple[pl.LightningModule, torch.optim.Optimizer, dict[str, torch.Tensor], bool]] = {}
+    optimizer = terratorch_task.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    variants["terratorch_fp32"] = (terratorch_task, optimizer, terratorch_batch, False)
+    # For reference only: TerraTorch's task under the same bf16 autocast (Trainer(precision="bf16-mixed")).
+    variants["terratorch_bf16"] = (terratorch_task, optimizer, terratorch_batch, True)
+    for name, channels_last, autocast in (("ours_fp32", False, False), ("ours_bf16_channels_last", True, True)):
+        torch.manual_seed(0)
+        task = our_task("prithvi", model_cfg, 3, 224, channels_last=channels_last)
+        assert sum(p.numel() for p in task.model.parameters()) == params, "not the same model"
+        variants[name] = (task, task.configure_optimizers()["optimizer"], ours_batch, autocast)
+    for task, *_ in variants.values():
+        task.train()
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for index in range(warmup + steps):
+        for name, (task, optimizer, batch, autocast) in variants.items():
+            seconds = _step(task, optimizer, batch, index, autocast)
+            if index >= warmup:
+                times[name].append(seconds)
+            print(f"step {index} {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
+
+    batch_size = len(data)
+    results: dict[str, Any] = {"parameters": params, "batch": batch_size, "timed_steps": steps}
+    for name, values in times.items():
+        fastest, median = min(values), statistics.median(values)
+        results[name] = {"samples_per_s": round(batch_size / fastest, 3),
+                         "samples_per_s_median": round(batch_size / median, 3),
+                         "s_per_step": [round(v, 3) for v in values]}
+    # Background load only ever adds time, so the fastest step is the least disturbed estimate; the median
+    # is reported too.
+    for key in ("samples_per_s", "samples_per_s_median"):
+        base = results["terratorch_fp32"][key]
+        suffix = "" if key == "samples_per_s" else "_median"
+        results[f"speedup_fp32{suffix}"] = round(results["ours_fp32"][key] / base, 3)
+        results[f"speedup_bf16{suffix}"] = round(results["ours_bf16_channels_last"][key] / base, 3)
+        results[f"speedup_bf16_vs_terratorch_bf16{suffix}"] = round(
+            results["ours_bf16_channels_last"][key] / results["terratorch_bf16"][key], 3
+        )
+    return results
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what platform knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocations, autotuning)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per variant (Prithvi-100M)")
+    parser.add_argument("--demo-steps", type=int, default=8, help="timed steps (demo size)")
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--skip-prithvi", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pl.seed_everything(0, verbose=False)
+    report: dict[str, Any] = {
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+    }
+    if not args.skip_demo:
+        report["demo_64px_T3_batch8_fp32"] = demo_size(max(1, args.warmup), args.demo_steps)
+    if not args.skip_prithvi:
+        report["prithvi_eo_v1_100_fcn256_224px_T3_batch2"] = prithvi_100m(args.warmup, args.steps)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,618 @@
+"""Train stage: fine-tune one model on one training subset (fraction x seed) with Lightning.
+
+One run = one config entry ``models.<name>`` x one nested training subset of ``results/splits/splits.csv``
+(:func:`lulc.splits.load_split`) x one seed. Validation is the same fixed split for every run.
+
+* Loss: class-weighted cross-entropy, :data:`~lulc.classes.IGNORE_INDEX` ignored. Weights come from the
+  run's training pixel counts (``inverse_sqrt``: ``f_c ** -0.5``, scaled to a mean per-pixel weight of 1,
+  capped at ``class_weights.cap``).
+* Optimiser: AdamW (no weight decay on biases, norms and embeddings; fused on GPU), per-step linear warm-up
+  then cosine decay to ``min_lr_ratio x lr``.
+* Model selection: validation macro mIoU (torchmetrics ``MulticlassJaccardIndex``, ignore index excluded,
+  classes absent from both prediction and truth skipped), mode ``"max"``, for both the best checkpoint and
+  early stopping.
+* Augmentation on the device, per sample: horizontal / vertical flips and 90-degree rotations of image and
+  mask together (the chips stay int16 until the model normalises them).
+* Reproducibility: ``seed_everything``, deterministic algorithms on CPU, a seeded generator for the
+  DataLoader and sampler; the RNG states are checkpointed, so an interrupted run resumes where it stopped
+  (from ``work/last.ckpt``, only if the config, data and weights are unchanged) and ends with the same result.
+* Precision: ``bf16-mixed`` on GPU, fp32 on CPU (``train.precision: auto``).
+
+Outputs in the run directory (``results/train/{model}/f{fraction}_s{seed}/``): ``best.ckpt`` (the best
+epoch's weights, self-contained: :func:`lulc.models.load_trained_model`), ``curve.csv`` (epoch, step,
+train loss, val loss, val mIoU, lr, seconds) and ``run.json`` (what was trained on what, the weights and
+normalisation statistics used, best epoch and val mIoU, wall time, samples/s). They are written
+atomically once training has finished; ``work/`` holds the resume state until then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.plugins.environments import LightningEnvironment
+from torch.utils.data import DataLoader, RandomSampler
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from lulc.chips import ChipStore
+from lulc.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from lulc.dataset import ChipStoreDataset
+from lulc.io import atomic_path
+from lulc.models import HPARAM_KEYS, BuiltModel, build_model, resolve_model_config, save_trained_model
+from lulc.splits import fraction_label, load_split
+
+logger = logging.getLogger(__name__)
+
+#: Defaults of the ``train:`` config section (mirrors workflow/schemas/config.schema.yaml), demo-sized.
+DEFAULTS: dict[str, Any] = {
+    "models": ["prithvi", "unet", "vit"],
+    "samples_per_epoch": 32,
+    "warmup_epochs": 1,
+    "min_lr_ratio": 0.01,
+    "patience": 4,
+    "class_weights": {"method": "inverse_sqrt", "cap": 10.0},
+    "augment": {"flips": True, "rot90": True},
+    "accelerator": "auto",
+    "precision": "auto",
+    "num_workers": 0,
+    "deterministic": True,
+    "progress_bar": True,
+    "threads": 1,
+}
+
+#: Keys of ``train:`` that change how a run executes, not its result: the rule passes them outside ``params``
+#: (so changing them reruns nothing) and resume fingerprints ignore them. ``models`` only selects runs.
+RUNTIME_KEYS: tuple[str, ...] = ("models", "progress_bar", "num_workers", "threads")
+
+_CLASS_WEIGHT_METHODS = ("inverse_sqrt", "inverse", "none")
+CURVE_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_miou", "lr", "time_s")
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def resolve_train_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge ``cfg`` over :data:`DEFAULTS` (nested dicts too) and validate it; errors name the key."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"config key train.{unknown[0]}: unknown key (known: {', '.join(sorted(DEFAULTS))})")
+    resolved = copy.deepcopy(DEFAULTS)
+    for key, value in cfg.items():
+        if isinstance(DEFAULTS[key], dict):
+            if not isinstance(value, Mapping) or set(value) - set(DEFAULTS[key]):
+                raise ValueError(f"config key train.{key}: expected a mapping with keys {sorted(DEFAULTS[key])}")
+            resolved[key].update(value)
+        else:
+            resolved[key] = copy.deepcopy(value)
+    spe = resolved["samples_per_epoch"]
+    if spe is not None and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
+        raise ValueError(f"config key train.samples_per_epoch: expected null or a positive integer, got {spe!r}")
+    if resolved["class_weights"]["method"] not in _CLASS_WEIGHT_METHODS:
+        raise ValueError(f"config key train.class_weights.method: expected one of {', '.join(_CLASS_WEIGHT_METHODS)}")
+    if resolved["precision"] not in ("auto", "32-true", "bf16-mixed", "16-mixed"):
+        raise ValueError("config key train.precision: expected auto, 32-true, bf16-mixed or 16-mixed")
+    if resolved["accelerator"] not in ("auto", "cpu", "gpu"):
+        raise ValueError("config key train.accelerator: expected auto, cpu or gpu")
+    for key in ("warmup_epochs", "patience", "num_workers", "threads"):
+        if isinstance(resolved[key], bool) or not isinstance(resolved[key], int) or resolved[key] < 0:
+            raise ValueError(f"config key train.{key}: expected a non-negative integer, got {resolved[key]!r}")
+    if not 0 <= resolved["min_lr_ratio"] <= 1:
+        raise ValueError("config key train.min_lr_ratio: expected a number in [0, 1]")
+    return resolved
+
+
+# ---------------------------------------------------------------------------------- data and loss
+
+
+def class_pixel_counts(dataset: ChipStoreDataset) -> np.ndarray:
+    """Labelled pixels per class over a dataset's chips (ignore index excluded)."""
+    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    for aoi, index in zip(dataset.aois, dataset.indices, strict=True):
+        _, labels = dataset._arrays(aoi)
+        counts += np.bincount(np.asarray(labels[index]).ravel(), minlength=256)[:NUM_CLASSES]
+    return counts
+
+
+def class_weights(counts: np.ndarray, method: str = "inverse_sqrt", cap: float = 10.0) -> np.ndarray:
+    """Per-class loss weights from pixel counts: ``f ** -p`` (p = 0.5 or 1), mean per-pixel weight 1, capped.
+
+    Classes absent from the counts get the largest present weight (they only matter for validation loss).
+    """
+    if method == "none" or counts.sum() == 0:
+        return np.ones(len(counts))
+    frequency = counts / counts.sum()
+    present = frequency > 0
+    power = 0.5 if method == "inverse_sqrt" else 1.0
+    weights = np.zeros(len(counts))
+    weights[present] = frequency[present] ** -power
+    weights /= float((frequency * weights).sum())
+    weights = np.minimum(weights, cap)
+    weights[~present] = weights[present].max()
+    return weights
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Class-weighted cross-entropy with the ignore index; 0 (not NaN) for a batch without labelled pixels."""
+    total = F.cross_entropy(logits.float(), target, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum")
+    valid = target != IGNORE_INDEX
+    norm = (weights[target.masked_fill(~valid, 0)] * valid).sum()
+    return total / norm.clamp_min(1e-12)
+
+
+def augment_batch(
+    image: torch.Tensor, mask: torch.Tensor, flips: bool = True, rot90: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips and 90-degree rotations, drawn per sample, applied to image ``(B, ..., H, W)`` and mask."""
+    batch = image.shape[0]
+    expand_image = (batch,) + (1,) * (image.dim() - 1)
+    expand_mask = (batch,) + (1,) * (mask.dim() - 1)
+    if flips:
+        for dim in (-1, -2):
+            chosen = torch.rand(batch, device=image.device) < 0.5
+            image = torch.where(chosen.view(expand_image), image.flip(dim), image)
+            mask = torch.where(chosen.view(expand_mask), mask.flip(dim), mask)
+    if rot90 and image.shape[-1] == image.shape[-2]:
+        turns = torch.randint(0, 4, (batch,), device=image.device)
+        rotated_image, rotated_mask = image, mask
+        for k in (1, 2, 3):
+            chosen = turns == k
+            rotated_image = torch.where(chosen.view(expand_image), image.rot90(k, (-2, -1)), rotated_image)
+            rotated_mask = torch.where(chosen.view(expand_mask), mask.rot90(k, (-2, -1)), rotated_mask)
+        image, mask = rotated_image, rotated_mask
+    return image, mask
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """LR multiplier: linear from ``1 / (warmup + 1)`` to 1 over ``warmup_steps``, then cosine to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------------------- module
+
+
+class SegmentationTask(pl.LightningModule):
+    """Lightning wrapper: weighted CE, AdamW + warm-up / cosine, on-device augmentation, val macro mIoU."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        weights: torch.Tensor,
+        lr: float,
+        weight_decay: float,
+        warmup_steps: int,
+        total_steps: int,
+        min_lr_ratio: float = 0.01,
+        flips: bool = True,
+        rot90: bool = True,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("class_weights", weights.float())
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_steps, self.total_steps, self.min_lr_ratio = warmup_steps, total_steps, min_lr_ratio
+        self.flips, self.rot90 = flips, rot90
+        self.val_miou = MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX, average="macro")
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        image, mask = augment_batch(batch["image"], batch["mask"].long(), self.flips, self.rot90)
+        loss = weighted_cross_entropy(self.model(image), mask, self.class_weights)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=image.shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        mask = batch["mask"].long()
+        logits = self.model(batch["image"])
+        loss = weighted_cross_entropy(logits, mask, self.class_weights)
+        self.val_miou.update(logits.argmax(1), mask)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=mask.shape[0])
+        self.log("val_miou", self.val_miou, on_step=False, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            if param.requires_grad:
+                (decay if param.dim() > 1 else no_decay).append(param)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        fused = self.device.type in ("cuda", "cpu") or None  # one kernel for all parameters
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+# -------------------------------------------------------------------------------------- callbacks
+
+
+def _metric(trainer: pl.Trainer, name: str) -> float:
+    value = trainer.callback_metrics.get(name)
+    return float(value) if value is not None else float("nan")
+
+
+class TrainingCurve(Callback):
+    """Per-epoch curve rows and training throughput; checkpointed, so a resumed run continues the curve."""
+
+    def __init__(self, live_csv: Path | None = None) -> None:
+        self.rows: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+        self.train_samples = 0
+        self.elapsed_before = 0.0  # wall seconds of earlier (interrupted) attempts
+        self.live_csv = live_csv
+        self._start = time.perf_counter()
+        self._epoch_start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.train_samples += int(batch["image"].shape[0])
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.train_seconds += time.perf_counter() - self._epoch_start
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                "train_loss": _metric(trainer, "train_loss"),
+                "val_loss": _metric(trainer, "val_loss"),
+                "val_miou": _metric(trainer, "val_miou"),
+                "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                "time_s": round(self.elapsed(), 3),
+            }
+        )
+        row = self.rows[-1]
+        logger.info(
+            "epoch %d: train loss %.4f, val loss %.4f, val mIoU %.4f, lr %.3g, %.1f s",
+            row["epoch"], row["train_loss"], row["val_loss"], row["val_miou"], row["lr"], row["time_s"],
+        )
+        if self.live_csv is not None:
+            write_curve(self.rows, self.live_csv)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "train_seconds": self.train_seconds,
+            "train_samples": self.train_samples,
+            "elapsed": self.elapsed(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict["rows"])
+        self.train_seconds = float(state_dict["train_seconds"])
+        self.train_samples = int(state_dict["train_samples"])
+        self.elapsed_before = float(state_dict["elapsed"])
+        self._start = time.perf_counter()
+
+
+class RNGState(Callback):
+    """Checkpoints the torch (CPU, CUDA) and DataLoader-generator RNG states, so a resume is exact."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "loader": self.generator.get_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        self.generator.set_state(state_dict["loader"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+
+def write_curve(rows: Sequence[Mapping[str, float]], path: Path) -> None:
+    """Write the training curve CSV atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def run_directory(root: str | os.PathLike[str], model: str, fraction: float | str, seed: int | str) -> Path:
+    """``<root>/{model}/f{fraction}_s{seed}``, with the fraction written as in splits.csv (``0.125``, ``1``)."""
+    return Path(root) / model / f"f{fraction_label(fraction)}_s{int(seed)}"
+
+
+def _file_identity(path: Path) -> list[Any]:
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def _fingerprint(parts: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def chip_geometry(stores: Mapping[str, Path]) -> tuple[int, int]:
+    """Frames ``T`` and chip size of the chip stores (which must agree)."""
+    shapes = {aoi: np.load(ChipStore(Path(path)).images, mmap_mode="r").shape for aoi, path in stores.items()}
+    geometry = {(s[1], s[3]) for s in shapes.values()}
+    if len(geometry) != 1 or any(s[2] != 6 or s[3] != s[4] for s in shapes.values()):
+        raise ValueError(f"chip stores disagree or are not (N, T, 6, S, S): {shapes}")
+    frames, size = geometry.pop()
+    return int(frames), int(size)
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), for run.json's hardware record."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def _precision(setting: str, accelerator: str) -> str:
+    if setting != "auto":
+        return setting
+    if accelerator == "gpu":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def train(
+    model_name: str,
+    model_cfg: Mapping[str, Any] | None,
+    train_cfg: Mapping[str, Any] | None,
+    stores: Mapping[str, str | os.PathLike[str]],
+    splits: str | os.PathLike[str],
+    fraction: float | str,
+    seed: int | str,
+    out_dir: str | os.PathLike[str],
+    pretrain_checkpoint: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, Any]:
+    """Train ``models.<model_name>`` on training subset (``fraction``, ``seed``); write the run's outputs.
+
+    ``stores`` maps AOI -> chip store directory; ``splits`` is ``splits.csv``. ``pretrain_checkpoint`` is
+    the ``pretrain`` rule's output, used where the model's weights are ``pretrain``. ``callbacks`` are
+    extra Lightning callbacks (tests use one to simulate an interrupted run). Returns run.json's content.
+    """
+    wall_start = time.perf_counter()
+    model_cfg = resolve_model_config(model_name, model_cfg)
+    cfg = resolve_train_config(train_cfg)
+    hparams = {key: model_cfg[key] for key in HPARAM_KEYS}
+    seed, fraction = int(seed), float(fraction)
+    out_dir = Path(out_dir)
+    work = out_dir / "work"
+    stores = {aoi: Path(path) for aoi, path in sorted(stores.items())}
+    threads = threads or cfg["threads"]
+    if threads:
+        torch.set_num_threads(int(threads))
+
+    train_chips = load_split(splits, "train", fraction, seed)
+    val_chips = load_split(splits, "val")
+    if train_chips.empty or val_chips.empty:
+        raise ValueError(f"{splits}: the training subset (fraction {fraction:g}, seed {seed}) or validation is empty")
+    frames, chip_size = chip_geometry(stores)
+
+    # Resume only a run of exactly this configuration, data and weights.
+    identity = {
+        "model": model_name,
+        "model_cfg": model_cfg,
+        "train_cfg": {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS},
+        "fraction": fraction,
+        "seed": seed,
+        "splits": hashlib.sha256(Path(splits).read_bytes()).hexdigest(),
+        "stores": {aoi: _file_identity(ChipStore(p).images) + _file_identity(ChipStore(p).labels)
+                   for aoi, p in stores.items()},
+        "pretrain": _file_identity(Path(pretrain_checkpoint)) if pretrain_checkpoint else None,
+    }
+    fingerprint = _fingerprint(identity)
+    fingerprint_file = work / "fingerprint.txt"
+    last = work / "last.ckpt"
+    resume = last.is_file() and fingerprint_file.is_file() and fingerprint_file.read_text().strip() == fingerprint
+    if work.exists() and not resume:
+        logger.info("discarding stale or incomplete resume state in %s", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    fingerprint_file.write_text(fingerprint + "\n")
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    accelerator = cfg["accelerator"]
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    precision = _precision(cfg["precision"], accelerator)
+    built: BuiltModel = build_model(model_name, model_cfg, frames, chip_size, pretrain_checkpoint=pretrain_checkpoint)
+
+    train_set = ChipStoreDataset(stores, train_chips)
+    val_set = ChipStoreDataset(stores, val_chips)
+    counts = class_pixel_counts(train_set)
+    weights = class_weights(counts, cfg["class_weights"]["method"], float(cfg["class_weights"]["cap"]))
+
+    generator = torch.Generator().manual_seed(seed)
+    samples_per_epoch = cfg["samples_per_epoch"] or len(train_set)
+    batch_size = int(hparams["batch_size"])
+    loader_kwargs: dict[str, Any] = {
+        "num_workers": cfg["num_workers"],
+        "pin_memory": accelerator == "gpu",
+        "persistent_workers": cfg["num_workers"] > 0,
+    }
+    train_loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        sampler=RandomSampler(train_set, num_samples=samples_per_epoch, generator=generator),
+        generator=generator,
+        **loader_kwargs,
+    )
+    val_loader = DataLoader(val_set, batch_size=2 * batch_size, shuffle=False, **loader_kwargs)
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * int(hparams["epochs"])
+    warmup_steps = min(steps_per_epoch * cfg["warmup_epochs"], max(0, total_steps - 1))
+    task = SegmentationTask(
+        built.model,
+        torch.as_tensor(weights, dtype=torch.float32),
+        lr=float(hparams["lr"]),
+        weight_decay=float(hparams["weight_decay"]),
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+        min_lr_ratio=float(cfg["min_lr_ratio"]),
+        flips=bool(cfg["augment"]["flips"]),
+        rot90=bool(cfg["augment"]["rot90"]),
+    )
+
+    curve = TrainingCurve(live_csv=work / "curve.csv")
+    best_checkpoint = ModelCheckpoint(
+        dirpath=work, filename="best", monitor="val_miou", mode="max", save_top_k=1, save_weights_only=True,
+        save_on_train_epoch_end=True, enable_version_counter=False,
+    )
+    last_checkpoint = ModelCheckpoint(  # the latest epoch, full state, overwritten every epoch
+        dirpath=work, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    early_stopping = EarlyStopping(monitor="val_miou", mode="max", patience=cfg["patience"], check_finite=True)
+    deterministic: bool | str = bool(cfg["deterministic"]) if accelerator == "cpu" else "warn"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+        warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            precision=precision,
+            max_epochs=int(hparams["epochs"]),
+            callbacks=[curve, RNGState(generator), early_stopping, best_checkpoint, last_checkpoint, *callbacks],
+            plugins=[LightningEnvironment()],  # one process, one device, also inside a SLURM step
+            logger=False,
+            deterministic=deterministic,
+            benchmark=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=max(1, min(50, steps_per_epoch)),
+            enable_progress_bar=bool(cfg["progress_bar"]),
+            default_root_dir=work,
+        )
+        resumed_from = None
+        if resume:
+            resumed_from = int(torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+            logger.info("resuming %s after epoch %d from %s", out_dir, resumed_from, last)
+        logger.info(
+            "training %s (%s, %.2f M parameters) on %d chips (fraction %g, seed %d), validating on %d; "
+            "%d epochs x %d steps, batch %d, %s, %s",
+            model_name, model_cfg["type"], built.info["parameters"] / 1e6, len(train_set), fraction, seed,
+            len(val_set), hparams["epochs"], steps_per_epoch, batch_size, accelerator, precision,
+        )
+        trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+
+    if not best_checkpoint.best_model_path or best_checkpoint.best_model_score is None:
+        raise RuntimeError(f"{out_dir}: no best checkpoint was saved (val mIoU never finite?)")
+    best_state = torch.load(best_checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    task.load_state_dict(best_state)
+    rows = curve.rows
+    best_row = max(rows, key=lambda r: (r["val_miou"], -r["epoch"]))
+    wall = curve.elapsed_before + time.perf_counter() - wall_start
+    run = {
+        "model": model_name,
+        "model_type": model_cfg["type"],
+        "fraction": fraction,
+        "seed": seed,
+        "train_chips": len(train_set),
+        "val_chips": len(val_set),
+        "frames": frames,
+        "chip_size": chip_size,
+        "weights": built.info["weights"],
+        "normalization": built.info["normalization"],
+        "model_info": built.info,
+        "hyperparameters": hparams,
+        "train_config": cfg,
+        "model_config": model_cfg,
+        "class_pixels": dict(zip(CLASS_NAMES, counts.tolist(), strict=True)),
+        "class_weights": dict(zip(CLASS_NAMES, [round(float(w), 6) for w in weights], strict=True)),
+        "epochs_run": len(rows),
+        "epochs_max": int(hparams["epochs"]),
+        "stopped_early": bool(early_stopping.stopped_epoch),
+        "best_epoch": int(best_row["epoch"]),
+        "best_val_miou": float(best_checkpoint.best_model_score),
+        "best_val_loss": best_row["val_loss"],
+        "steps": int(trainer.global_step),
+        "resumed_from_epoch": resumed_from,
+        "wall_time_s": round(wall, 3),
+        "train_time_s": round(curve.train_seconds, 3),
+        "train_samples": curve.train_samples,
+        "samples_per_s": round(curve.train_samples / curve.train_seconds, 3) if curve.train_seconds else None,
+        "device": torch.cuda.get_device_name(0) if accelerator == "gpu" else cpu_name(),
+        "accelerator": accelerator,
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "lightning": lightning.__version__},
+    }
+    with contextlib.ExitStack() as stack:
+        best_tmp, curve_tmp, run_tmp = (
+            stack.enter_context(atomic_path(out_dir / name)) for name in ("best.ckpt", "curve.csv", "run.json")
+        )
+        save_trained_model(
+            built, model_cfg, best_tmp,
+            {"epoch": run["best_epoch"], "val_miou": run["best_val_miou"], "fraction": fraction, "seed": seed},
+        )
+        write_curve(rows, curve_tmp)
+        run_tmp.write_text(json.dumps(run, indent=2, sort_keys=True, default=str) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info(
+        "%s: best val mIoU %.4f at epoch %d of %d; %.1f s, %.1f samples/s",
+        out_dir, run["best_val_miou"], run["best_epoch"], run["epochs_run"], run["wall_time_s"],
+        run["samples_per_s"] or 0.0,
+    )
+    return run
+
+
+def stores_from_paths(image_paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
+    """AOI -> chip store directory from ``results/chips/{aoi}/images.npy`` paths (rule inputs)."""
+    return {Path(p).parent.name: Path(p).parent for p in image_paths}
+
+
+__all__ = [
+    "DEFAULTS",
+    "SegmentationTask",
+    "augment_batch",
+    "class_pixel_counts",
+    "class_weights",
+    "resolve_train_config",
+    "run_directory",
+    "train",
+    "weighted_cross_entropy",
+]

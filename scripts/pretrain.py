@@ -1,0 +1,17 @@
+"""Rule pretrain: masked-autoencoder pretraining of a Prithvi encoder; logic in lulc/pretrain.py."""
+
+from pathlib import Path
+
+from lulc.logs import setup_script_logging
+from lulc.pretrain import pretrain
+from lulc.train import stores_from_paths
+
+setup_script_logging(snakemake)
+pretrain(
+    snakemake.wildcards.model,
+    snakemake.params.model,
+    snakemake.params.pretrain,
+    stores_from_paths(snakemake.input.images),
+    Path(snakemake.output.checkpoint).parent,
+    threads=snakemake.threads,
+)

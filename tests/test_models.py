@@ -1,0 +1,236 @@
+"""Model registry: strict Prithvi weight loading, normalisation, the raw-input guard and every builder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from lulc.classes import NUM_CLASSES
+from lulc.hls import REFLECTANCE_NODATA
+from lulc.models import (
+    NORMALIZATIONS,
+    HLSNormalize,
+    Normalization,
+    UnnormalisedInputError,
+    WeightsError,
+    build_model,
+    load_prithvi_encoder,
+    resolve_model_config,
+    resolve_normalization,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+FRAMES, SIZE = 3, 32
+
+
+@pytest.fixture(autouse=True)
+def _small_and_seeded():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_state() -> dict[str, torch.Tensor]:
+    """A freshly built prithvi_eo_tiny encoder's state dict (224 px: the release size, not the chip size)."""
+    from terratorch.registry import BACKBONE_REGISTRY
+
+    torch.manual_seed(1)
+    encoder = BACKBONE_REGISTRY.build("terratorch_prithvi_eo_tiny", pretrained=False, num_frames=FRAMES)
+    return {k: v.clone() for k, v in encoder.state_dict().items()}
+
+
+def official_layout(encoder_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The Prithvi-EO-2.0 / PrithviMAE key layout: ``encoder.*`` plus MAE decoder tensors."""
+    state = {f"encoder.{k}": v for k, v in encoder_state.items()}
+    state["decoder.mask_token"] = torch.zeros(1, 1, 128)
+    state["decoder.decoder_embed.weight"] = torch.zeros(128, 256)
+    return state
+
+
+def raw_chips(batch: int = 2) -> torch.Tensor:
+    """Plausible int16 HLS reflectance (x 10000) with a few nodata pixels."""
+    generator = torch.Generator().manual_seed(0)
+    raw = torch.randint(100, 4000, (batch, FRAMES, 6, SIZE, SIZE), generator=generator, dtype=torch.int16)
+    raw[:, :, :, :2, :2] = REFLECTANCE_NODATA
+    return raw
+
+
+def test_official_layout_loads_with_every_key_matched(tiny_encoder_state, tmp_path):
+    path = tmp_path / "prithvi_tiny.pt"
+    torch.save(official_layout(tiny_encoder_state), path)
+    built = build_model("prithvi", {"weights": str(path)}, FRAMES, SIZE)
+    weights = built.info["weights"]
+    assert weights["source"] == "file" and weights["path"] == str(path) and len(weights["sha256"]) == 64
+    assert weights["layout"] == "prithvi_mae" and weights["decoder_tensors_ignored"] == 2
+    # every encoder tensor came from the file; only the fixed sin-cos table is rebuilt for 32 px chips
+    assert weights["tensors_rebuilt"] == ["pos_embed"]
+    assert weights["tensors_loaded"] == len(tiny_encoder_state) - 1
+    encoder_state = built.model.net.model.encoder.state_dict()
+    for key, value in tiny_encoder_state.items():
+        if key != "pos_embed":
+            assert torch.equal(encoder_state[key], value), key
+    assert built.info["normalization"]["name"] == "prithvi_v2"  # prithvi_eo_tiny uses the v2 statistics
+
+
+def test_flat_v1_layout_loads_too(tiny_encoder_state, tmp_path):
+    from terratorch.registry import BACKBONE_REGISTRY
+
+    state = dict(tiny_encoder_state) | {"mask_token": torch.zeros(1, 1, 128), "decoder_pred.weight": torch.zeros(3)}
+    torch.save(state, tmp_path / "flat.pt")
+    encoder = BACKBONE_REGISTRY.build("terratorch_prithvi_eo_tiny", pretrained=False, num_frames=FRAMES)
+    info = load_prithvi_encoder(encoder, tmp_path / "flat.pt")
+    assert info["layout"] == "prithvi_flat" and info["tensors_loaded"] == len(tiny_encoder_state)
+    assert info["tensors_rebuilt"] == [] and info["decoder_tensors_ignored"] == 2
+
+
+def test_missing_checkpoint_fails_with_path(tmp_path):
+    missing = tmp_path / "nowhere" / "Prithvi_EO_V1_100M.pt"
+    with pytest.raises(WeightsError, match=r"models\.prithvi\.weights.*does not exist") as error:
+        build_model("prithvi", {"weights": str(missing)}, FRAMES, SIZE)
+    assert str(missing) in str(error.value)
+
+
+def test_corrupted_checkpoint_fails_with_path(tiny_encoder_state, tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(official_layout(tiny_encoder_state), good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="cannot read checkpoint") as error:
+        build_model("prithvi", {"weights": str(truncated)}, FRAMES, SIZE)
+    assert str(truncated) in str(error.value)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint" * 10)
+    with pytest.raises(WeightsError, match="cannot read checkpoint"):
+        build_model("prithvi", {"weights": str(garbage)}, FRAMES, SIZE)
+    not_a_state_dict = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], not_a_state_dict)
+    with pytest.raises(WeightsError, match="not a state dict"):
+        build_model("prithvi", {"weights": str(not_a_state_dict)}, FRAMES, SIZE)
+
+
+def test_mismatched_keys_fail_and_are_named(tiny_encoder_state, tmp_path):
+    state = official_layout(tiny_encoder_state)
+    del state["encoder.blocks.1.attn.qkv.weight"]
+    state["encoder.blocks.9.mlp.fc1.weight"] = torch.zeros(4, 4)
+    state["encoder.norm.weight"] = torch.zeros(7)
+    torch.save(state, tmp_path / "mismatch.pt")
+    with pytest.raises(WeightsError) as error:
+        build_model("prithvi", {"weights": str(tmp_path / "mismatch.pt")}, FRAMES, SIZE)
+    message = str(error.value)
+    assert "missing keys (1): blocks.1.attn.qkv.weight" in message
+    assert "unexpected keys (1): blocks.9.mlp.fc1.weight" in message
+    assert "shape mismatches (1): norm.weight (checkpoint (7,), model (256,))" in message
+    assert str(tmp_path / "mismatch.pt") in message
+
+
+def test_checkpoint_of_another_backbone_is_refused(tmp_path):
+    from terratorch.registry import BACKBONE_REGISTRY
+
+    other = BACKBONE_REGISTRY.build("terratorch_prithvi_eo_tiny", pretrained=False, num_frames=FRAMES, depth=2)
+    torch.save(official_layout(other.state_dict()), tmp_path / "depth2.pt")
+    with pytest.raises(WeightsError, match=r"missing keys \(24\): blocks\.2\."):
+        build_model("prithvi", {"weights": str(tmp_path / "depth2.pt")}, FRAMES, SIZE)
+
+
+def test_weights_from_an_empty_hf_cache_fail_loudly(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(WeightsError, match="ibm-nasa-geospatial/Prithvi-EO-1.0-100M.*not in the local Hugging Face"):
+        build_model("prithvi", {"weights": "hf", "backbone": "prithvi_eo_v1_100"}, FRAMES, SIZE)
+    with pytest.raises(WeightsError, match="no official release of 'prithvi_eo_tiny'"):
+        build_model("prithvi", {"weights": "hf"}, FRAMES, SIZE)
+    with pytest.raises(WeightsError, match="'pretrain' needs"):
+        build_model("prithvi", {"weights": "pretrain"}, FRAMES, SIZE)
+
+
+def test_normalisation_uses_pretraining_statistics_and_zeroes_nodata():
+    stats = NORMALIZATIONS["prithvi_v1"]
+    raw = torch.tensor(stats["mean"], dtype=torch.int16).view(1, 1, 6, 1, 1).repeat(1, 2, 1, 2, 2)
+    raw[0, 1, :, 0, 0] = torch.tensor(stats["mean"]) + torch.tensor(stats["std"])
+    raw[0, 0, 3, 1, 1] = REFLECTANCE_NODATA
+    x = HLSNormalize(resolve_normalization("prithvi_v1", "m"))(raw)
+    assert x.dtype == torch.float32
+    assert torch.allclose(x[0, 1, :, 0, 0], torch.ones(6))
+    assert x[0, 0, 3, 1, 1] == 0 and x.abs().max() <= 1
+    assert resolve_normalization("backbone", "m", "prithvi_eo_v1_100").name == "prithvi_v1"
+    assert resolve_normalization("backbone", "m", "prithvi_eo_v2_300_tl").name == "prithvi_v2"
+    custom = resolve_normalization({"mean": [1] * 6, "std": [2] * 6}, "m")
+    assert custom == Normalization("custom", (1.0,) * 6, (2.0,) * 6)
+    with pytest.raises(ValueError, match="models.m.normalization"):
+        resolve_normalization("imagenet", "m")
+
+
+@pytest.mark.parametrize("name", ["prithvi", "unet", "vit"])
+def test_every_model_maps_raw_chips_to_logits_and_rejects_unnormalised_input(name):
+    built = build_model(name, {"weights": "none"} if name != "unet" else {}, FRAMES, SIZE)
+    model = built.model.eval()
+    raw = raw_chips()
+    with torch.no_grad():
+        logits = model(raw)
+        assert logits.shape == (2, NUM_CLASSES, SIZE, SIZE) and torch.isfinite(logits).all()
+        # raw reflectance converted to float (skipping normalisation) is refused, whichever door it uses
+        with pytest.raises(UnnormalisedInputError, match="expected raw integer"):
+            model(raw.float())
+        with pytest.raises(UnnormalisedInputError, match=r"does not look normalised: max \|value\| = 9999"):
+            model.forward_normalised(raw.float())
+    assert built.info["weights"]["source"] == "none"
+    assert built.info["normalization"]["mean"] and built.info["parameters"] > 0
+
+
+def test_statistics_that_do_not_normalise_are_caught():
+    built = build_model("unet", {"normalization": {"mean": [0] * 6, "std": [1] * 6}}, FRAMES, SIZE)
+    with pytest.raises(UnnormalisedInputError, match="normalised with the pretraining mean"):
+        built.model(raw_chips())
+
+
+def test_baselines_see_time_major_channels():
+    """Channel ``t * 6 + b`` of the U-Net / ViT input is band ``b`` of frame ``t`` (lulc.hls's order)."""
+    built = build_model("unet", {}, FRAMES, SIZE)
+    x = torch.zeros(1, FRAMES, 6, SIZE, SIZE)
+    x[0, 1, 2] = 1.0  # frame 1, RED
+    seen = {}
+    built.model.net.model.encoder.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        built.model.net.eval()(x)
+    assert seen["x"].shape[1] == FRAMES * 6
+    assert torch.nonzero(seen["x"][0, :, 0, 0]).flatten().tolist() == [1 * 6 + 2]
+
+
+def test_vit_loads_local_natural_image_weights_and_refuses_mismatches(tmp_path):
+    import timm
+
+    rgb = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=4)
+    torch.save(rgb.state_dict(), tmp_path / "vit_tiny.pth")
+    built = build_model("vit", {"weights": str(tmp_path / "vit_tiny.pth")}, FRAMES, SIZE)
+    vit = built.model.net.vit
+    assert torch.equal(vit.blocks[3].mlp.fc2.weight, rgb.blocks[3].mlp.fc2.weight)
+    assert vit.patch_embed.proj.weight.shape == (192, FRAMES * 6, 8, 8)  # adapted: 3 -> 18 channels, 16 -> 8 px
+    assert built.info["weights"]["sha256"] and built.info["weights"]["source"] == "file"
+    with pytest.raises(WeightsError, match=r"depth': 3}: unexpected keys \(12\): blocks\.3\."):
+        build_model("vit", {"weights": str(tmp_path / "vit_tiny.pth"), "model_kwargs": {"depth": 3}}, FRAMES, SIZE)
+    with pytest.raises(WeightsError, match="does not exist"):
+        build_model("vit", {"weights": str(tmp_path / "none.pth")}, FRAMES, SIZE)
+
+
+def test_model_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="config key models.unet.lr_max: unknown key"):
+        resolve_model_config("unet", {"lr_max": 1})
+    with pytest.raises(ValueError, match="config key models.foo.type: unknown model type 'foo'"):
+        resolve_model_config("foo", {})
+    with pytest.raises(ValueError, match="config key models.prithvi.backbone"):
+        resolve_model_config("prithvi", {"backbone": "resnet50"})
+    with pytest.raises(ValueError, match="config key models.vit.epochs"):
+        resolve_model_config("vit", {"epochs": 0})
+    scratch = resolve_model_config("prithvi_scratch", {"type": "prithvi", "weights": "none"})
+    assert scratch["backbone"] == "prithvi_eo_tiny" and scratch["type"] == "prithvi"
+
+
+def test_upernet_decoder_builds():
+    built = build_model("prithvi", {"weights": "none", "decoder": "UperNetDecoder"}, FRAMES, SIZE)
+    assert built.info["feature_indices"] == [0, 1, 2, 3]
+    with torch.no_grad():
+        assert built.model.eval()(raw_chips(1)).shape == (1, NUM_CLASSES, SIZE, SIZE)

@@ -1,0 +1,28 @@
+# Optional masked-autoencoder pretraining of a Prithvi encoder on the unlabelled chips of every AOI. It runs
+# only for a `models.<name>` entry whose `weights` is `pretrain`; fine-tuning then loads its checkpoint through
+# the same strict loader as the official weights. Logic: lulc/pretrain.py; config: `pretrain:` and the
+# encoder keys of `models.<name>` (not its fine-tuning hyperparameters).
+
+
+rule pretrain:
+    input:
+        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
+    output:
+        checkpoint="results/pretrain/{model}/checkpoint.pt",
+        summary="results/pretrain/{model}/pretrain.json",
+    log:
+        "results/logs/pretrain/{model}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{model}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=1 if config["train"]["accelerator"] == "gpu" else 0,
+    params:
+        model=pretrain_model_params,
+        pretrain=canonical(config["pretrain"]),
+        code=code_version("models", "pretrain", "train", "dataset", "chips", "splits"),
+    script:
+        "../../scripts/pretrain.py"

@@ -1,0 +1,35 @@
+# Fine-tuning: one run per model (`train.models`) x training fraction x seed (`splits.train_fractions`,
+# `splits.seeds`). Logic: lulc/train.py (Lightning) and lulc/models.py (the registry); config: the run's
+# `models.<name>` entry and the `train:` section only, so changing one model's settings reruns only its runs.
+
+
+rule train:
+    input:
+        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
+        labels=expand("results/chips/{aoi}/labels.npy", aoi=AOIS),
+        splits="results/splits/splits.csv",
+        pretrain=pretrain_input,
+        weights=weights_file_input,
+    output:
+        best="results/train/{model}/f{fraction}_s{seed}/best.ckpt",
+        curve="results/train/{model}/f{fraction}_s{seed}/curve.csv",
+        run="results/train/{model}/f{fraction}_s{seed}/run.json",
+    log:
+        "results/logs/train/{model}/f{fraction}_s{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{model}/f{fraction}_s{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=1 if config["train"]["accelerator"] == "gpu" else 0,
+    params:
+        model=lambda w: canonical(config["models"][w.model]),
+        # runtime-only keys (progress bar, workers, threads, the list of models) would rerun every run
+        train=canonical(
+            {k: v for k, v in config["train"].items() if k not in TRAIN_RUNTIME_KEYS}
+        ),
+        code=code_version("models", "train", "dataset", "chips", "splits"),
+    script:
+        "../../scripts/train.py"
