@@ -17,7 +17,7 @@ import rasterio
 import yaml
 from rio_cogeo.cogeo import cog_validate
 
-from lulc import hls
+from lulc import classes, hls
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "config" / "tiny.yaml"
@@ -116,6 +116,22 @@ def test_outputs_of_every_stage(workflow_run):
     for name in ("figure1_miou_vs_fraction.png", "per_class_iou.png", "confusion_matrices.png"):
         assert (wd / "results/summary" / name).read_bytes()[:4] == b"\x89PNG"
 
+    for aoi in config["aois"]:
+        with rasterio.open(wd / f"results/download/{aoi}/image.tif") as src:
+            grid = (src.crs, src.transform, src.shape)
+        for run in ("unet_f1_s0", "prithvi_f1_s0"):
+            maps = wd / f"results/predict/{aoi}/{run}"
+            for name in ("landcover.tif", "confidence.tif"):
+                valid, errors, _ = cog_validate(maps / name)
+                assert valid, (aoi, run, name, errors)
+            with rasterio.open(maps / "landcover.tif") as src:
+                assert (src.crs, src.transform, src.shape) == grid
+                assert src.dtypes[0] == "uint8" and src.nodata == 255
+                assert src.colormap(1)[0][:3] == classes.IO_COLOURS[1]
+                assert set(np.unique(src.read(1)).tolist()) <= set(range(classes.NUM_CLASSES)) | {255}
+            for name in ("preview.png", "comparison.png"):
+                assert (maps / name).read_bytes()[:4] == b"\x89PNG"
+
 
 def test_nothing_pending_after_a_complete_run(workflow_run):
     plans = plan(workflow_run)
@@ -151,7 +167,7 @@ def test_training_hyperparameter_change_reruns_training_and_later_only(workflow_
     assert ("train", "unet") in pending and ("evaluate", "unet") in pending
     assert ("summary", "") in pending
     assert not {("train", "prithvi"), ("train", "vit")} & pending, "only the changed model's runs rerun"
-    assert {rule for rule, _ in pending} <= {"train", "evaluate", "summary", "all"}
+    assert {rule for rule, _ in pending} <= {"train", "evaluate", "summary", "predict", "all"}
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path):

@@ -107,3 +107,61 @@ def evaluation_outputs(name):
         fraction=fraction_labels(),
         seed=config["splits"]["seeds"],
     )
+
+
+# ---- land-cover maps ----
+
+PREDICT = config["predict"]
+# Mirrors lulc.predict.RUNTIME_KEYS (not imported: that would load torch when the workflow is parsed).
+PREDICT_RUNTIME_KEYS = ("runs", "batch_size", "threads")
+
+
+def predict_runs():
+    """(model, fraction label, seed) of every run to map. `predict.runs: null` maps every model of
+    `train.models` at the largest training fraction with the first seed."""
+    runs = PREDICT["runs"]
+    if runs is None:
+        largest = max(config["splits"]["train_fractions"])
+        runs = [{"model": m, "fraction": largest} for m in TRAIN_MODELS]
+    resolved = []
+    for i, run in enumerate(runs):
+        key = f"config key 'predict.runs[{i}]'"
+        model = run["model"]
+        fraction = f"{float(run.get('fraction', 1.0)):g}"
+        seed = int(run.get("seed", config["splits"]["seeds"][0]))
+        if model not in TRAIN_MODELS:
+            raise ValueError(
+                f"{key}: model {model!r} is not trained (train.models: {TRAIN_MODELS})"
+            )
+        if fraction not in fraction_labels():
+            raise ValueError(
+                f"{key}: fraction {fraction} is not one of splits.train_fractions ({', '.join(fraction_labels())})"
+            )
+        if seed not in config["splits"]["seeds"]:
+            raise ValueError(
+                f"{key}: seed {seed} is not one of splits.seeds {config['splits']['seeds']}"
+            )
+        resolved.append((model, fraction, seed))
+    return sorted(set(resolved))
+
+
+def predict_outputs():
+    """Every map, confidence raster, preview and comparison (for `rule all`)."""
+    names = ["landcover.tif", "preview.png", "comparison.png"]
+    if PREDICT["confidence"]:
+        names.append("confidence.tif")
+    return [
+        f"results/predict/{aoi}/{model}_f{fraction}_s{seed}/{name}"
+        for aoi in AOIS
+        for model, fraction, seed in predict_runs()
+        for name in names
+    ]
+
+
+def confidence_output():
+    """The confidence raster, where `predict.confidence` is true."""
+    if PREDICT["confidence"]:
+        return {
+            "confidence": "results/predict/{aoi}/{model}_f{fraction}_s{seed}/confidence.tif"
+        }
+    return {}
