@@ -15,6 +15,7 @@ from torch import nn
 
 from lulc import classes, hls, predict
 from lulc.predict import blend_window, predict_run, predict_scene, resolve_config, tile_origins
+from tests.synthetic_chips import SPECTRA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 FRAMES = 3
@@ -23,20 +24,7 @@ TRANSFORM = from_origin(500_000.0, 4_650_000.0, 30.0, 30.0)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 #: Typical reflectance (x 10000) of each class in class-index order (the brief's table), Prithvi band order.
-CENTROIDS = torch.tensor(
-    [
-        [500, 600, 400, 200, 100, 50],  # water
-        [300, 500, 300, 3000, 1500, 700],  # trees
-        [300, 500, 400, 1800, 800, 400],  # flooded vegetation
-        [400, 700, 500, 3500, 2200, 1200],  # crops
-        [1100, 1200, 1300, 2000, 2300, 2100],  # built area
-        [1400, 1800, 2200, 2800, 3400, 2900],  # bare ground
-        [8500, 8300, 8000, 7000, 1000, 800],  # snow / ice
-        [5000, 5000, 5000, 5000, 3500, 2500],  # clouds
-        [500, 800, 900, 2500, 2600, 1700],  # rangeland
-    ],
-    dtype=torch.float32,
-)
+CENTROIDS = torch.from_numpy(SPECTRA)
 
 
 @pytest.fixture(autouse=True)
