@@ -213,7 +213,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_rule_runtime_keys_mirror_the_package():
     from lulc.train import RUNTIME_KEYS
 
-    rules = (REPO / "workflow" / "rules" / "train.smk").read_text()
+    rules = (REPO / "workflow" / "rules" / "common.smk").read_text()
     assignment = re.search(r"^TRAIN_RUNTIME_KEYS = (\(.*\))$", rules, flags=re.MULTILINE)
     assert assignment and ast.literal_eval(assignment.group(1)) == RUNTIME_KEYS
 
