@@ -17,6 +17,9 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
   DataLoader and sampler; the RNG states are checkpointed, so an interrupted run resumes where it stopped
   (from ``work/last.ckpt``, only if the config, data and weights are unchanged) and ends with the same result.
 * Precision: ``bf16-mixed`` on GPU, fp32 on CPU (``train.precision: auto``).
+* Devices: ``train.devices`` GPUs (on CPU: processes) per run, data-parallel (DDP, spawned processes); each
+  process draws ``samples_per_epoch / devices`` samples per epoch, so the effective batch is
+  ``devices x batch_size``. Only global rank 0 writes outputs.
 
 Outputs in the run directory (``results/train/{model}/f{fraction}_s{seed}/``): ``best.ckpt`` (the best
 epoch's weights, self-contained: :func:`lulc.models.load_trained_model`), ``curve.csv`` (epoch, step,
@@ -39,7 +42,7 @@ import platform
 import shutil
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "deterministic": True,
     "progress_bar": True,
     "threads": 1,
+    "devices": 1,
 }
 
 #: Keys of ``train:`` that change how a run executes, not its result: the rule passes them outside ``params``
@@ -113,6 +117,9 @@ def resolve_train_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError("config key train.precision: expected auto, 32-true, bf16-mixed or 16-mixed")
     if resolved["accelerator"] not in ("auto", "cpu", "gpu"):
         raise ValueError("config key train.accelerator: expected auto, cpu or gpu")
+    devices = resolved["devices"]
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"config key train.devices: expected a positive integer, got {devices!r}")
     for key in ("warmup_epochs", "patience", "num_workers", "threads"):
         if isinstance(resolved[key], bool) or not isinstance(resolved[key], int) or resolved[key] < 0:
             raise ValueError(f"config key train.{key}: expected a non-negative integer, got {resolved[key]!r}")
@@ -223,7 +230,8 @@ class SegmentationTask(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         image, mask = augment_batch(batch["image"], batch["mask"].long(), self.flips, self.rot90)
         loss = weighted_cross_entropy(self.model(image), mask, self.class_weights)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=image.shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=image.shape[0],
+                 sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -231,7 +239,7 @@ class SegmentationTask(pl.LightningModule):
         logits = self.model(batch["image"])
         loss = weighted_cross_entropy(logits, mask, self.class_weights)
         self.val_miou.update(logits.argmax(1), mask)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=mask.shape[0])
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=mask.shape[0], sync_dist=True)
         self.log("val_miou", self.val_miou, on_step=False, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -273,7 +281,7 @@ class TrainingCurve(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self.train_samples += int(batch["image"].shape[0])
+        self.train_samples += int(batch["image"].shape[0]) * trainer.world_size  # all processes' samples
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -292,6 +300,8 @@ class TrainingCurve(Callback):
             }
         )
         row = self.rows[-1]
+        if not trainer.is_global_zero:
+            return
         logger.info(
             "epoch %d: train loss %.4f, val loss %.4f, val mIoU %.4f, lr %.3g, %.1f s",
             row["epoch"], row["train_loss"], row["val_loss"], row["val_miou"], row["lr"], row["time_s"],
@@ -335,6 +345,34 @@ class RNGState(Callback):
         self.generator.set_state(state_dict["loader"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A seeded ``RandomSampler`` of ``num_samples`` per epoch, hidden from Lightning's RandomSampler check.
+
+    Under DDP Lightning replaces a ``RandomSampler`` with a plain ``DistributedSampler`` over the whole dataset
+    (losing ``samples_per_epoch`` and the generator); any other sampler it splits across the processes.
+    """
+
+    def __init__(self, sampler: RandomSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class Threads(Callback):
+    """Sets torch's intra-op threads in every training process (spawned DDP processes start with the default)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -467,6 +505,7 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     samples_per_epoch = cfg["samples_per_epoch"] or len(train_set)
     batch_size = int(hparams["batch_size"])
+    devices = int(cfg["devices"])
     loader_kwargs: dict[str, Any] = {
         "num_workers": cfg["num_workers"],
         "pin_memory": accelerator == "gpu",
@@ -475,12 +514,13 @@ def train(
     train_loader = DataLoader(
         train_set,
         batch_size=batch_size,
-        sampler=RandomSampler(train_set, num_samples=samples_per_epoch, generator=generator),
+        sampler=EpochSampler(RandomSampler(train_set, num_samples=samples_per_epoch, generator=generator)),
         generator=generator,
         **loader_kwargs,
     )
     val_loader = DataLoader(val_set, batch_size=2 * batch_size, shuffle=False, **loader_kwargs)
-    steps_per_epoch = len(train_loader)
+    # Under DDP, Lightning wraps the sampler in a DistributedSampler: each process draws ceil(n / devices).
+    steps_per_epoch = math.ceil(math.ceil(samples_per_epoch / devices) / batch_size)
     total_steps = steps_per_epoch * int(hparams["epochs"])
     warmup_steps = min(steps_per_epoch * cfg["warmup_epochs"], max(0, total_steps - 1))
     task = SegmentationTask(
@@ -505,6 +545,10 @@ def train(
         enable_version_counter=False,
     )
     early_stopping = EarlyStopping(monitor="val_miou", mode="max", patience=cfg["patience"], check_finite=True)
+    if devices > 1 and accelerator == "cpu":
+        # Spawned processes get the model's tensors through shared memory; the default (file descriptor)
+        # strategy fails in some containers ("unable to resize file"). Process-wide, but harmless.
+        torch.multiprocessing.set_sharing_strategy("file_system")
     deterministic: bool | str = bool(cfg["deterministic"]) if accelerator == "cpu" else "warn"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -514,11 +558,22 @@ def train(
         warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
         trainer = pl.Trainer(
             accelerator=accelerator,
-            devices=1,
+            devices=devices,
+            # devices > 1: DDP with *spawned* processes ("ddp_spawn"). The default "ddp" launcher re-executes
+            # sys.argv for ranks > 0, which is wrong from pytest or a Snakemake `script:` (the temporary script
+            # would run the whole rule again); "ddp_fork" breaks once CUDA is initialised and is unsafe with
+            # OpenMP thread pools. Spawn pickles the trainer and imports only the modules it needs (the main
+            # script is imported as __mp_main__, so scripts/train.py keeps its work under a __main__ guard).
+            # The fitted state comes back to this process through work/last.ckpt (see below).
+            strategy="ddp_spawn" if devices > 1 else "auto",
             precision=precision,
             max_epochs=int(hparams["epochs"]),
-            callbacks=[curve, RNGState(generator), early_stopping, best_checkpoint, last_checkpoint, *callbacks],
-            plugins=[LightningEnvironment()],  # one process, one device, also inside a SLURM step
+            callbacks=[curve, RNGState(generator), Threads(int(threads or 0)), early_stopping, best_checkpoint,
+                       last_checkpoint, *callbacks],
+            # Lightning launches its own processes, also inside a SLURM step. Without this plugin Lightning
+            # detects SLURM (SLURM_NTASKS etc.), trusts srun to have started one process per device, and in a
+            # step with one task trains with world size 1 on one device, silently, whatever `devices` says.
+            plugins=[LightningEnvironment()],
             logger=False,
             deterministic=deterministic,
             benchmark=False,
@@ -527,9 +582,11 @@ def train(
             enable_progress_bar=bool(cfg["progress_bar"]),
             default_root_dir=work,
         )
-        resumed_from = None
+        resumed_from, elapsed_before = None, 0.0
         if resume:
-            resumed_from = int(torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+            resume_state = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+            resumed_from = int(resume_state["epoch"])
+            elapsed_before = float(resume_state.get("callbacks", {}).get(curve.state_key, {}).get("elapsed", 0.0))
             logger.info("resuming %s after epoch %d from %s", out_dir, resumed_from, last)
         logger.info(
             "training %s (%s, %.2f M parameters) on %d chips (fraction %g, seed %d), validating on %d; "
@@ -539,13 +596,23 @@ def train(
         )
         trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume else None)
 
+    if not trainer.is_global_zero:  # processes started by an external launcher (torchrun): rank 0 writes
+        return {}
+    global_step = int(trainer.global_step)
+    if devices > 1:
+        # Spawned processes trained; this process only gets the best checkpoint's path back. The callbacks'
+        # final state (curve, best score, early stopping) and the step count are in the last epoch's checkpoint.
+        final_state = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+        for callback in (curve, early_stopping, best_checkpoint):
+            callback.load_state_dict(final_state["callbacks"][callback.state_key])
+        global_step = int(final_state["global_step"])
     if not best_checkpoint.best_model_path or best_checkpoint.best_model_score is None:
         raise RuntimeError(f"{out_dir}: no best checkpoint was saved (val mIoU never finite?)")
     best_state = torch.load(best_checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     task.load_state_dict(best_state)
     rows = curve.rows
     best_row = max(rows, key=lambda r: (r["val_miou"], -r["epoch"]))
-    wall = curve.elapsed_before + time.perf_counter() - wall_start
+    wall = elapsed_before + time.perf_counter() - wall_start
     run = {
         "model": model_name,
         "model_type": model_cfg["type"],
@@ -569,7 +636,7 @@ def train(
         "best_epoch": int(best_row["epoch"]),
         "best_val_miou": float(best_checkpoint.best_model_score),
         "best_val_loss": best_row["val_loss"],
-        "steps": int(trainer.global_step),
+        "steps": global_step,
         "resumed_from_epoch": resumed_from,
         "wall_time_s": round(wall, 3),
         "train_time_s": round(curve.train_seconds, 3),
@@ -578,6 +645,8 @@ def train(
         "device": torch.cuda.get_device_name(0) if accelerator == "gpu" else cpu_name(),
         "accelerator": accelerator,
         "precision": precision,
+        "devices": devices,
+        "world_size": int(trainer.world_size),
         "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "lightning": lightning.__version__},
     }

@@ -23,7 +23,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         mem_mb=4000,
-        gpu=1 if config["train"]["accelerator"] == "gpu" else 0,
+        gpu=config["train"]["devices"] if config["train"]["accelerator"] == "gpu" else 0,
     params:
         model=lambda w: canonical(config["models"][w.model]),
         # runtime-only keys (progress bar, workers, threads, the list of models) would rerun every run
