@@ -67,6 +67,7 @@ from lulc.hls import (
     REFLECTANCE_SCALE,
     SENSOR_ASSETS,
     cloud_coverage,
+    utm_epsg,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -213,12 +214,6 @@ _LAT_BANDS = "CDEFGHJKLMNPQRSTUVWX"
 # ---------------------------------------------------------------------------------------------------------
 # Grids
 # ---------------------------------------------------------------------------------------------------------
-
-
-def utm_epsg(lon: float, lat: float) -> int:
-    """EPSG code of the WGS 84 UTM zone holding ``(lon, lat)``: 326zz north, 327zz south."""
-    zone = int((lon + 180.0) // 6.0) % 60 + 1
-    return (32600 if lat >= 0 else 32700) + zone
 
 
 def mgrs_tile(lon: float, lat: float) -> str:

@@ -60,6 +60,7 @@ from rasterio.warp import transform_bounds
 from tqdm import tqdm
 
 from lulc import classes, hls
+from lulc.hls import utm_epsg
 from lulc.io import atomic_path, write_json
 from lulc.search import (
     AOI,
@@ -259,12 +260,6 @@ class Grid:
     @property
     def crs(self) -> rasterio.crs.CRS:
         return rasterio.crs.CRS.from_epsg(self.epsg)
-
-
-def utm_epsg(lon: float, lat: float) -> int:
-    """EPSG code of the WGS84 UTM zone containing (lon, lat)."""
-    zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
-    return (32600 if lat >= 0 else 32700) + zone
 
 
 def aoi_grid(aoi: AOI, resolution: float, crs: str = "utm") -> Grid:

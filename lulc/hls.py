@@ -7,6 +7,8 @@ Prithvi bands in :data:`PRITHVI_BANDS` order, so band ``b`` of frame ``t`` sits 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: The six bands Prithvi was pretrained on, in its order.
@@ -62,6 +64,12 @@ def sensor_of(collection: str | None, item_id: str = "") -> str:
         f"STAC item {item_id!r} (collection {collection!r}) is not an HLS S30 or L30 item; "
         f"known collections: {sorted(COLLECTION_SENSOR)}"
     )
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """EPSG code of the WGS84 UTM zone containing (lon, lat): the grid HLS tiles (MGRS) are cut on."""
+    zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
+    return (32600 if lat >= 0 else 32700) + zone
 
 
 def band_names(frames: int) -> list[str]:

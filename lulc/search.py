@@ -39,7 +39,6 @@ import math
 import netrc
 import os
 import socket
-import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,6 +55,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from lulc.hls import COLLECTION_SENSOR, FMASK_ASSET, PRITHVI_BANDS, SENSOR_ASSETS, sensor_of
+from lulc.io import atomic_path
 
 __all__ = [
     "AOI",
@@ -752,27 +752,17 @@ def _parse_month_day(value: Any, where: str) -> str:
 
 
 def save_item_collection(items: pystac.ItemCollection, path: Path) -> None:
-    """Write ``items`` as a GeoJSON FeatureCollection with absolute hrefs, atomically (tmp + ``os.replace``).
+    """Write ``items`` as a GeoJSON FeatureCollection with absolute hrefs, atomically (:func:`lulc.io.atomic_path`).
 
     A crash never leaves a half-written file that Snakemake would take for a finished output.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     features = []
     for item in items:
         features.append(_with_absolute_hrefs(item).to_dict(include_self_link=True, transform_hrefs=False))
     document = {"type": "FeatureCollection", "features": features}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=1)
+        handle.write("\n")
 
 
 # ------------------------------------------------------------------------------------ item helpers

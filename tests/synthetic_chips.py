@@ -7,25 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lulc.classes import IGNORE_INDEX, NUM_CLASSES
+from lulc.classes import CLASS_NAMES, IGNORE_INDEX
+from lulc.demo import CLASS_REFLECTANCE
 from lulc.hls import REFLECTANCE_NODATA
 
-#: Typical reflectance (x 10000) per class index (BRIEF.md table; crops green season; clouds bright).
-SPECTRA = np.array(
-    [
-        [500, 600, 400, 200, 100, 50],  # water
-        [300, 500, 300, 3000, 1500, 700],  # trees
-        [300, 500, 400, 1800, 800, 400],  # flooded vegetation
-        [400, 700, 500, 3500, 2200, 1200],  # crops
-        [1100, 1200, 1300, 2000, 2300, 2100],  # built area
-        [1400, 1800, 2200, 2800, 3400, 2900],  # bare ground
-        [8500, 8300, 8000, 7000, 1000, 800],  # snow / ice
-        [5000, 5000, 5000, 5000, 3500, 2500],  # clouds
-        [500, 800, 900, 2500, 2600, 1700],  # rangeland
-    ],
-    dtype=np.float32,
-)
-assert len(SPECTRA) == NUM_CLASSES
+#: Typical reflectance (x 10000) per class index: the demo generator's spectra (crops in the green season).
+_DEMO_NAME = {"crops": "crops_green", "clouds": "cloud"}
+SPECTRA = np.array([CLASS_REFLECTANCE[_DEMO_NAME.get(name, name)] for name in CLASS_NAMES], dtype=np.float32)
 
 
 def make_chip_store(directory: Path, n_chips: int, frames: int, size: int, seed: int) -> None:
@@ -60,8 +48,16 @@ def make_dataset(
         make_chip_store(stores[aoi], chips_per_aoi, frames, size, seed=100 + k)
         for index in range(chips_per_aoi):
             split = "train" if index < chips_per_aoi // 2 else ("val" if index % 2 == 0 else "test")
-            rows.append({"chip_id": f"{aoi}_{index:03d}", "aoi": aoi, "index": index, "block_id": f"{aoi}_b{index}",
-                         "split": split, "excluded_reason": ""})
+            rows.append(
+                {
+                    "chip_id": f"{aoi}_{index:03d}",
+                    "aoi": aoi,
+                    "index": index,
+                    "block_id": f"{aoi}_b{index}",
+                    "split": split,
+                    "excluded_reason": "",
+                }
+            )
     table = pd.DataFrame(rows)
     train_rows = np.flatnonzero(table["split"] == "train")
     for seed in seeds:
