@@ -8,6 +8,7 @@ in each DataLoader worker, so nothing large is pickled into worker processes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,3 +80,8 @@ class GeoTiffChipDataset(Dataset):
             label = src.read(1)
         image = image.reshape(self.frames, 6, *image.shape[-2:])
         return {"image": torch.from_numpy(image), "mask": torch.from_numpy(label)}
+
+
+def stores_from_paths(image_paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
+    """AOI -> chip store directory from ``results/chips/{aoi}/images.npy`` paths (rule inputs)."""
+    return {Path(p).parent.name: Path(p).parent for p in image_paths}

@@ -137,7 +137,8 @@ def evaluate_run(
         "seconds": round(time.perf_counter() - start, 2),
     }
     log.info(
-        "test mIoU %.4f (majority baseline %.4f), pixel accuracy %.4f",
+        "%s: test mIoU %.4f (majority baseline %.4f), pixel accuracy %.4f",
+        checkpoint,
         result["miou"] or float("nan"),
         result["majority_baseline"]["miou"] or float("nan"),
         result["pixel_accuracy"] or float("nan"),

@@ -28,6 +28,7 @@ TerraTorch, timm and segmentation-models-pytorch are imported only by the builde
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -66,7 +67,7 @@ CHECKPOINT_FORMAT = "lulc-model/1"
 _COMMON_DEFAULTS: dict[str, Any] = {"lr": 1.0e-3, "weight_decay": 0.01, "epochs": 6, "batch_size": 8}
 
 #: Defaults of one ``models.<name>`` entry, per model type (mirrors workflow/schemas/config.schema.yaml).
-#: The values suit the offline demo (64 x 64 chips, 3 frames, a 2-core CPU); see config/README.md for the
+#: The values suit the offline demo (small chips, 3 frames, a 2-core CPU); see config/README.md for the
 #: paper-scale settings.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "prithvi": {
@@ -211,6 +212,30 @@ class HLSNormalize(nn.Module):
             raise ValueError(f"expected chips shaped (B, T, {len(PRITHVI_BANDS)}, H, W), got {tuple(raw.shape)}")
         x = (raw.float() - self.mean) * self.inv_std
         return x.masked_fill(raw == self.nodata, 0.0)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast is fast.
+
+    Training (``train.precision: auto``) and prediction (``predict.precision: auto``) use bf16 autocast on such
+    CPUs; on others bf16 is emulated and slower than fp32.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    with contextlib.suppress(Exception):  # private PyTorch helpers: absent means "do not assume"
+        return any(getattr(torch.cpu, name)() for name in checks if hasattr(torch.cpu, name))
+    return False
+
+
+def channels_last_convolutions(model: nn.Module) -> nn.Module:
+    """Store the 2-D (transposed) convolutions' weights channels-last, in place; returns ``model``.
+
+    Under bf16 autocast oneDNN's convolutions are fastest on channels-last tensors (the decoder's activations
+    follow the weights' layout); the arithmetic and the state-dict keys are unchanged.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+            module.to(memory_format=torch.channels_last)
+    return model
 
 
 def check_normalised(x: torch.Tensor, max_abs: float = MAX_ABS_NORMALISED) -> None:

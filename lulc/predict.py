@@ -73,6 +73,7 @@ from tqdm import tqdm
 
 from lulc import classes, hls
 from lulc.io import atomic_path
+from lulc.models import channels_last_convolutions, cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -191,14 +192,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast is fast."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    with contextlib.suppress(Exception):  # private PyTorch helpers: absent means "do not assume"
-        return any(getattr(torch.cpu, name)() for name in checks if hasattr(torch.cpu, name))
-    return False
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto``: bf16 on CUDA GPUs that have it (else fp16) and on CPUs with native bf16; else fp32."""
     if precision not in PRECISIONS:
@@ -250,9 +243,7 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
             kind = type(child)
             if kind.__name__ == "Norm2d" and kind.__module__.startswith("terratorch") and hasattr(child, "ln"):
                 setattr(module, name, _ChannelsLastNorm2d(child.ln))
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-            module.to(memory_format=torch.channels_last)
+    channels_last_convolutions(model)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model

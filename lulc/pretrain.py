@@ -36,6 +36,7 @@ from lulc.io import atomic_path
 from lulc.models import (
     HLSNormalize,
     check_normalised,
+    cpu_has_native_bf16,
     load_prithvi_encoder,
     resolve_model_config,
     resolve_normalization,
@@ -134,10 +135,12 @@ def pretrain(
         [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg["lr"],
         betas=(0.9, 0.95),
-        fused=device.type == "cuda" or None,
+        fused=True,  # one kernel for all parameters (CUDA and CPU)
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps, 0.01))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    # bf16 autocast where the hardware computes bf16 natively (as `train.precision: auto`), fp32 elsewhere
+    use_bf16 = device.type == "cuda" or cpu_has_native_bf16()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     logger.info(
         "MAE pretraining of %s (%d frames, %d px) on %d unlabelled chips: %d epochs x %d steps on %s",
         backbone, frames, chip_size, len(dataset), cfg["epochs"], len(loader), device,

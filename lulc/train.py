@@ -16,7 +16,8 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
 * Reproducibility: ``seed_everything``, deterministic algorithms on CPU, a seeded generator for the
   DataLoader and sampler; the RNG states are checkpointed, so an interrupted run resumes where it stopped
   (from ``work/last.ckpt``, only if the config, data and weights are unchanged) and ends with the same result.
-* Precision: ``bf16-mixed`` on GPU, fp32 on CPU (``train.precision: auto``).
+* Precision (``train.precision: auto``): ``bf16-mixed`` on GPUs with bf16 and on CPUs with native bf16
+  (AVX512-BF16 / AMX; 1.3-1.9x faster than fp32 there), with channels-last convolutions; ``32-true`` elsewhere.
 * Devices: ``train.devices`` GPUs (on CPU: processes) per run, data-parallel (DDP, spawned processes); each
   process draws ``samples_per_epoch / devices`` samples per epoch, so the effective batch is
   ``devices x batch_size``. Only global rank 0 writes outputs.
@@ -58,9 +59,17 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.chips import ChipStore
 from lulc.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from lulc.dataset import ChipStoreDataset
+from lulc.dataset import ChipStoreDataset, stores_from_paths
 from lulc.io import atomic_path
-from lulc.models import HPARAM_KEYS, BuiltModel, build_model, resolve_model_config, save_trained_model
+from lulc.models import (
+    HPARAM_KEYS,
+    BuiltModel,
+    build_model,
+    channels_last_convolutions,
+    cpu_has_native_bf16,
+    resolve_model_config,
+    save_trained_model,
+)
 from lulc.splits import fraction_label, load_split
 
 logger = logging.getLogger(__name__)
@@ -423,12 +432,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def _precision(setting: str, accelerator: str) -> str:
+def resolve_precision(setting: str, accelerator: str) -> str:
+    """``auto``: bf16-mixed on GPUs with bf16 (16-mixed otherwise) and on CPUs with native bf16; else 32-true."""
     if setting != "auto":
         return setting
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
 def train(
@@ -494,8 +504,10 @@ def train(
     accelerator = cfg["accelerator"]
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    precision = _precision(cfg["precision"], accelerator)
+    precision = resolve_precision(cfg["precision"], accelerator)
     built: BuiltModel = build_model(model_name, model_cfg, frames, chip_size, pretrain_checkpoint=pretrain_checkpoint)
+    if precision == "bf16-mixed":
+        channels_last_convolutions(built.model)
 
     train_set = ChipStoreDataset(stores, train_chips)
     val_set = ChipStoreDataset(stores, val_chips)
@@ -556,6 +568,7 @@ def train(
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
         warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
+        warnings.filterwarnings("ignore", message=".*is not supported by the model summary.*")
         trainer = pl.Trainer(
             accelerator=accelerator,
             devices=devices,
@@ -669,11 +682,6 @@ def train(
     return run
 
 
-def stores_from_paths(image_paths: Sequence[str | os.PathLike[str]]) -> dict[str, Path]:
-    """AOI -> chip store directory from ``results/chips/{aoi}/images.npy`` paths (rule inputs)."""
-    return {Path(p).parent.name: Path(p).parent for p in image_paths}
-
-
 __all__ = [
     "DEFAULTS",
     "SegmentationTask",
@@ -682,6 +690,7 @@ __all__ = [
     "class_weights",
     "resolve_train_config",
     "run_directory",
+    "stores_from_paths",
     "train",
     "weighted_cross_entropy",
 ]

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from lulc.dataset import stores_from_paths
 from lulc.logs import setup_script_logging
 from lulc.pretrain import pretrain
-from lulc.train import stores_from_paths
 
 setup_script_logging(snakemake)
 pretrain(

@@ -23,6 +23,7 @@ from lulc.pretrain import pretrain
 from lulc.train import (
     augment_batch,
     class_weights,
+    resolve_precision,
     resolve_train_config,
     run_directory,
     train,
@@ -82,7 +83,7 @@ def test_each_model_trains_and_writes_its_outputs(name, data, tmp_path):
     assert saved["weights"]["source"] == "none" and saved["normalization"]["mean"]
     assert 0 <= saved["best_val_miou"] <= 1 and saved["samples_per_s"] > 0 and saved["wall_time_s"] > 0
     assert saved["best_val_miou"] == pytest.approx(max(float(r["val_miou"]) for r in rows), abs=1e-6)
-    assert saved["precision"] == "32-true" and saved["accelerator"] == "cpu"
+    assert saved["precision"] == resolve_precision("auto", "cpu") and saved["accelerator"] == "cpu"
 
     model, checkpoint = load_trained_model(out / "best.ckpt")
     assert checkpoint["epoch"] == saved["best_epoch"] and checkpoint["info"]["name"] == name
@@ -191,6 +192,16 @@ def test_augmentation_moves_image_and_mask_together():
     assert torch.equal(new_image[:, 2, 4].long(), new_mask)
     assert not torch.equal(new_mask, mask)  # something moved
     assert torch.equal(new_mask.flatten(1).sort(1).values, mask.flatten(1).sort(1).values)  # pixels permuted only
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    import lulc.train
+
+    monkeypatch.setattr(lulc.train, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(lulc.train, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit setting is kept
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import shutil
 import subprocess
@@ -109,6 +110,13 @@ def test_outputs_of_every_stage(workflow_run):
         assert run["normalization"] and run["weights"]
         metrics = json.loads((wd / f"results/evaluate/{model}/f1_s0/metrics.json").read_text())
         assert metrics["test_chips"] > 0 and 0 <= metrics["miou"] <= 1
+        # one evaluate job per model: every run's metrics come from that run's own checkpoint
+        for fraction, seed in itertools.product((1.0, 0.5), (0, 1)):
+            run_dir = f"{model}/f{fraction:g}_s{seed}"
+            metrics = json.loads((wd / f"results/evaluate/{run_dir}/metrics.json").read_text())
+            assert metrics["checkpoint"] == f"results/train/{run_dir}/best.ckpt"
+            assert (metrics["run"]["fraction"], metrics["run"]["seed"]) == (fraction, seed)
+        assert "test mIoU" in (wd / f"results/logs/evaluate/{model}.log").read_text()
     prithvi = json.loads((wd / "results/train/prithvi/f1_s0/run.json").read_text())
     assert prithvi["weights"]["source"] == "pretrain", prithvi["weights"]
     aggregate = pd.read_csv(wd / "results/summary/aggregate.csv")

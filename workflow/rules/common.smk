@@ -99,6 +99,16 @@ def pretrain_model_params(wildcards):
     return canonical({key: entry[key] for key in PRETRAIN_MODEL_KEYS if key in entry})
 
 
+def model_runs(pattern):
+    """`pattern` for every fraction x seed, keeping `{model}` a wildcard: one model's runs."""
+    return expand(
+        pattern,
+        model="{model}",
+        fraction=fraction_labels(),
+        seed=config["splits"]["seeds"],
+    )
+
+
 def evaluation_outputs(name):
     """One evaluation file per model x fraction x seed."""
     return expand(

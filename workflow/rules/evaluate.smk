@@ -1,21 +1,28 @@
 # Evaluation of every trained run on the fixed test split, then the study's summary tables and figures.
+# One evaluate job per model evaluates all of that model's runs (outputs per run): a job's fixed cost (loading
+# PyTorch, and TerraTorch for Prithvi) is paid once per model, not once per run, and a change to one model's
+# settings still re-evaluates only that model.
 
 
 rule evaluate:
     input:
-        best="results/train/{model}/f{fraction}_s{seed}/best.ckpt",
-        run="results/train/{model}/f{fraction}_s{seed}/run.json",
+        best=model_runs("results/train/{model}/f{fraction}_s{seed}/best.ckpt"),
+        run=model_runs("results/train/{model}/f{fraction}_s{seed}/run.json"),
         images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
         labels=expand("results/chips/{aoi}/labels.npy", aoi=AOIS),
         splits="results/splits/splits.csv",
     output:
-        metrics="results/evaluate/{model}/f{fraction}_s{seed}/metrics.json",
-        confusion="results/evaluate/{model}/f{fraction}_s{seed}/confusion.csv",
-        per_class="results/evaluate/{model}/f{fraction}_s{seed}/per_class.csv",
+        metrics=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/metrics.json"),
+        confusion=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/confusion.csv"),
+        per_class=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/per_class.csv"),
     log:
-        "results/logs/evaluate/{model}/f{fraction}_s{seed}.log",
+        "results/logs/evaluate/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}.tsv"
     conda:
         "../../envs/train.yaml"
+    resources:
+        mem_mb=4000,
     params:
         code=code_version("evaluate", "models", "dataset", "splits"),
     script:
