@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -203,3 +204,27 @@ def test_demo_config_is_valid_and_plans_the_whole_chain(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for rule in ("demo", "search", "download", "chips", "splits"):
         assert f"rule {rule}:" in done.stdout or f"localrule {rule}:" in done.stdout, rule
+
+
+def test_readme_rule_graph_is_the_workflows_own(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    done = subprocess.run(
+        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--rulegraph",
+         "mermaid-js"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("```mermaid\n") + len("```mermaid\n")
+    pasted = readme[start : readme.index("```", start)]
+    # node ids and line order vary between calls: compare the named nodes and edges
+    assert mermaid_graph(pasted) == mermaid_graph(done.stdout), "stale README graph: paste snakemake --rulegraph"
+
+
+def mermaid_graph(text: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """Rule names and (from, to) edges of a `snakemake --rulegraph mermaid-js` flowchart."""
+    names = dict(re.findall(r"^\s*(id\d+)\[(\w+)\]\s*$", text, flags=re.M))
+    edges = {(names[a], names[b]) for a, b in re.findall(r"^\s*(id\d+) --> (id\d+)\s*$", text, flags=re.M)}
+    return set(names.values()), edges
