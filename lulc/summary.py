@@ -32,6 +32,15 @@ from lulc.io import atomic_path
 log = logging.getLogger(__name__)
 
 MODEL_COLOURS = {"prithvi": "#1f77b4", "vit": "#ff7f0e", "unet": "#2ca02c"}
+#: Colours for other model entries (e.g. an ablation such as ``prithvi_scratch``), in order of appearance.
+EXTRA_COLOURS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def model_colours(models: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per model: the fixed ones for prithvi / vit / unet, then :data:`EXTRA_COLOURS`."""
+    others = [m for m in models if m not in MODEL_COLOURS]
+    extra = {m: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, m in enumerate(others)}
+    return {m: MODEL_COLOURS.get(m) or extra[m] for m in models}
 
 
 def interquartile_mean(values: Sequence[float]) -> float:
@@ -129,12 +138,14 @@ def _model_order(models: Sequence[str]) -> list[str]:
 def plot_fraction_curve(aggregate: pd.DataFrame, path: Path) -> None:
     """The seed's Figure 1: mIoU (%) against training fraction, mean +- 1 sd band per model."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for model in _model_order(aggregate["model"].unique()):
+    models = _model_order(aggregate["model"].unique())
+    colours = model_colours(models)
+    for model in models:
         rows = aggregate[aggregate["model"] == model].sort_values("fraction")
         x = rows["fraction"].to_numpy() * 100
         mean = rows["miou_mean"].to_numpy() * 100
         sd = np.nan_to_num(rows["miou_sd"].to_numpy() * 100)
-        colour = MODEL_COLOURS.get(model)
+        colour = colours[model]
         ax.plot(x, mean, marker="o", color=colour, label=f"{model} (n={int(rows['runs'].min())} seeds)")
         ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.2, linewidth=0)
     baseline = aggregate["majority_miou"].mean() * 100
@@ -155,6 +166,7 @@ def plot_per_class_iou(runs: pd.DataFrame, path: Path) -> None:
     """Per-class IoU per model at the largest training fraction (mean +- sd over seeds)."""
     full = runs[runs["fraction"] == runs["fraction"].max()]
     models = _model_order(full["model"].unique())
+    colours = model_colours(models)
     fig, ax = plt.subplots(figsize=(8.5, 4.2), dpi=120)
     width = 0.8 / max(len(models), 1)
     x = np.arange(classes.NUM_CLASSES)
@@ -166,7 +178,7 @@ def plot_per_class_iou(runs: pd.DataFrame, path: Path) -> None:
             values.mean() * 100,
             width,
             yerr=np.nan_to_num(values.std(ddof=1) * 100) if len(rows) > 1 else None,
-            color=MODEL_COLOURS.get(model),
+            color=colours[model],
             label=model,
             capsize=2,
         )

@@ -111,3 +111,11 @@ def test_summary_tables_and_figures(tmp_path):
 def test_summary_rejects_an_empty_run_list():
     with pytest.raises(ValueError, match="at least one"):
         runs_table([])
+
+
+def test_every_model_gets_its_own_colour():
+    from lulc.summary import MODEL_COLOURS, model_colours
+
+    colours = model_colours(["prithvi", "prithvi_scratch", "unet", "vit", "my_model"])
+    assert len(set(colours.values())) == 5  # an extra entry never reuses a colour of another model
+    assert colours["prithvi"] == MODEL_COLOURS["prithvi"] and colours["unet"] == MODEL_COLOURS["unet"]
