@@ -13,8 +13,12 @@ rule evaluate:
         splits="results/splits/splits.csv",
     output:
         metrics=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/metrics.json"),
-        confusion=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/confusion.csv"),
-        per_class=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/per_class.csv"),
+        confusion=model_runs(
+            "results/evaluate/{model}/f{fraction}_s{seed}/confusion.csv"
+        ),
+        per_class=model_runs(
+            "results/evaluate/{model}/f{fraction}_s{seed}/per_class.csv"
+        ),
     log:
         "results/logs/evaluate/{model}.log",
     benchmark:
