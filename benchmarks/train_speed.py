@@ -3,8 +3,8 @@
 Two parts, both on synthetic chips (random pixels; speed does not depend on content), both timed as
 forward + loss + backward + optimiser step inside ``lightning.Trainer.fit`` after warm-up steps:
 
-1. **Demo size** (``--demo``): every model of the registry with the demo's settings (32 x 32 chips, 3 frames,
-   batch 8, 8-pixel patches for the transformers), in fp32 and in the precision the workflow's ``train``
+1. **Demo size**: every model the demo config trains (``config/config.yaml``: its chip size (32), frames (3),
+   model entries and batch size, random weights), in fp32 and in the precision the workflow's ``train``
    picks on this machine (``train.precision: auto``: bf16-mixed with channels-last convolutions on CPUs with
    native bf16), i.e. what one ``train`` job of the offline demo does per step.
 2. **Prithvi-EO-1.0-100M + FCN** at 3 x 224 x 224, batch 2, random initialisation (nothing is downloaded):
@@ -40,14 +40,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import lightning.pytorch as pl
 import torch
+import yaml
 from torch.utils.data import DataLoader, Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lulc.classes import IGNORE_INDEX, NUM_CLASSES  # noqa: E402
-from lulc.models import NORMALIZATIONS, build_model, channels_last_convolutions  # noqa: E402
-from lulc.train import SegmentationTask, resolve_precision  # noqa: E402
+from lulc.models import (  # noqa: E402
+    NORMALIZATIONS,
+    build_model,
+    channels_last_convolutions,
+    resolve_model_config,
+)
+from lulc.train import DEFAULTS, SegmentationTask, resolve_precision  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -122,24 +128,24 @@ def our_task(name: str, cfg: dict[str, Any], frames: int, size: int, channels_la
                             total_steps=1000)
 
 
-#: The demo's model settings (config/config.yaml) that change the cost of a step.
-DEMO_MODELS: dict[str, dict[str, Any]] = {
-    "prithvi": {"weights": "none", "backbone": "prithvi_eo_tiny", "backbone_kwargs": {"patch_size": [1, 8, 8]}},
-    "unet": {},
-    "vit": {"weights": "none", "patch_size": 8},
-}
-
-
-def demo_size(warmup: int, steps: int, size: int = 32) -> dict[str, Any]:
-    """Each model with the demo's settings: 32 x 32, 3 frames, batch 8; fp32 and the workflow's precision."""
+def demo_size(warmup: int, steps: int) -> dict[str, Any]:
+    """Each model of the demo config (config/config.yaml: its chip size, frames, model entries, random
+    weights) in fp32 and in the workflow's precision on this machine."""
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    size, frames = int(demo["chips"]["size"]), int(demo["download"]["frames"])
     workflow_precision = resolve_precision("auto", "cpu")
-    results: dict[str, Any] = {"workflow_precision": workflow_precision}
-    data = RandomChips(32, frames=3, size=size)
-    for name, cfg in DEMO_MODELS.items():
+    results: dict[str, Any] = {"workflow_precision": workflow_precision, "chip_size": size, "frames": frames}
+    data = RandomChips(32, frames=frames, size=size)
+    for name in demo["train"].get("models", DEFAULTS["models"]):
+        cfg = resolve_model_config(name, demo["models"][name])
+        if "weights" in cfg:  # speed does not depend on the weights: nothing to pretrain or load
+            cfg["weights"] = "none"
+        batch = int(cfg["batch_size"])
         results[name] = {}
         for precision in dict.fromkeys(("32-true", workflow_precision)):
-            task = our_task(name, cfg, 3, size, channels_last=precision == "bf16-mixed")
-            results[name][precision] = timed_fit(task, data, batch=8, warmup=warmup, steps=steps, precision=precision)
+            task = our_task(name, cfg, frames, size, channels_last=precision == "bf16-mixed")
+            results[name][precision] = timed_fit(task, data, batch=batch, warmup=warmup, steps=steps,
+                                                 precision=precision)
             print(f"demo {name} {precision}: {results[name][precision]}", file=sys.stderr, flush=True)
     return results
 
@@ -271,7 +277,7 @@ def main() -> None:
         },
     }
     if not args.skip_demo:
-        report["demo_32px_T3_batch8"] = demo_size(max(1, args.warmup), args.demo_steps)
+        report["demo_config"] = demo_size(max(1, args.warmup), args.demo_steps)
     if not args.skip_prithvi:
         report["prithvi_eo_v1_100_fcn256_224px_T3_batch2"] = prithvi_100m(args.warmup, args.steps)
     print(json.dumps(report, indent=2))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,58 +100,70 @@ def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
     )
 
 
-def evaluate_run(
-    checkpoint: Path,
+@dataclass(frozen=True)
+class RunToEvaluate:
+    """One trained run: its checkpoint, its run.json content, and where its three outputs go."""
+
+    checkpoint: Path
+    out_json: Path
+    out_confusion: Path
+    out_classes: Path
+    run_info: Mapping[str, Any] | None = None
+
+
+def evaluate_runs(
+    runs: Sequence[RunToEvaluate],
     stores: Mapping[str, Path],
     splits_table: Path,
-    out_json: Path,
-    out_confusion: Path,
-    out_classes: Path,
     batch_size: int = 16,
-    run_info: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Evaluate one trained model on the test split and write metrics JSON, confusion CSV, per-class CSV."""
+) -> list[dict[str, Any]]:
+    """Evaluate trained runs on the test split; write each run's metrics JSON, confusion CSV, per-class CSV.
+
+    The test split, its chips and the training majority class are the same for every run: they are read once.
+    """
     from lulc.models import load_trained_model
 
-    start = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, record = load_trained_model(checkpoint)
     test = load_split(splits_table, "test")
-    train = load_split(splits_table, "train")
     dataset = ChipStoreDataset(dict(stores), test)
-    confusion = confusion_matrix(model, dataset, batch_size, device)
-    majority = _training_majority_class(stores, train)
-    result = {
-        **metrics_from_confusion(confusion),
-        "majority_baseline": {
-            "class": classes.CLASS_NAMES[majority],
-            **{
-                k: v
-                for k, v in metrics_from_confusion(majority_confusion(confusion, majority)).items()
-                if k in ("miou", "macro_f1", "pixel_accuracy")
+    majority = _training_majority_class(stores, load_split(splits_table, "train"))
+    results = []
+    for run in runs:
+        start = time.perf_counter()
+        model, record = load_trained_model(run.checkpoint)
+        confusion = confusion_matrix(model, dataset, batch_size, device)
+        result = {
+            **metrics_from_confusion(confusion),
+            "majority_baseline": {
+                "class": classes.CLASS_NAMES[majority],
+                **{
+                    k: v
+                    for k, v in metrics_from_confusion(majority_confusion(confusion, majority)).items()
+                    if k in ("miou", "macro_f1", "pixel_accuracy")
+                },
             },
-        },
-        "test_chips": len(test),
-        "checkpoint": str(checkpoint),
-        "run": dict(run_info or {}),
-        "model": record.get("info", {}).get("name"),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    log.info(
-        "%s: test mIoU %.4f (majority baseline %.4f), pixel accuracy %.4f",
-        checkpoint,
-        result["miou"] or float("nan"),
-        result["majority_baseline"]["miou"] or float("nan"),
-        result["pixel_accuracy"] or float("nan"),
-    )
-    with atomic_path(out_confusion) as tmp:
-        confusion_frame(confusion).to_csv(tmp)
-    per_class = pd.DataFrame({key: result[key] for key in ("iou", "f1", "precision", "recall", "support")})
-    per_class.index.name = "class"
-    with atomic_path(out_classes) as tmp:
-        per_class.to_csv(tmp)
-    write_json(result, out_json)
-    return result
+            "test_chips": len(test),
+            "checkpoint": str(run.checkpoint),
+            "run": dict(run.run_info or {}),
+            "model": record.get("info", {}).get("name"),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        log.info(
+            "%s: test mIoU %.4f (majority baseline %.4f), pixel accuracy %.4f",
+            run.checkpoint,
+            result["miou"] or float("nan"),
+            result["majority_baseline"]["miou"] or float("nan"),
+            result["pixel_accuracy"] or float("nan"),
+        )
+        with atomic_path(run.out_confusion) as tmp:
+            confusion_frame(confusion).to_csv(tmp)
+        per_class = pd.DataFrame({key: result[key] for key in ("iou", "f1", "precision", "recall", "support")})
+        per_class.index.name = "class"
+        with atomic_path(run.out_classes) as tmp:
+            per_class.to_csv(tmp)
+        write_json(result, run.out_json)
+        results.append(result)
+    return results
 
 
 def _training_majority_class(stores: Mapping[str, Path], train: pd.DataFrame) -> int:

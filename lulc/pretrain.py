@@ -36,12 +36,11 @@ from lulc.io import atomic_path
 from lulc.models import (
     HLSNormalize,
     check_normalised,
-    cpu_has_native_bf16,
     load_prithvi_encoder,
     resolve_model_config,
     resolve_normalization,
 )
-from lulc.train import augment_batch, chip_geometry, warmup_cosine
+from lulc.train import augment_batch, chip_geometry, resolve_precision, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +137,9 @@ def pretrain(
         fused=True,  # one kernel for all parameters (CUDA and CPU)
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps, 0.01))
-    # bf16 autocast where the hardware computes bf16 natively (as `train.precision: auto`), fp32 elsewhere
-    use_bf16 = device.type == "cuda" or cpu_has_native_bf16()
+    # bf16 autocast where `train.precision: auto` would train in bf16-mixed, fp32 elsewhere
+    precision = resolve_precision("auto", "gpu" if device.type == "cuda" else "cpu")
+    use_bf16 = precision == "bf16-mixed"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     logger.info(
         "MAE pretraining of %s (%d frames, %d px) on %d unlabelled chips: %d epochs x %d steps on %s",
@@ -183,6 +183,7 @@ def pretrain(
         "train_time_s": round(train_seconds, 3),
         "samples_per_s": round(samples / train_seconds, 3) if train_seconds else None,
         "device": str(device),
+        "precision": "bf16-mixed" if use_bf16 else "32-true",
     }
     checkpoint = out_dir / "checkpoint.pt"
     with atomic_path(checkpoint) as tmp_checkpoint, atomic_path(out_dir / "pretrain.json") as tmp_json:

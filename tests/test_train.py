@@ -36,7 +36,7 @@ FAST = {"samples_per_epoch": 16, "progress_bar": False, "patience": 10}
 
 
 @pytest.fixture(autouse=True)
-def _two_threads():
+def _one_thread():
     torch.set_num_threads(1)
 
 

@@ -66,16 +66,6 @@ def fraction_labels():
     return [f"{float(f):g}" for f in config["splits"]["train_fractions"]]
 
 
-def train_outputs():
-    """Every run's run.json (for `rule all`)."""
-    return expand(
-        "results/train/{model}/f{fraction}_s{seed}/run.json",
-        model=TRAIN_MODELS,
-        fraction=fraction_labels(),
-        seed=config["splits"]["seeds"],
-    )
-
-
 def pretrain_input(wildcards):
     """The pretrain rule's checkpoint where `models.<model>.weights` is `pretrain`."""
     if config["models"][wildcards.model].get("weights") == "pretrain":
@@ -109,14 +99,14 @@ def model_runs(pattern):
     )
 
 
+def every_run(pattern):
+    """`pattern` for every model of `train.models` x fraction x seed."""
+    return expand(model_runs(pattern), model=TRAIN_MODELS)
+
+
 def evaluation_outputs(name):
     """One evaluation file per model x fraction x seed."""
-    return expand(
-        f"results/evaluate/{{model}}/f{{fraction}}_s{{seed}}/{name}",
-        model=TRAIN_MODELS,
-        fraction=fraction_labels(),
-        seed=config["splits"]["seeds"],
-    )
+    return every_run(f"results/evaluate/{{model}}/f{{fraction}}_s{{seed}}/{name}")
 
 
 # ---- land-cover maps ----
