@@ -3,6 +3,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= all
+# No pip cache: the torch pair and its CUDA packages are about 3 GB of wheels that would stay on disk beside
+# the 7 GB they install to.
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: demo test lint install clean
 

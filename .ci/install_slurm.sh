@@ -39,6 +39,7 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+    apt-get clean
 }
 
 write_config() {

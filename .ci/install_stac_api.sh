@@ -24,13 +24,14 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || [ ! -f /usr/share/postgresql/15
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends postgresql-15-postgis-3 >/dev/null
+    $SUDO apt-get clean
 fi
 
 if [ ! -x "$STAC_API_VENV/bin/uvicorn" ] || [ ! -x "$STAC_API_VENV/bin/pypgstac" ] \
     || ! "$STAC_API_VENV/bin/python" -c "import stac_fastapi.pgstac" >/dev/null 2>&1; then
     "$PYTHON" -m venv "$STAC_API_VENV"
-    "$STAC_API_VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$STAC_API_VENV/bin/python" -m pip install --quiet \
+    "$STAC_API_VENV/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
+    "$STAC_API_VENV/bin/python" -m pip install --quiet --no-cache-dir \
         "stac-fastapi.pgstac==${STAC_FASTAPI_PGSTAC_VERSION}" \
         "pypgstac[psycopg]==${PYPGSTAC_VERSION}" \
         "uvicorn==${UVICORN_VERSION}"
