@@ -63,3 +63,12 @@ def index_colormap() -> dict[int, tuple[int, int, int, int]]:
     cmap = {i: (*IO_COLOURS[code], 255) for i, code in enumerate(CLASS_CODES)}
     cmap[IGNORE_INDEX] = (0, 0, 0, 0)
     return cmap
+
+
+def class_tags() -> dict[str, str]:
+    """GDAL metadata of every class-index raster (labels, maps): class names, their IO codes, the ignore index."""
+    return {
+        "CLASSES": ",".join(f"{i}={name}" for i, name in enumerate(CLASS_NAMES)),
+        "IO_LULC_CODES": ",".join(f"{i}={code}" for i, code in enumerate(CLASS_CODES)),
+        "IGNORE_INDEX": str(IGNORE_INDEX),
+    }

@@ -13,6 +13,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+#: Keys of ``train:`` that change how a run executes, not its result: the train rule leaves them out of its
+#: ``params`` (so changing them reruns nothing) and resume fingerprints ignore them. ``models`` only selects
+#: runs. Defined here, in a module without torch, for the workflow and :mod:`lulc.train` alike.
+TRAIN_RUNTIME_KEYS: tuple[str, ...] = ("models", "progress_bar", "num_workers", "threads")
+#: Keys of ``predict:`` that do not change the map (only which runs are mapped, and how fast).
+PREDICT_RUNTIME_KEYS: tuple[str, ...] = ("runs", "batch_size", "threads")
+
 
 class ConfigError(ValueError):
     """The configuration does not match the schema; the message names the key."""

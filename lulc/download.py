@@ -52,7 +52,6 @@ import dask.array as da
 import numpy as np
 import pystac
 import rasterio
-import rasterio.shutil
 import stackstac
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
@@ -61,7 +60,7 @@ from tqdm import tqdm
 
 from lulc import classes, hls
 from lulc.hls import utm_epsg
-from lulc.io import atomic_path, write_json
+from lulc.io import atomic_path, copy_to_cog, write_json
 from lulc.search import (
     AOI,
     check_reachable,
@@ -577,17 +576,7 @@ def _stream_and_convert(
             dst.write_colormap(1, colormap)
         if tags:
             dst.update_tags(**tags)
-    rasterio.shutil.copy(
-        stream,
-        final,
-        driver="COG",
-        compress="DEFLATE",
-        predictor="2" if colormap is None else "NO",
-        blocksize=256,
-        overview_resampling=overview_resampling,
-        bigtiff="IF_SAFER",
-        num_threads="ALL_CPUS",
-    )
+    copy_to_cog(stream, final, overview_resampling, predictor=colormap is None)
 
 
 def _label_item(item: pystac.Item) -> pystac.Item:
@@ -769,8 +758,7 @@ def _write_aoi_stack(
                 block_size,
                 colormap=classes.index_colormap(),
                 tags={
-                    "CLASSES": ",".join(f"{i}={n}" for i, n in enumerate(classes.CLASS_NAMES)),
-                    "IGNORE_INDEX": str(classes.IGNORE_INDEX),
+                    **classes.class_tags(),
                     "SOURCE_ITEMS": ",".join(i.id for i in labels),
                     "RESAMPLING": "mode",
                 },

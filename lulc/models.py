@@ -226,6 +226,19 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def auto_precision(device_type: str) -> str:
+    """The precision ``auto`` picks on a device type, for training, pretraining and prediction alike.
+
+    ``"bf16"`` on CUDA GPUs with bf16 (``"fp16"`` on older ones) and on CPUs with native bf16
+    (:func:`cpu_has_native_bf16`); ``"fp32"`` elsewhere, where bf16 would be emulated and slower.
+    """
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device_type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
 def channels_last_convolutions(model: nn.Module) -> nn.Module:
     """Store the 2-D (transposed) convolutions' weights channels-last, in place; returns ``model``.
 

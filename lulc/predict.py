@@ -62,7 +62,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import rasterio
-import rasterio.shutil
 import torch
 from matplotlib.collections import PatchCollection
 from matplotlib.patches import Patch, Rectangle
@@ -72,8 +71,9 @@ from torch import nn
 from tqdm import tqdm
 
 from lulc import classes, hls
-from lulc.io import atomic_path
-from lulc.models import channels_last_convolutions, cpu_has_native_bf16
+from lulc.config import PREDICT_RUNTIME_KEYS
+from lulc.io import atomic_path, copy_to_cog
+from lulc.models import auto_precision, channels_last_convolutions
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ DEFAULTS: dict[str, Any] = {
     "min_valid_frames": 1,
     "threads": 4,
 }
-#: Keys that do not change the map (only how fast it is made): not part of the rule's params.
-RUNTIME_KEYS: tuple[str, ...] = ("runs", "batch_size", "threads")
+#: Keys that do not change the map: not part of the rule's params (:data:`lulc.config.PREDICT_RUNTIME_KEYS`).
+RUNTIME_KEYS = PREDICT_RUNTIME_KEYS
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -193,18 +193,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA GPUs that have it (else fp16) and on CPUs with native bf16; else fp32."""
+    """``auto``: :func:`lulc.models.auto_precision` of the device; an explicit setting is checked and kept."""
     if precision not in PRECISIONS:
         raise ValueError(f"config key predict.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("config key predict.precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
+    return auto_precision(device.type)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -338,29 +334,6 @@ class _MapWriter:
             raise RuntimeError("writing the land-cover map failed") from self._error
 
 
-def _to_cog(stream: Path, final: Path, resampling: str, threads: int) -> None:
-    """Copy a tiled GeoTIFF to a Cloud Optimized GeoTIFF (internal overviews, DEFLATE, 256 px blocks)."""
-    rasterio.shutil.copy(
-        stream,
-        final,
-        driver="COG",
-        compress="DEFLATE",
-        blocksize=COG_BLOCK,
-        overview_resampling=resampling,
-        bigtiff="IF_SAFER",
-        num_threads=str(max(1, threads)),
-    )
-
-
-def class_tags() -> dict[str, str]:
-    """The class metadata of every class raster: ``CLASSES``, IO codes, nodata."""
-    return {
-        "CLASSES": ",".join(f"{i}={name}" for i, name in enumerate(classes.CLASS_NAMES)),
-        "IO_LULC_CODES": ",".join(f"{i}={code}" for i, code in enumerate(classes.CLASS_CODES)),
-        "IGNORE_INDEX": str(NODATA),
-    }
-
-
 # ---------------------------------------------------------------------------------------- prediction
 
 
@@ -486,21 +459,21 @@ def predict_scene(
                 with rasterio.open(streams[0], "r+") as dst:
                     dst.write_colormap(1, classes.index_colormap())
                     dst.update_tags(
-                        **class_tags(),
+                        **classes.class_tags(),
                         CLASS_PIXELS=",".join(
                             f"{name}={int(class_pixels[i])}" for i, name in enumerate(classes.CLASS_NAMES)
                         ),
                         NODATA_PIXELS=str(int(class_pixels[NODATA])),
                         **settings,
                     )
-                _to_cog(streams[0], final, "mode", threads)
+                copy_to_cog(streams[0], final, "mode", threads=threads, block_size=COG_BLOCK)
                 if final_confidence is not None:
                     with rasterio.open(streams[1], "r+") as dst:
                         dst.update_tags(
                             VALUES="max softmax probability of the blended logits, percent (0-100); 255 nodata",
                             **settings,
                         )
-                    _to_cog(streams[1], final_confidence, "average", threads)
+                    copy_to_cog(streams[1], final_confidence, "average", threads=threads, block_size=COG_BLOCK)
             finally:
                 for stream in streams:
                     stream.unlink(missing_ok=True)

@@ -35,12 +35,13 @@ from lulc.hls import PRITHVI_BANDS
 from lulc.io import atomic_path
 from lulc.models import (
     HLSNormalize,
+    auto_precision,
     check_normalised,
     load_prithvi_encoder,
     resolve_model_config,
     resolve_normalization,
 )
-from lulc.train import augment_batch, chip_geometry, resolve_precision, warmup_cosine
+from lulc.train import augment_batch, chip_geometry, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +138,9 @@ def pretrain(
         fused=True,  # one kernel for all parameters (CUDA and CPU)
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps, 0.01))
-    # bf16 autocast where `train.precision: auto` would train in bf16-mixed, fp32 elsewhere
-    precision = resolve_precision("auto", "gpu" if device.type == "cuda" else "cpu")
-    use_bf16 = precision == "bf16-mixed"
+    # bf16 autocast where `train.precision: auto` would train in bf16-mixed; fp32 elsewhere (also on GPUs
+    # without bf16: fp16 would need a gradient scaler)
+    use_bf16 = auto_precision(device.type) == "bf16"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     logger.info(
         "MAE pretraining of %s (%d frames, %d px) on %d unlabelled chips: %d epochs x %d steps on %s",

@@ -59,14 +59,15 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.chips import ChipStore
 from lulc.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from lulc.dataset import ChipStoreDataset, stores_from_paths
+from lulc.config import TRAIN_RUNTIME_KEYS
+from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path
 from lulc.models import (
     HPARAM_KEYS,
     BuiltModel,
+    auto_precision,
     build_model,
     channels_last_convolutions,
-    cpu_has_native_bf16,
     resolve_model_config,
     save_trained_model,
 )
@@ -92,9 +93,8 @@ DEFAULTS: dict[str, Any] = {
     "devices": 1,
 }
 
-#: Keys of ``train:`` that change how a run executes, not its result: the rule passes them outside ``params``
-#: (so changing them reruns nothing) and resume fingerprints ignore them. ``models`` only selects runs.
-RUNTIME_KEYS: tuple[str, ...] = ("models", "progress_bar", "num_workers", "threads")
+#: Keys of ``train:`` that change how a run executes, not its result (:data:`lulc.config.TRAIN_RUNTIME_KEYS`).
+RUNTIME_KEYS = TRAIN_RUNTIME_KEYS
 
 _CLASS_WEIGHT_METHODS = ("inverse_sqrt", "inverse", "none")
 CURVE_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_miou", "lr", "time_s")
@@ -432,13 +432,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+#: Lightning's names for the precisions of :func:`lulc.models.auto_precision`.
+LIGHTNING_PRECISION = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
+
+
 def resolve_precision(setting: str, accelerator: str) -> str:
-    """``auto``: bf16-mixed on GPUs with bf16 (16-mixed otherwise) and on CPUs with native bf16; else 32-true."""
+    """``auto``: :func:`lulc.models.auto_precision` of the accelerator, in Lightning's names; else ``setting``."""
     if setting != "auto":
         return setting
-    if accelerator == "gpu":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    return LIGHTNING_PRECISION[auto_precision("cuda" if accelerator == "gpu" else "cpu")]
 
 
 def train(
@@ -690,7 +692,6 @@ __all__ = [
     "class_weights",
     "resolve_train_config",
     "run_directory",
-    "stores_from_paths",
     "train",
     "weighted_cross_entropy",
 ]

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+from lulc.dataset import stores_from_paths
 from lulc.logs import setup_script_logging
-from lulc.train import RUNTIME_KEYS, stores_from_paths, train
+from lulc.train import RUNTIME_KEYS, train
 
 # Under the __main__ guard: with train.devices > 1 the training processes are spawned, and a spawned process
 # imports this script (as __mp_main__), where it must not train again (and there is no `snakemake` object).

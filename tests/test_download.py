@@ -160,6 +160,7 @@ def test_write_aoi_stack_masks_orders_and_reprojects(scene, tmp_path):
         label = src.read(1)
         assert src.nodata == classes.IGNORE_INDEX
         assert src.colormap(1)[0][:3] == classes.IO_COLOURS[1]
+        assert src.tags().items() >= classes.class_tags().items()  # the same class metadata as the maps
         water, crops = classes.CLASS_CODES.index(1), classes.CLASS_CODES.index(5)
         assert set(np.unique(label).tolist()) <= {water, crops, classes.IGNORE_INDEX}
         # Water covers the first 60 label pixels (600 m = 20 imagery pixels) east of the label origin.

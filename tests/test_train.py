@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import csv
 import itertools
 import json
@@ -195,12 +194,16 @@ def test_augmentation_moves_image_and_mask_together():
 
 
 def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
-    import lulc.train
+    import lulc.models
+    from lulc import predict
 
-    monkeypatch.setattr(lulc.train, "cpu_has_native_bf16", lambda: True)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(lulc.models, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16-mixed"
-    monkeypatch.setattr(lulc.train, "cpu_has_native_bf16", lambda: False)
+    assert predict.resolve_precision("auto", cpu) == "bf16"  # prediction follows the same rule
+    monkeypatch.setattr(lulc.models, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "32-true"
+    assert predict.resolve_precision("auto", cpu) == "fp32"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit setting is kept
 
 
@@ -221,12 +224,13 @@ def test_train_config_errors_name_the_key():
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_rule_runtime_keys_mirror_the_package():
-    from lulc.train import RUNTIME_KEYS
+def test_rules_and_package_share_the_runtime_keys():
+    from lulc import config, predict, train
 
     rules = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    assignment = re.search(r"^TRAIN_RUNTIME_KEYS = (\(.*\))$", rules, flags=re.MULTILINE)
-    assert assignment and ast.literal_eval(assignment.group(1)) == RUNTIME_KEYS
+    assert not re.search(r"^(TRAIN|PREDICT)_RUNTIME_KEYS = ", rules, flags=re.MULTILINE)  # no copy to drift
+    assert re.search(r"^from lulc.config import .*\bTRAIN_RUNTIME_KEYS\b", rules, flags=re.MULTILINE)
+    assert train.RUNTIME_KEYS is config.TRAIN_RUNTIME_KEYS and predict.RUNTIME_KEYS is config.PREDICT_RUNTIME_KEYS
 
 
 def test_schema_defaults_mirror_the_python_defaults():

@@ -2,7 +2,7 @@
 import hashlib
 from pathlib import Path
 
-from lulc.config import load_config
+from lulc.config import PREDICT_RUNTIME_KEYS, TRAIN_RUNTIME_KEYS, load_config
 
 load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
@@ -52,8 +52,6 @@ def export_outputs():
 # ---- training, pretraining and evaluation targets ----
 
 TRAIN_MODELS = list(config["train"]["models"])
-# Mirrors lulc.train.RUNTIME_KEYS (not imported: that would load torch when the workflow is parsed).
-TRAIN_RUNTIME_KEYS = ("models", "progress_bar", "num_workers", "threads")
 for _name in TRAIN_MODELS:
     if _name not in config["models"]:
         raise ValueError(
@@ -112,8 +110,6 @@ def evaluation_outputs(name):
 # ---- land-cover maps ----
 
 PREDICT = config["predict"]
-# Mirrors lulc.predict.RUNTIME_KEYS (not imported: that would load torch when the workflow is parsed).
-PREDICT_RUNTIME_KEYS = ("runs", "batch_size", "threads")
 
 
 def predict_runs():
