@@ -146,7 +146,7 @@ import sys, json, pystac
 from datetime import date
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-from lulc.search import AOI
+from lulc.aoi import AOI
 stage, workdir, frames = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 if stage == "download":
     from lulc.download import write_aoi_stack

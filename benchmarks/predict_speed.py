@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from lulc import classes, hls  # noqa: E402
 from lulc.models import build_model  # noqa: E402
-from lulc.predict import autocast, predict_scene, prepare_model, resolve_device, resolve_precision  # noqa: E402
+from lulc.predict import autocast, inference_precision, predict_scene, prepare_model, resolve_device  # noqa: E402
 from lulc.train import cpu_name  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -217,7 +217,7 @@ def benchmark_model(name: str, cfg: dict[str, Any], size: int, args: argparse.Na
     ours_model = build_model("prithvi", cfg, FRAMES, TILE, load_weights=False).model
     ours_model.load_state_dict(model.state_dict())
     device = resolve_device(args.device)
-    auto = resolve_precision("auto", device)
+    auto = inference_precision("auto", device)
     # warm-up: one batch through both models (lazy initialisation is not what we measure)
     warm = torch.randint(100, 4000, (args.batch_size, FRAMES, 6, TILE, TILE), dtype=torch.int16)
     for net in (model, prepare_model(ours_model, device)):
@@ -298,7 +298,7 @@ def main() -> None:
             "device": torch.cuda.get_device_name(0) if device.type == "cuda" else cpu_name(),
             "cpus": os.cpu_count(),
             "threads": torch.get_num_threads(),
-            "native_bf16": resolve_precision("auto", device),
+            "native_bf16": inference_precision("auto", device),
             "platform": platform.platform(),
         },
         "versions": {"torch": torch.__version__, "rasterio": rasterio.__version__},

@@ -47,13 +47,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lulc.classes import IGNORE_INDEX, NUM_CLASSES  # noqa: E402
+from lulc.config import model_entry, section  # noqa: E402
 from lulc.models import (  # noqa: E402
     NORMALIZATIONS,
     build_model,
     channels_last_convolutions,
-    resolve_model_config,
 )
-from lulc.train import DEFAULTS, SegmentationTask, resolve_precision  # noqa: E402
+from lulc.train import SegmentationTask, training_precision  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -133,11 +133,11 @@ def demo_size(warmup: int, steps: int) -> dict[str, Any]:
     weights) in fp32 and in the workflow's precision on this machine."""
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     size, frames = int(demo["chips"]["size"]), int(demo["download"]["frames"])
-    workflow_precision = resolve_precision("auto", "cpu")
+    workflow_precision = training_precision("auto", "cpu")
     results: dict[str, Any] = {"workflow_precision": workflow_precision, "chip_size": size, "frames": frames}
     data = RandomChips(32, frames=frames, size=size)
-    for name in demo["train"].get("models", DEFAULTS["models"]):
-        cfg = resolve_model_config(name, demo["models"][name])
+    for name in section("train", demo["train"])["models"]:
+        cfg = model_entry(name, demo["models"][name])
         if "weights" in cfg:  # speed does not depend on the weights: nothing to pretrain or load
             cfg["weights"] = "none"
         batch = int(cfg["batch_size"])
@@ -206,7 +206,7 @@ def prithvi_100m(warmup: int, steps: int) -> dict[str, Any]:
     variants["terratorch_fp32"] = (terratorch_task, optimizer, terratorch_batch, False)
     # For reference only: TerraTorch's task under the same bf16 autocast (Trainer(precision="bf16-mixed")).
     variants["terratorch_bf16"] = (terratorch_task, optimizer, terratorch_batch, True)
-    workflow_bf16 = resolve_precision("auto", "cpu") == "bf16-mixed"
+    workflow_bf16 = training_precision("auto", "cpu") == "bf16-mixed"
     ours = [("ours_fp32", False, False)]
     if workflow_bf16:
         ours.append(("ours_workflow_default", True, True))  # bf16 autocast + channels-last, as `train` runs

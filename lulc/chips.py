@@ -30,6 +30,7 @@ from shapely.geometry import box
 from tqdm import tqdm
 
 from lulc import classes, hls
+from lulc.config import section
 from lulc.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,10 @@ def make_chips(
     over the rasters: the first reads only the small mask and label bands to decide which chips to keep,
     the second copies the kept chips' pixels into a pre-sized memory-mapped store.
     """
-    size = int(cfg.get("size", 224))
-    stride = int(cfg.get("stride", size))
-    min_valid = float(cfg.get("min_valid_fraction", 0.8))
+    cfg = section("chips", cfg)
+    size = int(cfg["size"])
+    stride = int(cfg["stride"] or size)
+    min_valid = float(cfg["min_valid_fraction"])
     store = ChipStore(Path(out_dir))
 
     with rasterio.open(image_path) as image, rasterio.open(mask_path) as mask, rasterio.open(label_path) as label:

@@ -1,28 +1,61 @@
-"""Validate the workflow configuration against its JSON schema, fill defaults, and check AOIs.
+"""The configuration contract: one schema owns every key, and the rules that tie keys together live here.
 
-Snakemake calls :func:`load_config` at start-up, so a typo or a wrong type stops the run before any
-job starts, with a message that names the offending key (``aois.demo_iowa.bbox``, ``chips.size``, ...).
+``workflow/schemas/config.schema.yaml`` is the single source of every key, its type, range, default and
+description. :func:`load_config` validates the whole Snakemake ``config`` at start-up (filling defaults) and
+then runs :func:`check_config`, the cross-field rules no schema can express (fractions summing to one, a U-Net
+deeper than the chip allows, an FCN decoder behind a patch that is not a power of two, ...), so that every
+mistake stops the run before any job, with a message naming the key.
+
+Stages ask this module for their section: :func:`section` (``"train"``, ``"splits"``, ``"predict"``, ...) and
+:func:`model_entry` (one ``models.<name>`` entry, with the defaults of its type) validate a possibly partial
+dict against the same schema and fill its defaults, so a stage called from Python (a test, a notebook, a
+benchmark) gets exactly what the workflow would give it. There are no per-module default tables to drift.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+#: The schema file: next to the rules, where Snakemake workflows keep it.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
 #: Keys of ``train:`` that change how a run executes, not its result: the train rule leaves them out of its
 #: ``params`` (so changing them reruns nothing) and resume fingerprints ignore them. ``models`` only selects
-#: runs. Defined here, in a module without torch, for the workflow and :mod:`lulc.train` alike.
+#: runs.
 TRAIN_RUNTIME_KEYS: tuple[str, ...] = ("models", "progress_bar", "num_workers", "threads")
 #: Keys of ``predict:`` that do not change the map (only which runs are mapped, and how fast).
 PREDICT_RUNTIME_KEYS: tuple[str, ...] = ("runs", "batch_size", "threads")
+#: Model types of ``models.<name>.type`` (each has a ``<type>_model`` definition in the schema).
+MODEL_TYPES: tuple[str, ...] = ("prithvi", "unet", "vit")
+#: Patch size (pixels) of TerraTorch's Prithvi backbones where it is not 16; checked against TerraTorch's
+#: own ``prithvi_cfgs`` by a test, so that start-up needs no TerraTorch import (10 s).
+PRITHVI_PATCH_SIZES: dict[str, int] = {"prithvi_eo_v2_600": 14, "prithvi_eo_v2_600_tl": 14}
+PRITHVI_DEFAULT_PATCH = 16
 
 
 class ConfigError(ValueError):
-    """The configuration does not match the schema; the message names the key."""
+    """The configuration breaks the schema or a cross-field rule; the message names the key."""
+
+
+# ------------------------------------------------------------------------------------------- schema
+
+
+@cache
+def _schema(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The parsed schema (a copy: callers may not change the cached one)."""
+    return copy.deepcopy(_schema(Path(path).resolve()))
 
 
 def _with_defaults(validator_class: type[jsonschema.protocols.Validator]) -> type:
@@ -35,43 +68,200 @@ def _with_defaults(validator_class: type[jsonschema.protocols.Validator]) -> typ
         if isinstance(instance, dict):
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:
-                    instance[name] = yaml.safe_load(yaml.safe_dump(subschema["default"]))
+                    instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
-    path = ".".join(str(p) for p in error.absolute_path)
+_FillingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key_path(error: jsonschema.ValidationError, prefix: str) -> str:
+    parts = [prefix] if prefix else []
+    parts += [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - allowed) if allowed else []
         if unknown:
-            path = ".".join(filter(None, [path, unknown[0]]))
-    return path or "<top level>"
+            parts.append(unknown[0])
+    return ".".join(parts) or "<top level>"
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
-    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = _with_defaults(jsonschema.Draft202012Validator)(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+def _validate(instance: Any, subschema: Mapping[str, Any], prefix: str = "") -> None:
+    """Validate ``instance`` in place (filling defaults); raise one :class:`ConfigError` listing every error."""
+    validator = _FillingValidator(subschema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = []
         for error in errors:
-            message = error.message
-            if error.validator == "oneOf":
-                message = "give exactly one of 'bbox' or 'file'"
-            lines.append(f"config key '{_key_path(error)}': {message}")
+            message = "give exactly one of 'bbox' or 'file'" if error.validator == "oneOf" else error.message
+            lines.append(f"config key '{_key_path(error, prefix)}': {message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _subschema(root: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str, Any]:
+    return {"definitions": root["definitions"], **node}
+
+
+# ------------------------------------------------------------------------------------- the sections
+
+
+def section(
+    name: str, value: Mapping[str, Any] | None = None, schema_path: str | Path = SCHEMA_PATH
+) -> dict[str, Any]:
+    """The ``name:`` section validated against the schema with every default filled, and its own cross-field
+    rules checked; ``value`` may be partial (or None: all defaults). Raises :class:`ConfigError`."""
+    root = _schema(Path(schema_path).resolve())
+    if name not in root["properties"]:
+        raise ConfigError(f"config key '{name}': no such section (known: {', '.join(root['properties'])})")
+    instance = copy.deepcopy(dict(value or {}))
+    _validate(instance, _subschema(root, root["properties"][name]), name)
+    problems = list(_SECTION_RULES.get(name, lambda _: iter(()))(instance))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return instance
+
+
+def model_entry(
+    name: str, entry: Mapping[str, Any] | None = None, schema_path: str | Path = SCHEMA_PATH
+) -> dict[str, Any]:
+    """One ``models.<name>`` entry with the defaults of its type (``type``, by default the entry's name) filled
+    from the schema, validated, and its own cross-field rules checked. Raises :class:`ConfigError`."""
+    root = _schema(Path(schema_path).resolve())
+    instance = copy.deepcopy(dict(entry or {}))
+    model_type = instance.get("type", name)
+    if model_type not in MODEL_TYPES:
+        raise ConfigError(
+            f"config key 'models.{name}.type': unknown model type {model_type!r} (known: {', '.join(MODEL_TYPES)})"
+        )
+    instance["type"] = model_type
+    _validate(instance, _subschema(root, {"$ref": f"#/definitions/{model_type}_model"}), f"models.{name}")
+    problems = list(model_rules(name, instance))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return instance
+
+
+# ---------------------------------------------------------------------------------- cross-field rules
+
+
+def _splits_rules(splits: Mapping[str, Any]) -> Iterator[str]:
+    total = sum(float(v) for v in splits["split_fractions"].values())
+    if abs(total - 1) > 1e-6:
+        yield f"config key 'splits.split_fractions': train + val + test must sum to 1, got {total:g}"
+    labels = [f"{float(f):g}" for f in splits["train_fractions"]]
+    if len(set(labels)) != len(labels):
+        yield f"config key 'splits.train_fractions': contains duplicates: {list(splits['train_fractions'])!r}"
+
+
+def _predict_rules(predict: Mapping[str, Any]) -> Iterator[str]:
+    tile, stride = predict["tile"], predict["stride"]
+    if tile and stride and stride > tile:
+        yield (
+            f"config key 'predict.stride': {stride} is larger than predict.tile {tile} "
+            "(pixels between tiles would get no prediction)"
+        )
+    if predict["precision"] == "fp16" and predict["device"] == "cpu":
+        yield "config key 'predict.precision': fp16 needs a CUDA device; use bf16 or fp32 with device cpu"
+
+
+def _download_rules(download: Mapping[str, Any]) -> Iterator[str]:
+    from lulc.aoi import parse_season_windows
+
+    try:
+        parse_season_windows(download["season_windows"], int(download["frames"]))
+    except ValueError as error:
+        key, _, message = str(error).partition(": ")
+        yield f"config key '{key}': {message}"
+
+
+_SECTION_RULES = {"splits": _splits_rules, "predict": _predict_rules, "download": _download_rules}
+
+
+def patch_size(entry: Mapping[str, Any]) -> int:
+    """Patch size in pixels of a Prithvi or ViT entry (the FCN decoder upsamples by it)."""
+    if entry["type"] == "vit":
+        return int(entry["patch_size"])
+    configured = entry.get("backbone_kwargs", {}).get("patch_size")
+    if configured is not None:
+        return int(configured[-1] if isinstance(configured, list | tuple) else configured)
+    return PRITHVI_PATCH_SIZES.get(entry["backbone"], PRITHVI_DEFAULT_PATCH)
+
+
+def model_rules(name: str, entry: Mapping[str, Any], chip_size: int | None = None) -> Iterator[str]:
+    """Rules of one model entry, and of the entry with the chip size where ``chip_size`` is given."""
+    key = f"models.{name}"
+    model_type = entry["type"]
+    if model_type != "prithvi" and entry.get("normalization") == "backbone":
+        yield (
+            f"config key '{key}.normalization': 'backbone' needs a Prithvi model; "
+            "use prithvi_v1, prithvi_v2 or mean/std"
+        )
+    if model_type == "vit" and entry.get("weights") in ("pretrain", "hf"):
+        yield f"config key '{key}.weights': {entry['weights']!r} is for Prithvi models; give none or a local timm file"
+    if model_type == "unet" and len(entry["decoder_channels"]) != int(entry["encoder_depth"]):
+        yield (
+            f"config key '{key}.decoder_channels': need {entry['encoder_depth']} values (encoder_depth), "
+            f"got {len(entry['decoder_channels'])}"
+        )
+    fcn = model_type == "vit" or (model_type == "prithvi" and entry["decoder"] == "FCNDecoder")
+    patch = patch_size(entry) if model_type in ("prithvi", "vit") else None
+    if fcn and patch is not None and 2 ** round(math.log2(patch)) != patch:
+        yield (
+            f"config key '{key}': the FCN decoder needs a power-of-two patch size, got {patch}"
+            + (f" ({entry['backbone']})" if model_type == "prithvi" else "")
+            + "; use decoder: UperNetDecoder or another patch size"
+        )
+    if chip_size is None:
+        return
+    if model_type == "unet" and chip_size % 2 ** int(entry["encoder_depth"]):
+        yield (
+            f"config key '{key}.encoder_depth': chip size {chip_size} (chips.size) is not divisible by "
+            f"2^{entry['encoder_depth']}"
+        )
+    if patch is not None and chip_size % patch:
+        yield f"config key '{key}': chip size {chip_size} (chips.size) is not a multiple of the patch size {patch}"
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Every cross-field rule of a validated, default-filled config; one :class:`ConfigError` naming them all."""
+    problems: list[str] = []
+    for name, rules in _SECTION_RULES.items():
+        problems += rules(config[name])
+    chip_size = int(config["chips"]["size"])
+    stride = config["chips"]["stride"]
+    if stride is not None and stride > chip_size:
+        problems.append(
+            f"config key 'chips.stride': {stride} is larger than chips.size {chip_size} (pixels between chips "
+            "would never be seen)"
+        )
+    for name, entry in config["models"].items():
+        problems += model_rules(name, entry, chip_size)
+        if entry.get("weights") == "pretrain" and entry["type"] != "prithvi":
+            problems.append(f"config key 'models.{name}.weights': 'pretrain' pretrains Prithvi encoders only")
+    for name in config["train"]["models"]:
+        if name not in config["models"]:
+            problems.append(
+                f"config key 'train.models': {name!r} has no entry under 'models' (known: {sorted(config['models'])})"
+            )
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+# ----------------------------------------------------------------------------------- the whole config
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate ``config`` in place against the schema (filling defaults, model entries with the defaults of
+    their type) and return it; raise :class:`ConfigError`."""
+    _validate(config, _schema(Path(schema_path).resolve()))
     return config
 
 
-def check_aois(config: dict[str, Any], base_dir: str | Path = ".") -> None:
+def check_aois(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
     """Parse every AOI once so bad bboxes, dates or vector files stop the run at start-up."""
-    from lulc.search import AOI
+    from lulc.aoi import AOI
 
     for name, aoi_cfg in config["aois"].items():
         try:
@@ -80,8 +270,28 @@ def check_aois(config: dict[str, Any], base_dir: str | Path = ".") -> None:
             raise ConfigError(f"config key 'aois.{name}': {error}") from error
 
 
-def load_config(config: dict[str, Any], schema_path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
-    """Validate, fill defaults and check the AOIs of a Snakemake ``config`` dict."""
+def load_config(
+    config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path = "."
+) -> dict[str, Any]:
+    """Validate, fill defaults, check the cross-field rules and the AOIs of a Snakemake ``config`` dict."""
     validate_config(config, schema_path)
+    check_config(config)
     check_aois(config, base_dir)
     return config
+
+
+__all__ = [
+    "MODEL_TYPES",
+    "PREDICT_RUNTIME_KEYS",
+    "SCHEMA_PATH",
+    "TRAIN_RUNTIME_KEYS",
+    "ConfigError",
+    "check_config",
+    "load_config",
+    "model_entry",
+    "model_rules",
+    "patch_size",
+    "schema",
+    "section",
+    "validate_config",
+]

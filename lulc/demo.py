@@ -69,6 +69,7 @@ from lulc.hls import (
     cloud_coverage,
     utm_epsg,
 )
+from lulc.io import cog_options
 
 # ---------------------------------------------------------------------------------------------------------
 # Constants
@@ -446,8 +447,8 @@ def _voronoi(rng: np.random.Generator, shape: tuple[int, int], spacing: float, w
     rows = np.arange(height, dtype=np.float32)[:, None]
     cols = np.arange(width, dtype=np.float32)[None, :]
     if warp > 0:
-        rows = rows + warp * _smooth_noise(rng, shape, spacing / 4)
-        cols = cols + warp * _smooth_noise(rng, shape, spacing / 4)
+        rows = (rows + warp * _smooth_noise(rng, shape, spacing / 4)).astype(np.float32)
+        cols = (cols + warp * _smooth_noise(rng, shape, spacing / 4)).astype(np.float32)
     cell_r = np.minimum((np.arange(height) // spacing).astype(np.int64), ny - 1)[:, None]
     cell_c = np.minimum((np.arange(width) // spacing).astype(np.int64), nx - 1)[None, :]
     best = np.full(shape, np.inf, dtype=np.float32)
@@ -777,7 +778,7 @@ def _labels_from_latent(rng: np.random.Generator, latent: np.ndarray) -> np.ndar
 
 
 @dataclass(frozen=True)
-class Acquisition:
+class SyntheticGranule:
     """One HLS granule of a region: when, by which sensor, and how cloudy it is meant to be."""
 
     region: str
@@ -818,7 +819,7 @@ def _sun_position(lat: float, doy: int, local_hour: float) -> tuple[float, float
 
 def _plan_acquisitions(
     rng: np.random.Generator, grid: RegionGrid, year: int, dates_per_sensor: int, cloudy_dates: int
-) -> list[Acquisition]:
+) -> list[SyntheticGranule]:
     """Dates spread over the year, interleaved between S30 and L30 (never the same day), of which
     ``cloudy_dates`` are heavily clouded and a few have a swath edge in the tile margin."""
     lon, lat = grid.center
@@ -857,7 +858,7 @@ def _plan_acquisitions(
             else (MODERATE_MAX_COVER - 4) * rng.uniform(0.0, 1.0) ** 2  # skewed clear, like most real dates
         )
         plan.append(
-            Acquisition(
+            SyntheticGranule(
                 region=grid.name,
                 index=index,
                 sensor=sensor,
@@ -933,7 +934,7 @@ def _snow_weight(scene: Landscape, doy: int, rng: np.random.Generator) -> np.nda
 
 
 def _cloud_masks(
-    rng: np.random.Generator, acq: Acquisition, valid: np.ndarray
+    rng: np.random.Generator, acq: SyntheticGranule, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cloud opacity, cloud, shadow and adjacent masks on the 30 m grid with cloud + shadow covering
     about ``acq.target_cover`` percent of the valid pixels. Shadows are the clouds cast away from the
@@ -982,7 +983,7 @@ def _cloud_masks(
 
 
 def _render(
-    scene: Landscape, acq: Acquisition, rng: np.random.Generator, water_share: np.ndarray
+    scene: Landscape, acq: SyntheticGranule, rng: np.random.Generator, water_share: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bands (6, H, W) int16 and Fmask (H, W) uint8 of one acquisition on the 30 m tile grid."""
     classes = scene.classes
@@ -1085,9 +1086,9 @@ def _write_cog(
     scale: float | None = None,
     colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
 ) -> None:
-    """Write one single-band Cloud Optimized GeoTIFF (256 px tiles, deflate, internal overviews)."""
+    """Write one single-band Cloud Optimized GeoTIFF in the workflow's COG profile (:func:`lulc.io.cog_options`)."""
     profile = {
-        "driver": "COG",
+        **cog_options(resampling, predictor=True, threads=1),
         "width": array.shape[1],
         "height": array.shape[0],
         "count": 1,
@@ -1095,12 +1096,7 @@ def _write_cog(
         "crs": f"EPSG:{epsg}",
         "transform": transform,
         "nodata": nodata,
-        "compress": "DEFLATE",
-        "predictor": 2,
-        "blocksize": 256,
-        "overview_resampling": resampling,
         "overview_count": _overview_count(array.shape),
-        "num_threads": 1,
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array, 1)
@@ -1114,7 +1110,7 @@ def _write_cog(
             dst.write_colormap(1, colormap)
 
 
-def _hls_item(grid: RegionGrid, acq: Acquisition, item_id: str, cover: int) -> pystac.Item:
+def _hls_item(grid: RegionGrid, acq: SyntheticGranule, item_id: str, cover: int) -> pystac.Item:
     """The STAC item of one HLS granule, shaped like Planetary Computer's (assets added separately)."""
     geometry, bbox = _footprint(grid.epsg, grid.hls_transform, grid.hls_shape)
     properties: dict[str, Any] = {
@@ -1164,7 +1160,7 @@ def _hls_asset(sensor: str, key: str, href: str) -> pystac.Asset:
 
 
 def _write_hls_granule(
-    item_dir: Path, grid: RegionGrid, acq: Acquisition, bands: np.ndarray, fmask: np.ndarray
+    item_dir: Path, grid: RegionGrid, acq: SyntheticGranule, bands: np.ndarray, fmask: np.ndarray
 ) -> pystac.Item:
     """Write the seven COGs of one granule and return its item (asset hrefs relative to the item)."""
     item_id = hls_item_id(acq.sensor, grid.mgrs, acq.datetime)
@@ -1281,7 +1277,7 @@ def _collection(collection_id: str, items: list[pystac.Item], year: int) -> pyst
                 extra_fields={"file:values": _FILE_VALUES},
             )
         }
-        summaries = {"raster:bands": [{"nodata": IO_NODATA, "spatial_resolution": LABEL_PIXEL_M}]}
+        summaries: dict[str, Any] = {"raster:bands": [{"nodata": IO_NODATA, "spatial_resolution": LABEL_PIXEL_M}]}
         keywords = ["Global", "Land Cover", "Land Use", "Sentinel"]
         extensions = [
             "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
@@ -1344,7 +1340,7 @@ def _collection(collection_id: str, items: list[pystac.Item], year: int) -> pyst
         summaries=pystac.Summaries(summaries),
         stac_extensions=extensions,
     )
-    collection.item_assets = item_assets
+    collection.item_assets = dict(item_assets)
     for item in items:
         collection.add_item(item)
     return collection

@@ -16,7 +16,7 @@ Outputs (``write_aoi_stack``):
 
 Real data (Planetary Computer, NASA CMR-STAC):
 
-* Credentials are checked before anything is downloaded (:func:`lulc.search.check_signing`). Planetary
+* Credentials are checked before anything is downloaded (:func:`lulc.access.check_signing`). Planetary
   Computer items are signed (SAS tokens in the URLs, redacted from every message); NASA Earthdata
   credentials go to GDAL only (:func:`gdal_env`: a bearer-token header file or the netrc file, in a private
   temporary folder that is removed afterwards), only for the imagery source, and are never logged.
@@ -59,19 +59,11 @@ from rasterio.warp import transform_bounds
 from tqdm import tqdm
 
 from lulc import classes, hls
-from lulc.hls import utm_epsg
+from lulc.access import check_reachable, check_signing, earthdata_credentials, redact_url, sign_item
+from lulc.aoi import AOI, parse_season_windows
+from lulc.config import section
+from lulc.hls import FMASK_ASSET, PRITHVI_BANDS, SENSOR_ASSETS, sensor_of, utm_epsg
 from lulc.io import atomic_path, copy_to_cog, write_json
-from lulc.search import (
-    AOI,
-    check_reachable,
-    check_signing,
-    earthdata_credentials,
-    item_epsg,
-    parse_season_windows,
-    redact_url,
-    sensor_assets,
-    sign_item,
-)
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +408,7 @@ def select_frames(
     its window, and whether it became a frame or why it was dropped. Raises if fewer than ``frames``
     dates pass ``min_clear_fraction``.
     """
-    seasons = [tuple(w) for w in season_windows or []]
+    seasons: list[tuple[str, str]] = [(str(w[0]), str(w[1])) for w in season_windows or []]
     if seasons and len(seasons) != frames:
         raise ValueError(
             f"download.season_windows has {len(seasons)} windows but download.frames = {frames}; "
@@ -570,7 +562,7 @@ def _stream_and_convert(
         for band, description in enumerate(descriptions, start=1):
             dst.set_band_description(band, description)
         with tqdm(total=n_blocks, desc=f"writing {name}", unit="block", leave=False) as bar:
-            da.store(chunked, _WindowWriter(dst, bar), lock=True)
+            da.store(chunked, _WindowWriter(dst, bar), lock=True)  # type: ignore[arg-type]  # any __setitem__ target
     with rasterio.open(stream, "r+") as dst:
         if colormap is not None:
             dst.write_colormap(1, colormap)
@@ -644,12 +636,13 @@ def write_aoi_stack(
     if anything fails once writing has begun, every output is removed again.
     """
     out_dir = Path(out_dir)
-    block_size = int(cfg.get("block_size", 1024))
-    frames = int(cfg.get("frames", 3))
-    mask_flags = tuple(cfg.get("mask_flags", hls.DEFAULT_MASK_FLAGS))
-    min_clear = float(cfg.get("min_clear_fraction", 0.6))
-    seasons = parse_season_windows(cfg.get("season_windows"), frames)
-    grid = aoi_grid(aoi, float(cfg.get("resolution", 30)), cfg.get("crs", "utm"))
+    cfg = section("download", cfg)
+    block_size = int(cfg["block_size"])
+    frames = int(cfg["frames"])
+    mask_flags = tuple(cfg["mask_flags"])
+    min_clear = float(cfg["min_clear_fraction"])
+    seasons = parse_season_windows(cfg["season_windows"], frames)
+    grid = aoi_grid(aoi, float(cfg["resolution"]), cfg["crs"])
     if not len(imagery):
         raise ValueError(f"AOI {aoi.name}: the imagery ItemCollection is empty")
     if not len(labels):
@@ -806,3 +799,38 @@ def _write_dates_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
         )
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
+
+
+def sensor_assets(item: pystac.Item) -> dict[str, str]:
+    """Asset keys of an HLS item: the six Prithvi bands (in :data:`PRITHVI_BANDS` order) and ``"Fmask"``.
+
+    Works for Planetary Computer (``hls2-s30``/``hls2-l30``) and NASA CMR (``HLSS30_2.0``/``HLSL30_2.0``)
+    items alike; raises a ValueError naming the item and the key when an asset is missing.
+    """
+    sensor = sensor_of(item.collection_id, item.id)
+    keys = dict(zip(PRITHVI_BANDS, SENSOR_ASSETS[sensor], strict=True))
+    keys[FMASK_ASSET] = FMASK_ASSET
+    for band, key in keys.items():
+        if key not in item.assets:
+            raise ValueError(
+                f"STAC item {item.id!r} ({sensor}, collection {item.collection_id!r}) has no asset {key!r} "
+                f"for {band}; its assets: {sorted(item.assets)}"
+            )
+    return keys
+
+
+def item_epsg(item: pystac.Item) -> int | None:
+    """The item's EPSG code from ``proj:epsg`` or ``proj:code`` (``"EPSG:32613"``), else None.
+
+    CMR items carry neither: downstream code then reads the CRS from the asset itself.
+    """
+    epsg = item.properties.get("proj:epsg")
+    if epsg is not None:
+        return int(epsg)
+    code = item.properties.get("proj:code")
+    if isinstance(code, str) and code.upper().startswith("EPSG:"):
+        try:
+            return int(code.split(":", 1)[1])
+        except ValueError:
+            return None
+    return None

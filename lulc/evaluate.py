@@ -28,7 +28,7 @@ from tqdm import tqdm
 from lulc import classes
 from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path, write_json
-from lulc.splits import load_split
+from lulc.split_table import load_split
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def evaluate_runs(
 
     The test split, its chips and the training majority class are the same for every run: they are read once.
     """
-    from lulc.models import load_trained_model
+    from lulc.models import enforce_fp32_matmul_precision, load_trained_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     test = load_split(splits_table, "test")
@@ -131,6 +131,7 @@ def evaluate_runs(
     for run in runs:
         start = time.perf_counter()
         model, record = load_trained_model(run.checkpoint)
+        matmul_precision = enforce_fp32_matmul_precision()
         confusion = confusion_matrix(model, dataset, batch_size, device)
         result = {
             **metrics_from_confusion(confusion),
@@ -146,6 +147,7 @@ def evaluate_runs(
             "checkpoint": str(run.checkpoint),
             "run": dict(run.run_info or {}),
             "model": record.get("info", {}).get("name"),
+            "matmul_precision": matmul_precision,
             "seconds": round(time.perf_counter() - start, 2),
         }
         log.info(

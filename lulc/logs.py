@@ -1,7 +1,9 @@
 """Route a rule script's logging and uncaught exceptions to the rule's log file.
 
 Rule scripts call :func:`setup_script_logging` first. Run outside Snakemake (for debugging), they log to
-stderr instead, so ``python -c "from lulc import download; download.run(...)"`` works the same way.
+stderr instead, so ``python -c "from lulc import download; download.run(...)"`` works the same way. Under
+Snakemake it then checks that the rule's input files are complete (:func:`lulc.integrity.check_inputs`), so a
+damaged upstream output stops the job with a message that names the file and how to regenerate it.
 """
 
 from __future__ import annotations
@@ -34,4 +36,9 @@ def setup_script_logging(snakemake: Any | None = None, level: int = logging.INFO
 
     sys.excepthook = log_uncaught
     rule = getattr(snakemake, "rule", "script")
+    inputs = getattr(snakemake, "input", None)
+    if inputs:
+        from lulc.integrity import check_inputs
+
+        check_inputs(inputs)
     return logging.getLogger(f"lulc.{rule}")

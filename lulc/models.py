@@ -23,14 +23,17 @@ Model types (``models.<name>.type``, by default the entry's name):
   weights only from a local file (timm adapts the input convolution and position embeddings).
 
 TerraTorch, timm and segmentation-models-pytorch are imported only by the builder that needs them
-(importing TerraTorch takes about 10 s on a small CPU).
+(importing TerraTorch takes about 10 s on a small CPU). Importing TerraTorch also sets the process-wide
+``torch.set_float32_matmul_precision("medium")`` (bf16 matmuls on AMX CPUs, TF32 on NVIDIA GPUs); every
+import of it goes through :func:`import_terratorch`, which restores :data:`FP32_MATMUL_PRECISION`, so that
+"fp32" means fp32 on every machine.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
+import importlib
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -42,6 +45,7 @@ import torch
 from torch import nn
 
 from lulc.classes import NUM_CLASSES
+from lulc.config import ConfigError, model_entry, model_rules
 from lulc.hls import PRITHVI_BANDS, REFLECTANCE_NODATA
 
 #: Pretraining statistics of the Prithvi releases (reflectance x 10000), per band in PRITHVI_BANDS order.
@@ -63,42 +67,25 @@ MAX_ABS_NORMALISED = 50.0
 #: Format tag of the checkpoints written by :func:`save_trained_model`.
 CHECKPOINT_FORMAT = "lulc-model/1"
 
-#: One recipe for every model (the same tuning budget: none); see config/README.md for paper-scale values.
-_COMMON_DEFAULTS: dict[str, Any] = {"lr": 1.0e-3, "weight_decay": 0.01, "epochs": 6, "batch_size": 8}
+#: The matmul precision of fp32 tensors in every stage (``torch.set_float32_matmul_precision``): full fp32.
+#: bf16 / fp16 come only from an explicit autocast (``train.precision``, ``predict.precision``), never from
+#: this process-wide flag, which TerraTorch lowers to ``"medium"`` when it is imported.
+FP32_MATMUL_PRECISION = "highest"
 
-#: Defaults of one ``models.<name>`` entry, per model type (mirrors workflow/schemas/config.schema.yaml).
-#: The values suit the offline demo (small chips, 3 frames, a 2-core CPU); see config/README.md for the
-#: paper-scale settings.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "prithvi": {
-        "type": "prithvi",
-        "backbone": "prithvi_eo_tiny",
-        "backbone_kwargs": {},
-        "weights": "pretrain",
-        "normalization": "backbone",
-        "decoder": "FCNDecoder",
-        "decoder_channels": 64,
-        **_COMMON_DEFAULTS,
-    },
-    "unet": {
-        "type": "unet",
-        "encoder": "resnet18",
-        "encoder_depth": 4,
-        "decoder_channels": [128, 64, 32, 16],
-        "normalization": "prithvi_v1",
-        **_COMMON_DEFAULTS,
-    },
-    "vit": {
-        "type": "vit",
-        "arch": "vit_tiny_patch16_224",
-        "patch_size": 8,
-        "model_kwargs": {"depth": 4},
-        "weights": "none",
-        "normalization": "prithvi_v1",
-        "decoder_channels": 64,
-        **_COMMON_DEFAULTS,
-    },
-}
+
+def enforce_fp32_matmul_precision() -> str:
+    """Set :data:`FP32_MATMUL_PRECISION` process-wide and return the effective setting (for the records)."""
+    torch.set_float32_matmul_precision(FP32_MATMUL_PRECISION)
+    return torch.get_float32_matmul_precision()
+
+
+def import_terratorch(module: str) -> Any:
+    """Import a TerraTorch module, then undo the matmul precision its import sets (TerraTorch 1.2's
+    ``clay_v15`` module calls ``torch.set_float32_matmul_precision("medium")`` at import)."""
+    imported = importlib.import_module(module)
+    enforce_fp32_matmul_precision()
+    return imported
+
 
 #: Keys of a model entry that are training hyperparameters (used by lulc.train, not by the builders).
 HPARAM_KEYS: tuple[str, ...] = ("lr", "weight_decay", "epochs", "batch_size")
@@ -110,47 +97,6 @@ class WeightsError(RuntimeError):
 
 class UnnormalisedInputError(ValueError):
     """A model received input that was not normalised (raw reflectance, or the wrong dtype)."""
-
-
-# ------------------------------------------------------------------------------------------ config
-
-
-def resolve_model_config(name: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge ``models.<name>`` over the defaults of its type and validate it; errors name the key."""
-    cfg = dict(cfg or {})
-    model_type = cfg.get("type", name)
-    if model_type not in DEFAULTS:
-        raise ValueError(
-            f"config key models.{name}.type: unknown model type {model_type!r} (known: {', '.join(MODEL_BUILDERS)})"
-        )
-    resolved = copy.deepcopy(DEFAULTS[model_type])
-    unknown = sorted(set(cfg) - set(resolved))
-    if unknown:
-        raise ValueError(
-            f"config key models.{name}.{unknown[0]}: unknown key for a {model_type} model "
-            f"(known: {', '.join(sorted(resolved))})"
-        )
-    resolved.update(copy.deepcopy(cfg))
-    resolved["type"] = model_type
-    for key in ("lr", "weight_decay"):
-        value = resolved[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-            raise ValueError(f"config key models.{name}.{key}: expected a non-negative number, got {value!r}")
-    for key in ("epochs", "batch_size"):
-        value = resolved[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config key models.{name}.{key}: expected a positive integer, got {value!r}")
-    if model_type == "prithvi" and not str(resolved["backbone"]).startswith("prithvi_eo"):
-        raise ValueError(
-            f"config key models.{name}.backbone: expected a Prithvi backbone of TerraTorch's BACKBONE_REGISTRY "
-            f"(prithvi_eo_v1_100, prithvi_eo_v2_300, prithvi_eo_v2_600, ..._tl, prithvi_eo_tiny), "
-            f"got {resolved['backbone']!r}"
-        )
-    if model_type == "prithvi" and resolved["decoder"] not in ("FCNDecoder", "UperNetDecoder"):
-        raise ValueError(
-            f"config key models.{name}.decoder: expected FCNDecoder or UperNetDecoder, got {resolved['decoder']!r}"
-        )
-    return resolved
 
 
 # ----------------------------------------------------------------------------------- normalisation
@@ -194,6 +140,9 @@ def resolve_normalization(spec: Any, model_name: str, backbone: str | None = Non
 
 class HLSNormalize(nn.Module):
     """Raw HLS reflectance ``(B, T, 6, H, W)`` (int16, x 10000) -> float32 ``(x - mean) / std``, nodata -> 0."""
+
+    mean: torch.Tensor
+    inv_std: torch.Tensor
 
     def __init__(self, normalization: Normalization, nodata: int = REFLECTANCE_NODATA) -> None:
         super().__init__()
@@ -416,7 +365,8 @@ def resolve_weights(
         return Path(pretrain_checkpoint), {"source": "pretrain"}
     if spec == "hf":
         from huggingface_hub import try_to_load_from_cache
-        from terratorch.models.backbones.prithvi_vit import pretrained_weights
+
+        pretrained_weights = import_terratorch("terratorch.models.backbones.prithvi_vit").pretrained_weights
 
         if backbone not in pretrained_weights:
             raise WeightsError(
@@ -501,11 +451,9 @@ class _ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def _upscale_convs(patch: int, name: str) -> int:
-    convs = round(math.log2(patch))
-    if 2**convs != patch:
-        raise ValueError(f"config key models.{name}: the FCN decoder needs a power-of-two patch size, got {patch}")
-    return convs
+def _upscale_convs(patch: int) -> int:
+    """Upsampling convolutions of the FCN decoder (a power-of-two patch: :func:`lulc.config.model_rules`)."""
+    return round(math.log2(patch))
 
 
 class _PrithviNet(nn.Module):
@@ -530,8 +478,8 @@ def build_prithvi(
     load_weights: bool,
 ) -> BuiltModel:
     """Prithvi encoder (TerraTorch BACKBONE_REGISTRY, ``frames`` frames) + EncoderDecoderFactory decoder."""
-    from terratorch.models import EncoderDecoderFactory
-    from terratorch.registry import BACKBONE_REGISTRY
+    EncoderDecoderFactory = import_terratorch("terratorch.models").EncoderDecoderFactory
+    BACKBONE_REGISTRY = import_terratorch("terratorch.registry").BACKBONE_REGISTRY
 
     backbone_name = cfg["backbone"]
     # pretrained=False: weights are loaded below by load_prithvi_encoder, which checks every key.
@@ -567,7 +515,7 @@ def build_prithvi(
             {"name": "SelectIndices", "indices": indices},
             {"name": "ReshapeTokensToImage", "effective_time_dim": effective_time},
         ]
-        decoder_kwargs = {"channels": cfg["decoder_channels"], "num_convs": _upscale_convs(patch[-1], name)}
+        decoder_kwargs = {"channels": cfg["decoder_channels"], "num_convs": _upscale_convs(patch[-1])}
     model = EncoderDecoderFactory().build_model(
         task="segmentation",
         backbone=encoder,
@@ -612,11 +560,7 @@ def build_unet(
     """segmentation-models-pytorch U-Net from scratch (``encoder_weights=None``), ``T x 6`` input channels."""
     import segmentation_models_pytorch as smp
 
-    depth = int(cfg["encoder_depth"])
-    if chip_size % (2**depth):
-        raise ValueError(f"config key models.{name}.encoder_depth: chip size {chip_size} is not divisible by 2^{depth}")
-    if len(cfg["decoder_channels"]) != depth:
-        raise ValueError(f"config key models.{name}.decoder_channels: need {depth} values (encoder_depth)")
+    depth = int(cfg["encoder_depth"])  # against the chip size: lulc.config.model_rules
     model = smp.Unet(
         encoder_name=cfg["encoder"],
         encoder_weights=None,
@@ -644,8 +588,9 @@ class _ViTNet(nn.Module):
         self.decoder = decoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.vit.forward_features(x.flatten(1, 2))[:, self.vit.num_prefix_tokens :]
-        h, w = self.vit.patch_embed.grid_size
+        vit: Any = self.vit  # a timm VisionTransformer (typed as a plain Module)
+        tokens = vit.forward_features(x.flatten(1, 2))[:, vit.num_prefix_tokens :]
+        h, w = vit.patch_embed.grid_size
         grid = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], h, w)
         logits = self.decoder(grid)
         if logits.shape[-2:] != x.shape[-2:]:
@@ -702,7 +647,8 @@ def build_vit(
         vit = timm.create_model(cfg["arch"], pretrained=False, **kwargs)
         if not load_weights:
             weights = {"source": "trained checkpoint"}
-    decoder = FCNDecoder(vit.num_features, int(cfg["decoder_channels"]), _upscale_convs(kwargs["patch_size"], name),
+    features: int = vit.num_features  # type: ignore[assignment]  # timm models are typed as plain Modules
+    decoder = FCNDecoder(features, int(cfg["decoder_channels"]), _upscale_convs(kwargs["patch_size"]),
                          num_classes)
     normalization = resolve_normalization(cfg["normalization"], name)
     info = {"arch": cfg["arch"], "patch_size": kwargs["patch_size"], "weights": weights}
@@ -722,7 +668,10 @@ def build_model(
 
     ``load_weights=False`` skips pretrained weights (used when a trained checkpoint is loaded next).
     """
-    resolved = resolve_model_config(name, cfg)
+    resolved = model_entry(name, cfg)  # the defaults of its type, from the schema
+    problems = list(model_rules(name, resolved, int(chip_size)))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     builder = MODEL_BUILDERS[resolved["type"]]
     built = builder(
         name,

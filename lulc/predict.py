@@ -1,11 +1,11 @@
 """Predict stage: a trained model over a whole AOI -> a land-cover map (COG), a PNG preview and a comparison.
 
 **Sliding window.** Tiles of ``tile x tile`` pixels start every ``stride`` pixels along both axes; the last
-tile of a row or column is aligned to the scene edge (:func:`tile_origins`). The scene is mirrored by a margin
-of half the overlap on every side (:class:`TileGrid`), so that its outermost pixels are not at a tile edge,
+tile of a row or column is aligned to the scene edge (:func:`lulc.tiling.tile_origins`). The scene is mirrored by a margin
+of half the overlap on every side (:class:`lulc.tiling.TileGrid`), so that its outermost pixels are not at a tile edge,
 and a scene smaller than a tile is padded further by mirroring (padding is never written). Each tile's logits
 are weighted by a
-separable 2-D window (:func:`blend_window`): 1 in the interior, a raised-cosine ramp over the ``tile -
+separable 2-D window (:func:`lulc.tiling.blend_window`): 1 in the interior, a raised-cosine ramp over the ``tile -
 stride`` overlap at each side (two neighbouring ramps add up to 1), never below :data:`BLEND_FLOOR`, so
 pixels that only one tile covers (scene edges) still count. The map is the argmax of the weighted sum of
 logits; the normaliser (the sum of weights, a positive factor per pixel) does not change the argmax and is
@@ -25,6 +25,9 @@ stage sets every band of a cloud-masked frame to nodata). A pixel with fewer tha
 valid frames (default 1: no valid frame at all) is nodata (255) in the map and the confidence raster. The
 model still sees the other pixels' missing frames as zeros after normalisation, as in training.
 
+The geometry lives in :mod:`lulc.tiling`, the preview and comparison figures in :mod:`lulc.map_figures`;
+this module runs the model and streams the map to disk.
+
 **Outputs.** ``landcover.tif``: uint8 class indices (:mod:`lulc.classes`), nodata 255, the IO LULC colour
 table, tags ``CLASSES`` (``0=water,1=trees,...``), ``CLASS_PIXELS`` and the settings, one band described
 ``class_index``: QGIS opens it with the IO colours (paletted renderer). ``confidence.tif`` (optional): uint8
@@ -43,140 +46,44 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import queue
-import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import rasterio
 import torch
-from matplotlib.collections import PatchCollection
-from matplotlib.patches import Patch, Rectangle
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
 from lulc import classes, hls
-from lulc.config import PREDICT_RUNTIME_KEYS
+from lulc.config import PREDICT_RUNTIME_KEYS, section
 from lulc.io import atomic_path, copy_to_cog
-from lulc.models import auto_precision, channels_last_convolutions
+from lulc.map_figures import test_windows, write_comparison, write_preview
+from lulc.models import auto_precision, channels_last_convolutions, enforce_fp32_matmul_precision
+from lulc.tiling import BLEND_FLOOR, TileGrid, axis_weight_sum, blend_window
 
 log = logging.getLogger(__name__)
 
 #: Map nodata (= the ignore index of the labels), and nodata of the confidence raster.
 NODATA = classes.IGNORE_INDEX
 CONFIDENCE_NODATA = 255
-#: Smallest weight of a pixel inside a tile: edge pixels count wherever no other tile covers them.
-BLEND_FLOOR = 0.01
 #: Block size of the COGs.
 COG_BLOCK = 256
 
-#: Defaults of the ``predict`` config section (mirrors workflow/schemas/config.schema.yaml).
-DEFAULTS: dict[str, Any] = {
-    "runs": None,
-    "tile": None,
-    "stride": None,
-    "batch_size": 8,
-    "device": "auto",
-    "precision": "auto",
-    "confidence": True,
-    "min_valid_frames": 1,
-    "threads": 4,
-}
 #: Keys that do not change the map: not part of the rule's params (:data:`lulc.config.PREDICT_RUNTIME_KEYS`).
 RUNTIME_KEYS = PREDICT_RUNTIME_KEYS
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 # ----------------------------------------------------------------------------------------- geometry
-
-
-def tile_origins(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets of the tiles along one axis: every ``stride`` pixels, the last one aligned to the edge.
-
-    A scene no longer than a tile gets a single tile at 0 (padded by the caller).
-    """
-    if tile < 1 or stride < 1 or stride > tile:
-        raise ValueError(f"need 1 <= stride <= tile, got tile {tile}, stride {stride}")
-    if length <= tile:
-        return [0]
-    return [*range(0, length - tile, stride), length - tile]
-
-
-def blend_window(tile: int, stride: int, floor: float = BLEND_FLOOR, blend: bool = True) -> np.ndarray:
-    """1-D weights of a tile (the 2-D window is their outer product).
-
-    1 in the interior; over the ``tile - stride`` overlap at each side a raised-cosine ramp
-    ``0.5 - 0.5 cos(pi (i + 0.5) / overlap)``, which adds up to exactly 1 with the neighbour's mirrored ramp;
-    never below ``floor``. ``blend=False`` gives uniform weights (plain averaging, for comparison).
-    """
-    weights = np.ones(tile, dtype=np.float64)
-    overlap = tile - stride
-    if blend and overlap > 0:
-        i = np.arange(tile, dtype=np.float64)
-        rise = 0.5 - 0.5 * np.cos(np.pi * np.minimum(i + 0.5, overlap) / overlap)
-        weights = np.minimum(rise, rise[::-1])
-    return np.maximum(weights, floor).astype(np.float32)
-
-
-def _axis_weight_sum(length: int, origins: Sequence[int], window: np.ndarray) -> np.ndarray:
-    """Sum of the 1-D windows of every tile over an axis of ``length`` (padded to at least one tile)."""
-    total = np.zeros(max(length, len(window)), dtype=np.float64)
-    for origin in origins:
-        total[origin : origin + len(window)] += window
-    return total.astype(np.float32)
-
-
-@dataclass(frozen=True)
-class TileGrid:
-    """The tiling of a ``height x width`` scene, in the coordinates of the scene padded by ``margin``.
-
-    The scene is mirrored by ``margin = (tile - stride) // 2`` pixels on every side (and further on the
-    bottom / right where it is smaller than a tile), so its outermost pixels are not at a tile edge, where
-    a network's padding artefacts are strongest and no other tile could blend them away. Tiles start at
-    :func:`tile_origins` of the padded size; the margin is never written.
-    """
-
-    height: int
-    width: int
-    tile: int
-    stride: int
-    margin: int
-    rows: tuple[int, ...]
-    cols: tuple[int, ...]
-
-    @classmethod
-    def of(cls, height: int, width: int, tile: int, stride: int) -> TileGrid:
-        margin = (tile - stride) // 2
-        rows = tile_origins(height + 2 * margin, tile, stride)
-        cols = tile_origins(width + 2 * margin, tile, stride)
-        return cls(height, width, tile, stride, margin, tuple(rows), tuple(cols))
-
-    @property
-    def padded_height(self) -> int:
-        return max(self.height + 2 * self.margin, self.tile)
-
-    @property
-    def padded_width(self) -> int:
-        return max(self.width + 2 * self.margin, self.tile)
-
-    @property
-    def tiles(self) -> int:
-        return len(self.rows) * len(self.cols)
 
 
 # ------------------------------------------------------------------------------------------- device
@@ -192,7 +99,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def inference_precision(precision: str, device: torch.device) -> str:
     """``auto``: :func:`lulc.models.auto_precision` of the device; an explicit setting is checked and kept."""
     if precision not in PRECISIONS:
         raise ValueError(f"config key predict.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -238,7 +145,7 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
         for name, child in list(module.named_children()):
             kind = type(child)
             if kind.__name__ == "Norm2d" and kind.__module__.startswith("terratorch") and hasattr(child, "ln"):
-                setattr(module, name, _ChannelsLastNorm2d(child.ln))
+                setattr(module, name, _ChannelsLastNorm2d(cast(nn.LayerNorm, child.ln)))
     channels_last_convolutions(model)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -361,7 +268,7 @@ def predict_scene(
     to ``tile - tile // 4``.
     ``confidence_path``: also write the confidence COG there. ``blend=False`` averages overlapping tiles
     with uniform weights (for comparison only). ``precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16``
-    (:func:`resolve_precision`). ``threads``: GDAL's threads for the COG conversion (torch's own thread
+    (:func:`inference_precision`). ``threads``: GDAL's threads for the COG conversion (torch's own thread
     count is the caller's). Outputs appear atomically (all written or none). Returns a record: tiles,
     ``seconds`` (everything: reading, model, writing and the COG conversion) and ``tiles_seconds`` (up to
     the tiled GeoTIFF), km2 and km2/s, device, precision, the accumulator shape, pixels per class.
@@ -372,9 +279,10 @@ def predict_scene(
     if batch_size < 1:
         raise ValueError(f"config key predict.batch_size: expected a positive integer, got {batch_size}")
     torch_device = resolve_device(device)
-    precision = resolve_precision(precision, torch_device)
+    precision = inference_precision(precision, torch_device)
     threads = int(threads or torch.get_num_threads())
     net = prepare_model(model, torch_device)
+    matmul_precision = enforce_fp32_matmul_precision()  # whatever an import of TerraTorch set before
     window_1d = blend_window(tile, stride, blend=blend)
     window_2d = torch.from_numpy(np.outer(window_1d, window_1d)).to(torch_device)
 
@@ -389,8 +297,8 @@ def predict_scene(
         height, width = src.height, src.width
         grid = TileGrid.of(height, width, tile, stride)
         m = grid.margin
-        row_weight = _axis_weight_sum(grid.padded_height, grid.rows, window_1d)
-        col_weight = _axis_weight_sum(grid.padded_width, grid.cols, window_1d)[m : m + width]
+        row_weight = axis_weight_sum(grid.padded_height, grid.rows, window_1d)
+        col_weight = axis_weight_sum(grid.padded_width, grid.cols, window_1d)[m : m + width]
         profile = {
             "driver": "GTiff",
             "width": width,
@@ -421,6 +329,7 @@ def predict_scene(
             "batch_size": batch_size,
             "device": str(torch_device),
             "precision": precision,
+            "matmul_precision": matmul_precision,
             "blend": blend,
             "threads": threads,
         }
@@ -451,6 +360,7 @@ def predict_scene(
                     if blend
                     else "uniform (no blending)",
                     "PRECISION": precision,
+                    "FP32_MATMUL_PRECISION": matmul_precision,
                     "MIN_VALID_FRAMES": str(min_valid_frames),
                     "NODATA_RULE": f"255 where fewer than {min_valid_frames} frame(s) have all 6 bands valid",
                     "SOURCE_IMAGE": Path(image_path).name,
@@ -513,7 +423,7 @@ def _run_tiles(
 ) -> tuple[int, ...]:
     """The tile loop: batches in raster order, the strip accumulator, finished rows to ``writer``.
 
-    Coordinates are those of the padded scene (:class:`TileGrid`); scene row ``y`` is padded row
+    Coordinates are those of the padded scene (:class:`lulc.tiling.TileGrid`); scene row ``y`` is padded row
     ``y + margin``.
     """
     tile, m = grid.tile, grid.margin
@@ -527,19 +437,18 @@ def _run_tiles(
         """Padded rows ``[base, upto)`` are final: the scene rows among them are normalised, turned into
         classes (and confidence), masked where nodata and handed to the writer; the accumulator shifts."""
         nonlocal base
+        assert accumulator is not None, "flush before the first tile"
         n = upto - base
         first, last = max(base, m), min(upto, m + grid.height)  # padded rows that are scene rows
         if last > first:
             block = accumulator[:, first - base : last - base, m : m + grid.width]
-            class_rows = block.argmax(dim=0).to(torch.uint8)
+            nodata = torch.from_numpy(valid[base][first - base : last - base] < min_valid_frames).to(device)
+            class_rows = block.argmax(dim=0).to(torch.uint8).masked_fill_(nodata, NODATA).cpu().numpy()
             confidence_rows = None
             if confidence:
                 logits = block / (row_weight[first:last, None] * col_weight[None, :])
-                confidence_rows = torch.softmax(logits, dim=0).amax(dim=0).mul_(100).round_().to(torch.uint8)
-            nodata = torch.from_numpy(valid[base][first - base : last - base] < min_valid_frames).to(device)
-            class_rows = class_rows.masked_fill_(nodata, NODATA).cpu().numpy()
-            if confidence_rows is not None:
-                confidence_rows = confidence_rows.masked_fill_(nodata, CONFIDENCE_NODATA).cpu().numpy()
+                scores = torch.softmax(logits, dim=0).amax(dim=0).mul_(100).round_().to(torch.uint8)
+                confidence_rows = scores.masked_fill_(nodata, CONFIDENCE_NODATA).cpu().numpy()
             writer.write(first - m, class_rows, confidence_rows)
         # shift the accumulator up by n rows; the freed rows at the bottom start from zero
         if n < tile:
@@ -590,261 +499,14 @@ def _run_tiles(
             bar.update(len(batch))
         flush(grid.padded_height)
     bar.close()
+    assert accumulator is not None
     return tuple(accumulator.shape)
 
 
 # -------------------------------------------------------------------------------------------- figures
 
 
-def _colour_lut() -> np.ndarray:
-    """uint8 class index -> RGBA (the colour table of the map; nodata transparent)."""
-    lut = np.zeros((256, 4), dtype=np.uint8)
-    for index, rgba in classes.index_colormap().items():
-        lut[index] = rgba
-    return lut
-
-
-def _read_small(
-    path: str | os.PathLike[str], max_size: int
-) -> tuple[np.ndarray, tuple[float, float, float, float], int]:
-    """Band 1 decimated to at most ``max_size`` pixels a side (from the COG's overviews), the extent in km
-    (left, right, bottom, top) and the decimation factor."""
-    with rasterio.open(path) as src:
-        factor = max(1, math.ceil(max(src.height, src.width) / max_size))
-        shape = (math.ceil(src.height / factor), math.ceil(src.width / factor))
-        data = src.read(1, out_shape=shape, resampling=Resampling.nearest)
-        b = src.bounds
-    return data, (b.left / 1000, b.right / 1000, b.bottom / 1000, b.top / 1000), factor
-
-
-def _legend_handles(shares: Mapping[str, float] | None = None) -> list[Patch]:
-    handles = []
-    for index, name in enumerate(classes.CLASS_NAMES):
-        colour = np.array(classes.IO_COLOURS[classes.CLASS_CODES[index]]) / 255
-        label = name.replace("snow_ice", "snow / ice").replace("_", " ")
-        if shares is not None:
-            label += f" ({100 * shares.get(name, 0.0):.1f} %)"
-        handles.append(Patch(facecolor=colour, edgecolor="0.3", linewidth=0.5, label=label))
-    return handles
-
-
-def _class_shares(path: str | os.PathLike[str]) -> tuple[dict[str, float], float]:
-    """Share of each class among mapped pixels and the nodata share, from the map's ``CLASS_PIXELS`` tag."""
-    with rasterio.open(path) as src:
-        tags = src.tags()
-        total = src.height * src.width
-    counts = {k: int(v) for k, v in (item.split("=") for item in tags.get("CLASS_PIXELS", "").split(",") if item)}
-    mapped = sum(counts.values())
-    shares = {name: count / mapped for name, count in counts.items()} if mapped else {}
-    return shares, (total - mapped) / total if total else 0.0
-
-
-def _map_axes(ax: plt.Axes, data: np.ndarray, extent: tuple[float, float, float, float], title: str) -> None:
-    ax.set_facecolor("0.85")  # nodata (transparent) shows as light grey
-    ax.imshow(_colour_lut()[data], extent=extent, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("easting (km)")
-    ax.set_ylabel("northing (km)")
-    ax.ticklabel_format(useOffset=False, style="plain")
-
-
-def _save_png(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-
-
-def write_preview(
-    landcover: str | os.PathLike[str], png: str | os.PathLike[str], title: str = "", max_size: int = 1024
-) -> None:
-    """A PNG of the map (read from its overviews) with a legend of the classes and their area shares."""
-    data, extent, factor = _read_small(landcover, max_size)
-    shares, nodata_share = _class_shares(landcover)
-    with rasterio.open(landcover) as src:
-        crs = src.crs.to_string() if src.crs else "no CRS"
-    fig, ax = plt.subplots(figsize=(9.5, 7))
-    _map_axes(ax, data, extent, title or Path(landcover).parent.name)
-    handles = _legend_handles(shares)
-    handles.append(
-        Patch(
-            facecolor="0.85", edgecolor="0.3", linewidth=0.5, label=f"no data ({100 * nodata_share:.1f} % of the AOI)"
-        )
-    )
-    ax.legend(
-        handles=handles,
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1),
-        fontsize=8,
-        frameon=False,
-        title="class (share of mapped area)",
-        title_fontsize=8,
-    )
-    ax.text(
-        0,
-        -0.12,
-        f"{crs}; shown at 1/{factor} resolution" if factor > 1 else crs,
-        transform=ax.transAxes,
-        fontsize=7,
-        color="0.4",
-        va="top",
-    )
-    _save_png(fig, png)
-
-
-def test_windows(splits: str | os.PathLike[str], manifest: str | os.PathLike[str], aoi: str) -> list[Window]:
-    """The pixel windows of the AOI's test-split chips (``splits.csv`` + the chips stage's manifest)."""
-    from lulc.splits import load_split
-
-    test = load_split(splits, "test")
-    test = test[test["aoi"] == aoi]
-    chips = pd.read_parquet(manifest, columns=["chip_id", "row_off", "col_off", "height", "width"])
-    merged = test.merge(chips, on="chip_id", how="inner")
-    if len(merged) != len(test):
-        raise ValueError(f"{manifest}: {len(test) - len(merged)} test chip(s) of {aoi} from {splits} are missing")
-    return [Window(int(r.col_off), int(r.row_off), int(r.width), int(r.height)) for r in merged.itertuples()]
-
-
-def _confusion(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
-    n = classes.NUM_CLASSES
-    keep = (label < n) & (pred < n)
-    return np.bincount(label[keep].astype(np.int64) * n + pred[keep], minlength=n * n).reshape(n, n)
-
-
-def agreement(
-    landcover: str | os.PathLike[str],
-    label: str | os.PathLike[str],
-    windows: Sequence[Window] | None = None,
-    rows_per_read: int = 1024,
-) -> np.ndarray:
-    """Confusion matrix (rows: label, columns: map) over labelled, mapped pixels at full resolution: inside
-    ``windows`` only, or the whole scene (read in strips of ``rows_per_read`` rows)."""
-    with rasterio.open(landcover) as pred_src, rasterio.open(label) as label_src:
-        if (pred_src.shape, pred_src.transform, pred_src.crs) != (label_src.shape, label_src.transform, label_src.crs):
-            raise ValueError(f"{landcover} and {label} are not on the same grid")
-        if windows is None:
-            windows = [
-                Window(0, row, pred_src.width, min(rows_per_read, pred_src.height - row))
-                for row in range(0, pred_src.height, rows_per_read)
-            ]
-        confusion = np.zeros((classes.NUM_CLASSES, classes.NUM_CLASSES), dtype=np.int64)
-        for window in windows:
-            confusion += _confusion(pred_src.read(1, window=window), label_src.read(1, window=window))
-    return confusion
-
-
-def _describe(confusion: np.ndarray) -> str:
-    from lulc.evaluate import metrics_from_confusion
-
-    if not confusion.sum():
-        return "no labelled pixels"
-    metrics = metrics_from_confusion(confusion)
-    return (
-        f"accuracy {100 * metrics['pixel_accuracy']:.1f} %, mIoU {100 * metrics['miou']:.1f} % "
-        f"({metrics['pixels']:,} px)"
-    )
-
-
-def write_comparison(
-    landcover: str | os.PathLike[str],
-    label: str | os.PathLike[str],
-    png: str | os.PathLike[str],
-    windows: Sequence[Window] | None = None,
-    title: str = "",
-    max_size: int = 768,
-) -> dict[str, Any]:
-    """Prediction | label | agreement, side by side; the test chips (``windows``) outlined, and the agreement
-    outside them faded. Accuracy and mIoU are computed at full resolution over the test chips (the only
-    pixels no model trained or selected on) and, for reference, over the whole AOI. Returns both confusions."""
-    pred, extent, factor = _read_small(landcover, max_size)
-    truth, _, _ = _read_small(label, max_size)
-    if pred.shape != truth.shape:
-        raise ValueError(f"{landcover} and {label} are not on the same grid")
-    whole = agreement(landcover, label)
-    test = agreement(landcover, label, windows) if windows else None
-
-    in_test = np.zeros(pred.shape, dtype=bool)
-    rectangles = []
-    with rasterio.open(landcover) as src:
-        transform = src.transform
-    for w in windows or []:
-        r0, c0 = int(w.row_off) // factor, int(w.col_off) // factor
-        in_test[r0 : math.ceil((w.row_off + w.height) / factor), c0 : math.ceil((w.col_off + w.width) / factor)] = True
-        left, top = transform * (w.col_off, w.row_off)
-        rectangles.append(
-            Rectangle(
-                (left / 1000, top / 1000 - w.height * abs(transform.e) / 1000),
-                w.width * transform.a / 1000,
-                w.height * abs(transform.e) / 1000,
-            )
-        )
-    labelled = (truth < classes.NUM_CLASSES) & (pred < classes.NUM_CLASSES)
-    colours = np.zeros((*pred.shape, 4), dtype=np.float32)
-    colours[labelled & (pred == truth)] = (0.10, 0.60, 0.31, 1.0)
-    colours[labelled & (pred != truth)] = (0.84, 0.19, 0.15, 1.0)
-    if windows:
-        colours[~in_test, 3] *= 0.3
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.8), sharex=True, sharey=True)
-    _map_axes(axes[0], pred, extent, "prediction")
-    _map_axes(axes[1], truth, extent, "label (IO LULC, ignore = grey)")
-    axes[2].set_facecolor("0.85")
-    axes[2].imshow(colours, extent=extent, interpolation="nearest")
-    axes[2].set_xlabel("easting (km)")
-    axes[2].set_title(
-        "agreement (green) / disagreement (red)" + ("; test chips outlined" if windows else ""), fontsize=10
-    )
-    for ax in axes:
-        if rectangles:
-            ax.add_collection(PatchCollection(rectangles, facecolor="none", edgecolor="black", linewidth=0.6))
-    summary = [
-        f"test chips: {_describe(test)}" if test is not None else "no test chips in this AOI",
-        f"whole AOI (includes training areas): {_describe(whole)}",
-    ]
-    fig.suptitle((title + "\n" if title else "") + " | ".join(summary), fontsize=10)
-    fig.legend(
-        handles=_legend_handles(),
-        loc="lower center",
-        ncol=len(classes.CLASS_NAMES),
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(0.5, -0.02),
-    )
-    _save_png(fig, png)
-    return {"whole": whole, "test": test}
-
-
 # ------------------------------------------------------------------------------------------ the stage
-
-
-def resolve_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``predict`` section merged over :data:`DEFAULTS` and checked; errors name the key."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"config key predict.{unknown[0]}: unknown key (known: {', '.join(sorted(DEFAULTS))})")
-    resolved = {**DEFAULTS, **cfg}
-    for key in ("tile", "stride"):
-        value = resolved[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"config key predict.{key}: expected a positive integer or null, got {value!r}")
-    for key in ("batch_size", "min_valid_frames", "threads"):
-        value = resolved[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config key predict.{key}: expected a positive integer, got {value!r}")
-    if resolved["precision"] not in PRECISIONS:
-        raise ValueError(
-            f"config key predict.precision: expected one of {', '.join(PRECISIONS)}, got {resolved['precision']!r}"
-        )
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(resolved["device"])):
-        raise ValueError(f"config key predict.device: expected auto, cpu, cuda or cuda:N, got {resolved['device']!r}")
-    if not isinstance(resolved["confidence"], bool):
-        raise ValueError(f"config key predict.confidence: expected true or false, got {resolved['confidence']!r}")
-    if resolved["tile"] and resolved["stride"] and resolved["stride"] > resolved["tile"]:
-        raise ValueError(
-            f"config key predict.stride: {resolved['stride']} is larger than predict.tile "
-            f"{resolved['tile']} (pixels between tiles would get no prediction)"
-        )
-    return resolved
 
 
 def predict_run(
@@ -870,7 +532,7 @@ def predict_run(
     """
     from lulc.models import load_trained_model, sha256_file
 
-    cfg = resolve_config(cfg)
+    cfg = section("predict", cfg)
     if threads:
         torch.set_num_threads(int(threads))
     outputs = [Path(p) for p in (landcover, preview, comparison, confidence) if p is not None]

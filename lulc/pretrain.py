@@ -14,7 +14,6 @@ Outputs: ``checkpoint.pt`` and ``pretrain.json`` (loss curve, settings, wall tim
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from lulc.chips import ChipStore
+from lulc.config import model_entry, section
 from lulc.dataset import ChipStoreDataset
 from lulc.hls import PRITHVI_BANDS
 from lulc.io import atomic_path
@@ -37,46 +37,19 @@ from lulc.models import (
     HLSNormalize,
     auto_precision,
     check_normalised,
+    import_terratorch,
     load_prithvi_encoder,
-    resolve_model_config,
     resolve_normalization,
 )
 from lulc.train import augment_batch, chip_geometry, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
-#: Defaults of the ``pretrain:`` config section (mirrors workflow/schemas/config.schema.yaml), demo-sized.
-DEFAULTS: dict[str, Any] = {
-    "epochs": 30,
-    "batch_size": 16,
-    "lr": 1.0e-3,
-    "weight_decay": 0.05,
-    "mask_ratio": 0.75,
-    "warmup_epochs": 2,
-    "seed": 0,
-}
-
-
-def resolve_pretrain_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge ``cfg`` over :data:`DEFAULTS` and validate it; errors name the key."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"config key pretrain.{unknown[0]}: unknown key (known: {', '.join(sorted(DEFAULTS))})")
-    resolved = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(cfg)}
-    for key in ("epochs", "batch_size"):
-        if isinstance(resolved[key], bool) or not isinstance(resolved[key], int) or resolved[key] < 1:
-            raise ValueError(f"config key pretrain.{key}: expected a positive integer, got {resolved[key]!r}")
-    if not 0 < float(resolved["mask_ratio"]) < 1:
-        raise ValueError("config key pretrain.mask_ratio: expected a number in (0, 1)")
-    return resolved
-
-
 def build_mae(backbone: str, frames: int, chip_size: int, backbone_kwargs: Mapping[str, Any]) -> torch.nn.Module:
     """TerraTorch's Prithvi MAE for ``backbone`` (random init), ``frames`` frames of ``chip_size`` pixels."""
-    from terratorch.models.backbones.prithvi_mae import PrithviMAE
-    from terratorch.models.backbones.prithvi_vit import prithvi_cfgs
-    from terratorch.registry import FULL_MODEL_REGISTRY
+    PrithviMAE = import_terratorch("terratorch.models.backbones.prithvi_mae").PrithviMAE
+    prithvi_cfgs = import_terratorch("terratorch.models.backbones.prithvi_vit").prithvi_cfgs
+    FULL_MODEL_REGISTRY = import_terratorch("terratorch.registry").FULL_MODEL_REGISTRY
 
     kwargs = {"num_frames": frames, "img_size": chip_size, **backbone_kwargs}
     if f"terratorch_{backbone}_mae" in FULL_MODEL_REGISTRY:
@@ -106,15 +79,15 @@ def pretrain(
 ) -> dict[str, Any]:
     """MAE-pretrain the encoder of ``models.<model_name>``; write ``checkpoint.pt`` + ``pretrain.json``."""
     start = time.perf_counter()
-    model_cfg = resolve_model_config(model_name, model_cfg)
+    model_cfg = model_entry(model_name, model_cfg)
     if model_cfg["type"] != "prithvi":
         raise ValueError(f"pretraining {model_name!r}: it is a {model_cfg['type']} model, not prithvi")
-    cfg = resolve_pretrain_config(cfg)
+    cfg = section("pretrain", cfg)
     if threads:
         torch.set_num_threads(int(threads))
-    stores = {aoi: Path(path) for aoi, path in stores.items()}
+    store_paths = {aoi: Path(path) for aoi, path in stores.items()}
     out_dir = Path(out_dir)
-    frames, chip_size = chip_geometry(stores)
+    frames, chip_size = chip_geometry(store_paths)
     backbone = model_cfg["backbone"]
     torch.manual_seed(cfg["seed"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,7 +95,7 @@ def pretrain(
     normalization = resolve_normalization(model_cfg["normalization"], model_name, backbone)
     normalize = HLSNormalize(normalization).to(device)
 
-    dataset = ChipStoreDataset(stores, all_chips(stores))
+    dataset = ChipStoreDataset(store_paths, all_chips(store_paths))
     generator = torch.Generator().manual_seed(cfg["seed"])
     loader = DataLoader(
         dataset, batch_size=cfg["batch_size"], sampler=RandomSampler(dataset, generator=generator), generator=generator
@@ -185,14 +158,13 @@ def pretrain(
         "samples_per_s": round(samples / train_seconds, 3) if train_seconds else None,
         "device": str(device),
         "precision": "bf16-mixed" if use_bf16 else "32-true",
+        "matmul_precision": torch.get_float32_matmul_precision(),
     }
     checkpoint = out_dir / "checkpoint.pt"
     with atomic_path(checkpoint) as tmp_checkpoint, atomic_path(out_dir / "pretrain.json") as tmp_json:
         torch.save({k: v.detach().cpu() for k, v in mae.state_dict().items()}, tmp_checkpoint)
         # The fine-tuning loader must accept what we write: check it with the very same function.
-        from terratorch.registry import BACKBONE_REGISTRY
-
-        encoder = BACKBONE_REGISTRY.build(
+        encoder = import_terratorch("terratorch.registry").BACKBONE_REGISTRY.build(
             f"terratorch_{backbone}", pretrained=False, num_frames=frames, img_size=chip_size,
             bands=list(PRITHVI_BANDS), **model_cfg["backbone_kwargs"],
         )

@@ -58,12 +58,12 @@ import numpy as np
 import pandas as pd
 
 from lulc.classes import CLASS_NAMES, NUM_CLASSES
+from lulc.config import section
 from lulc.io import atomic_path
+from lulc.split_table import SPLITS, SPLITS_CSV, fraction_label, subset_column
 
 logger = logging.getLogger(__name__)
 
-#: Split names, in the order used for indices everywhere in this module.
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 EXCLUDED = "excluded"
 
 #: Manifest columns this stage needs, besides ``px_<class>`` and ``geometry``.
@@ -71,31 +71,10 @@ MANIFEST_COLUMNS: tuple[str, ...] = ("chip_id", "aoi", "index")
 PIXEL_COLUMNS: tuple[str, ...] = tuple(f"px_{name}" for name in CLASS_NAMES)
 
 #: File names written by :func:`make_splits` when given a directory.
-SPLITS_CSV = "splits.csv"
 BALANCE_CSV = "class_balance.csv"
 BALANCE_PNG = "class_balance.png"
 SUMMARY_JSON = "splits_summary.json"
 
-#: Defaults of the ``splits:`` config section (mirrors workflow/schemas/config.schema.yaml).
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "block_size_km": 30.0,
-    "buffer_m": 300.0,
-    "split_fractions": {"train": 0.6, "val": 0.2, "test": 0.2},
-    "search_attempts": 200,
-    "balance": {
-        "method": "dominance_cap",
-        "dominant_share": 0.9,
-        "max_class_share": 0.4,
-        "rare_class_share": 0.05,
-        "rare_min_chip_share": 0.01,
-        "min_pool_fraction": 0.5,
-    },
-    "train_fractions": [1.0, 0.5, 0.25, 0.125],
-    "seeds": [0, 1, 2, 3, 4],
-}
-
-_BALANCE_METHODS = ("dominance_cap", "none")
 #: Warn when the buffer removes more than this share of the chips.
 BUFFER_LOSS_WARNING = 0.25
 #: Legend text of the sets in class_balance.csv / .png.
@@ -114,105 +93,19 @@ _RELATIVE_AREA_TOLERANCE = 1e-6
 # --------------------------------------------------------------------------------------------- config
 
 
-def _fail(key: str, message: str) -> None:
-    raise ValueError(f"config key splits.{key}: {message}")
-
-
-def _number(cfg: Mapping[str, Any], key: str, path: str) -> float:
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        _fail(path, f"expected a finite number, got {value!r}")
-    return float(value)
-
-
 def resolve_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge ``cfg`` over :data:`DEFAULTS` and validate it; raise ``ValueError`` naming the bad key.
-
-    Validation happens here (and not only in the JSON schema) because the function is also called from
-    Python and tests, and because some rules (fractions summing to one) are awkward in a schema.
-    """
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        _fail(unknown[0], f"unknown key (known: {', '.join(sorted(DEFAULTS))})")
-    balance = dict(cfg.get("balance") or {})
-    unknown = sorted(set(balance) - set(DEFAULTS["balance"]))
-    if unknown:
-        _fail(f"balance.{unknown[0]}", f"unknown key (known: {', '.join(sorted(DEFAULTS['balance']))})")
-    resolved: dict[str, Any] = {**DEFAULTS, **cfg, "balance": {**DEFAULTS["balance"], **balance}}
-
-    seed = resolved["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        _fail("seed", f"expected a non-negative integer, got {seed!r}")
-    if _number(resolved, "block_size_km", "block_size_km") <= 0:
-        _fail("block_size_km", f"must be positive, got {resolved['block_size_km']!r}")
-    if _number(resolved, "buffer_m", "buffer_m") < 0:
-        _fail("buffer_m", f"must be zero or positive, got {resolved['buffer_m']!r}")
+    """The ``splits`` section (:func:`lulc.config.section`: validated, defaults from the schema) in the form
+    this module computes with: numbers as floats, training fractions largest first, seeds ascending."""
+    resolved = section("splits", cfg)
     resolved["block_size_km"] = float(resolved["block_size_km"])
     resolved["buffer_m"] = float(resolved["buffer_m"])
-    attempts = resolved["search_attempts"]
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        _fail("search_attempts", f"expected an integer >= 1, got {attempts!r}")
-
-    split_fractions = resolved["split_fractions"]
-    if not isinstance(split_fractions, Mapping) or set(split_fractions) != set(SPLITS):
-        _fail("split_fractions", f"expected exactly the keys train, val, test, got {split_fractions!r}")
-    for name in SPLITS:
-        value = _number(split_fractions, name, f"split_fractions.{name}")
-        if not 0 < value < 1:
-            _fail(f"split_fractions.{name}", f"must be in (0, 1) (every split needs chips), got {value!r}")
-    total = sum(float(split_fractions[name]) for name in SPLITS)
-    if abs(total - 1) > 1e-6:
-        _fail("split_fractions", f"train + val + test must sum to 1, got {total:g}")
-    resolved["split_fractions"] = {name: float(split_fractions[name]) for name in SPLITS}
-
-    fractions = resolved["train_fractions"]
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Sequence) or not fractions:
-        _fail("train_fractions", f"expected a non-empty list of numbers in (0, 1], got {fractions!r}")
-    for position, value in enumerate(fractions):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-            _fail(f"train_fractions[{position}]", f"must be a number in (0, 1], got {value!r}")
-    labels = [fraction_label(value) for value in fractions]
-    if len(set(labels)) != len(labels):
-        _fail("train_fractions", f"contains duplicates: {list(fractions)!r}")
-    resolved["train_fractions"] = sorted((float(value) for value in fractions), reverse=True)
-
-    seeds = resolved["seeds"]
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
-        _fail("seeds", f"expected a non-empty list of non-negative integers, got {seeds!r}")
-    for position, value in enumerate(seeds):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            _fail(f"seeds[{position}]", f"must be a non-negative integer, got {value!r}")
-    if len(set(seeds)) != len(seeds):
-        _fail("seeds", f"contains duplicates: {list(seeds)!r}")
-    resolved["seeds"] = sorted(int(value) for value in seeds)
-
-    balance = resolved["balance"]
-    if balance["method"] not in _BALANCE_METHODS:
-        _fail("balance.method", f"must be one of {', '.join(_BALANCE_METHODS)}, got {balance['method']!r}")
-    for key, low_open in (
-        ("dominant_share", True),
-        ("max_class_share", True),
-        ("rare_class_share", False),
-        ("rare_min_chip_share", True),
-        ("min_pool_fraction", True),
-    ):
-        value = _number(balance, key, f"balance.{key}")
-        if not (0 < value <= 1 if low_open else 0 <= value <= 1):
-            interval = "(0, 1]" if low_open else "[0, 1]"
-            _fail(f"balance.{key}", f"must be in {interval}, got {value!r}")
-        balance[key] = float(value)
+    resolved["split_fractions"] = {name: float(resolved["split_fractions"][name]) for name in SPLITS}
+    resolved["train_fractions"] = sorted((float(value) for value in resolved["train_fractions"]), reverse=True)
+    resolved["seeds"] = sorted(int(value) for value in resolved["seeds"])
+    resolved["balance"] = {
+        key: value if key == "method" else float(value) for key, value in resolved["balance"].items()
+    }
     return resolved
-
-
-def fraction_label(fraction: float | str) -> str:
-    """The text of a training fraction in column names: ``0.125`` -> ``"0.125"``, ``1.0`` -> ``"1"``."""
-    return f"{float(fraction):g}"
-
-
-def subset_column(seed: int, fraction: float | str) -> str:
-    """Column of the split table that marks membership of the training subset (seed, fraction)."""
-    return f"train_s{int(seed)}_f{fraction_label(fraction)}"
 
 
 def subset_size(fraction: float, pool_size: int) -> int:
@@ -293,7 +186,7 @@ def chip_table(manifests: Sequence[Any], block_size_km: float) -> ChipTable:
         raise ValueError("splits: no chip manifests given (is config key aois empty?)")
     block_m = block_size_km * 1000.0
     parts = []
-    crs_of_tag = {}
+    crs_of_tag: dict[str, Any] = {}
     for number, frame in enumerate(manifests):
         _check_manifest(frame, f"#{number}")
         tag = _crs_tag(frame.crs)
@@ -521,10 +414,10 @@ def stratified_block_assignment(
 
 def block_neighbours(block_ids: Sequence[str]) -> list[np.ndarray]:
     """For each block, the indices of the (up to 8) adjacent blocks on the same CRS grid."""
-    position = {}
+    position: dict[tuple[str, int, int], int] = {}
     for number, block_id in enumerate(block_ids):
-        tag, x, y = block_id.rsplit("_", 2)
-        position[(tag, int(x[1:]), int(y[1:]))] = number
+        tag, x_text, y_text = block_id.rsplit("_", 2)
+        position[(tag, int(x_text[1:]), int(y_text[1:]))] = number
     neighbours = []
     for (tag, x, y), _number in sorted(position.items(), key=lambda item: item[1]):
         around = [
@@ -1011,38 +904,3 @@ def make_splits(
 # -------------------------------------------------------------------------------------------- loading
 
 
-def load_split(
-    splits: str | os.PathLike[str], split: str, fraction: float | str = 1.0, seed: int | str = 0
-) -> pd.DataFrame:
-    """The chips of one split as a DataFrame of ``chip_id``, ``aoi``, ``index`` (in ``chip_id`` order).
-
-    ``splits`` is the split table (``splits.csv``) or the directory holding it. ``fraction`` and
-    ``seed`` select the nested training subset and are ignored for ``val`` and ``test``, which are the
-    same for every fraction and seed by construction. Strings (Snakemake wildcards) are accepted.
-    """
-    path = Path(splits)
-    if path.is_dir():
-        path = path / SPLITS_CSV
-    if split not in SPLITS:
-        raise ValueError(f"load_split: split must be one of {', '.join(SPLITS)}, got {split!r}")
-    table = pd.read_csv(
-        path,
-        dtype={"chip_id": str, "aoi": str, "index": np.int64, "block_id": str, "split": str},
-        keep_default_na=False,
-    )
-    if split != "train":
-        rows = table["split"] == split
-    else:
-        column = subset_column(int(seed), float(fraction))
-        seed_known = any(c.startswith(f"train_s{int(seed)}_f") for c in table.columns)
-        if column in table.columns:
-            rows = table[column] == 1
-        elif float(fraction) == 1.0 and seed_known:  # the balanced pool, even if 1.0 is not configured
-            rows = table["split"] == "train"
-        else:
-            available = sorted(c for c in table.columns if c.startswith("train_s"))
-            raise ValueError(
-                f"load_split: no training subset for seed {seed} and fraction {fraction} in {path} "
-                f"(available: {', '.join(available)}; see config keys splits.seeds, splits.train_fractions)"
-            )
-    return table.loc[rows, ["chip_id", "aoi", "index"]].reset_index(drop=True)

@@ -1,7 +1,7 @@
 """Train stage: fine-tune one model on one training subset (fraction x seed) with Lightning.
 
 One run = one config entry ``models.<name>`` x one nested training subset of ``results/splits/splits.csv``
-(:func:`lulc.splits.load_split`) x one seed. Validation is the same fixed split for every run.
+(:func:`lulc.split_table.load_split`) x one seed. Validation is the same fixed split for every run.
 
 * Loss: class-weighted cross-entropy, :data:`~lulc.classes.IGNORE_INDEX` ignored. Weights come from the
   run's training pixel counts (``inverse_sqrt``: ``f_c ** -0.5``, scaled to a mean per-pixel weight of 1,
@@ -16,6 +16,11 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
 * Reproducibility: ``seed_everything``, deterministic algorithms on CPU, a seeded generator for the
   DataLoader and sampler; the RNG states are checkpointed, so an interrupted run resumes where it stopped
   (from ``work/last.ckpt``, only if the config, data and weights are unchanged) and ends with the same result.
+  Resume state is written atomically with a checksum record beside it (:class:`VerifiedCheckpointIO`); a
+  state whose checksum does not match (a full disk, a killed copy) is discarded with a warning, and it is
+  loaded with ``weights_only=True`` (tensors and plain types only: no code runs from ``results/``).
+* Matmul precision: fp32 matmuls run in full fp32 in every training process
+  (:data:`lulc.models.FP32_MATMUL_PRECISION`, recorded in run.json as ``matmul_precision``).
 * Precision (``train.precision: auto``): ``bf16-mixed`` on GPUs with bf16 and on CPUs with native bf16
   (AVX512-BF16 / AMX; 1.3-1.9x faster than fp32 there), with channels-last convolutions; ``32-true`` elsewhere.
 * Devices: ``train.devices`` GPUs (on CPU: processes) per run, data-parallel (DDP, spawned processes); each
@@ -32,7 +37,6 @@ atomically once training has finished; ``work/`` holds the resume state until th
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import hashlib
 import json
@@ -45,7 +49,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import lightning
 import lightning.pytorch as pl
@@ -54,12 +58,14 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.environments import LightningEnvironment
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, RandomSampler
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.chips import ChipStore
 from lulc.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from lulc.config import TRAIN_RUNTIME_KEYS
+from lulc.config import TRAIN_RUNTIME_KEYS, model_entry, section
 from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path
 from lulc.models import (
@@ -68,73 +74,17 @@ from lulc.models import (
     auto_precision,
     build_model,
     channels_last_convolutions,
-    resolve_model_config,
+    enforce_fp32_matmul_precision,
     save_trained_model,
 )
-from lulc.splits import fraction_label, load_split
+from lulc.split_table import fraction_label, load_split
 
 logger = logging.getLogger(__name__)
-
-#: Defaults of the ``train:`` config section (mirrors workflow/schemas/config.schema.yaml), demo-sized.
-DEFAULTS: dict[str, Any] = {
-    "models": ["prithvi", "unet", "vit"],
-    "samples_per_epoch": 32,
-    "warmup_epochs": 1,
-    "min_lr_ratio": 0.01,
-    "patience": 4,
-    "class_weights": {"method": "inverse_sqrt", "cap": 10.0},
-    "augment": {"flips": True, "rot90": True},
-    "accelerator": "auto",
-    "precision": "auto",
-    "num_workers": 0,
-    "deterministic": True,
-    "progress_bar": True,
-    "threads": 1,
-    "devices": 1,
-}
 
 #: Keys of ``train:`` that change how a run executes, not its result (:data:`lulc.config.TRAIN_RUNTIME_KEYS`).
 RUNTIME_KEYS = TRAIN_RUNTIME_KEYS
 
-_CLASS_WEIGHT_METHODS = ("inverse_sqrt", "inverse", "none")
 CURVE_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_miou", "lr", "time_s")
-
-
-# ------------------------------------------------------------------------------------------ config
-
-
-def resolve_train_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge ``cfg`` over :data:`DEFAULTS` (nested dicts too) and validate it; errors name the key."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"config key train.{unknown[0]}: unknown key (known: {', '.join(sorted(DEFAULTS))})")
-    resolved = copy.deepcopy(DEFAULTS)
-    for key, value in cfg.items():
-        if isinstance(DEFAULTS[key], dict):
-            if not isinstance(value, Mapping) or set(value) - set(DEFAULTS[key]):
-                raise ValueError(f"config key train.{key}: expected a mapping with keys {sorted(DEFAULTS[key])}")
-            resolved[key].update(value)
-        else:
-            resolved[key] = copy.deepcopy(value)
-    spe = resolved["samples_per_epoch"]
-    if spe is not None and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
-        raise ValueError(f"config key train.samples_per_epoch: expected null or a positive integer, got {spe!r}")
-    if resolved["class_weights"]["method"] not in _CLASS_WEIGHT_METHODS:
-        raise ValueError(f"config key train.class_weights.method: expected one of {', '.join(_CLASS_WEIGHT_METHODS)}")
-    if resolved["precision"] not in ("auto", "32-true", "bf16-mixed", "16-mixed"):
-        raise ValueError("config key train.precision: expected auto, 32-true, bf16-mixed or 16-mixed")
-    if resolved["accelerator"] not in ("auto", "cpu", "gpu"):
-        raise ValueError("config key train.accelerator: expected auto, cpu or gpu")
-    devices = resolved["devices"]
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-        raise ValueError(f"config key train.devices: expected a positive integer, got {devices!r}")
-    for key in ("warmup_epochs", "patience", "num_workers", "threads"):
-        if isinstance(resolved[key], bool) or not isinstance(resolved[key], int) or resolved[key] < 0:
-            raise ValueError(f"config key train.{key}: expected a non-negative integer, got {resolved[key]!r}")
-    if not 0 <= resolved["min_lr_ratio"] <= 1:
-        raise ValueError("config key train.min_lr_ratio: expected a number in [0, 1]")
-    return resolved
 
 
 # ---------------------------------------------------------------------------------- data and loss
@@ -212,6 +162,8 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
 class SegmentationTask(pl.LightningModule):
     """Lightning wrapper: weighted CE, AdamW + warm-up / cosine, on-device augmentation, val macro mIoU."""
 
+    class_weights: torch.Tensor
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -251,8 +203,9 @@ class SegmentationTask(pl.LightningModule):
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=mask.shape[0], sync_dist=True)
         self.log("val_miou", self.val_miou, on_step=False, on_epoch=True, prog_bar=True)
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
+    def configure_optimizers(self) -> Any:  # Lightning's optimizer + scheduler config dict
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for param in self.model.parameters():
             if param.requires_grad:
                 (decay if param.dim() > 1 else no_decay).append(param)
@@ -344,7 +297,7 @@ class RNGState(Callback):
         self.generator = generator
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"torch": torch.get_rng_state(), "loader": self.generator.get_state()}
+        state: dict[str, Any] = {"torch": torch.get_rng_state(), "loader": self.generator.get_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -382,6 +335,73 @@ class Threads(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)
+        # A spawned process imports TerraTorch again when it unpickles a Prithvi model, which lowers the flag.
+        enforce_fp32_matmul_precision()
+
+
+class VerifiedCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written atomically, each with a ``<name>.sha256`` record (digest and size) written
+    last, and read with ``weights_only=True``.
+
+    Lightning writes a checkpoint in place: a full disk or a killed job leaves a truncated file under the final
+    name. Here the file appears complete or not at all, and :func:`verified_checkpoint` tells a complete
+    checkpoint from a damaged or foreign one before a run resumes from it.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        final = Path(path)
+        with atomic_path(final) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+        write_checksum_record(final)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        super().remove_checkpoint(path)
+        checksum_record(Path(path)).unlink(missing_ok=True)
+
+
+def checksum_record(path: Path) -> Path:
+    """The ``<name>.sha256`` record beside a checkpoint."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksum_record(path: Path) -> None:
+    """Write ``<sha256> <size>`` of ``path`` to its record, atomically (the record is the completion marker)."""
+    with atomic_path(checksum_record(path)) as tmp:
+        tmp.write_text(f"{_sha256(path)} {path.stat().st_size}\n")
+
+
+def verified_checkpoint(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be trusted (missing, no record, size or checksum mismatch, not
+    loadable with ``weights_only=True``), or None where it is complete and safe to load."""
+    record = checksum_record(path)
+    if not path.is_file():
+        return f"{path} does not exist"
+    if not record.is_file():
+        return f"{path} has no checksum record {record.name} (written last, after a complete save)"
+    try:
+        digest, size = record.read_text().split()
+    except (OSError, ValueError):
+        return f"{record} is unreadable"
+    if path.stat().st_size != int(size):
+        return f"{path} has {path.stat().st_size} bytes, its checksum record says {size} (truncated?)"
+    if _sha256(path) != digest:
+        return f"{path} does not match its checksum record (damaged)"
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # torch raises many types for damaged or foreign files
+        return f"{path} cannot be loaded as tensors and plain types ({type(error).__name__}: {error})"
+    return None
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -436,7 +456,7 @@ def cpu_name() -> str:
 LIGHTNING_PRECISION = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
 
 
-def resolve_precision(setting: str, accelerator: str) -> str:
+def training_precision(setting: str, accelerator: str) -> str:
     """``auto``: :func:`lulc.models.auto_precision` of the accelerator, in Lightning's names; else ``setting``."""
     if setting != "auto":
         return setting
@@ -463,13 +483,13 @@ def train(
     extra Lightning callbacks (tests use one to simulate an interrupted run). Returns run.json's content.
     """
     wall_start = time.perf_counter()
-    model_cfg = resolve_model_config(model_name, model_cfg)
-    cfg = resolve_train_config(train_cfg)
+    model_cfg = model_entry(model_name, model_cfg)
+    cfg = section("train", train_cfg)
     hparams = {key: model_cfg[key] for key in HPARAM_KEYS}
     seed, fraction = int(seed), float(fraction)
     out_dir = Path(out_dir)
     work = out_dir / "work"
-    stores = {aoi: Path(path) for aoi, path in sorted(stores.items())}
+    store_paths = {aoi: Path(path) for aoi, path in sorted(stores.items())}
     threads = threads or cfg["threads"]
     if threads:
         torch.set_num_threads(int(threads))
@@ -478,7 +498,7 @@ def train(
     val_chips = load_split(splits, "val")
     if train_chips.empty or val_chips.empty:
         raise ValueError(f"{splits}: the training subset (fraction {fraction:g}, seed {seed}) or validation is empty")
-    frames, chip_size = chip_geometry(stores)
+    frames, chip_size = chip_geometry(store_paths)
 
     # Resume only a run of exactly this configuration, data and weights.
     identity = {
@@ -488,14 +508,17 @@ def train(
         "fraction": fraction,
         "seed": seed,
         "splits": hashlib.sha256(Path(splits).read_bytes()).hexdigest(),
-        "stores": {aoi: _file_identity(ChipStore(p).images) + _file_identity(ChipStore(p).labels)
-                   for aoi, p in stores.items()},
+        "store_paths": {aoi: _file_identity(ChipStore(p).images) + _file_identity(ChipStore(p).labels)
+                   for aoi, p in store_paths.items()},
         "pretrain": _file_identity(Path(pretrain_checkpoint)) if pretrain_checkpoint else None,
     }
     fingerprint = _fingerprint(identity)
     fingerprint_file = work / "fingerprint.txt"
     last = work / "last.ckpt"
     resume = last.is_file() and fingerprint_file.is_file() and fingerprint_file.read_text().strip() == fingerprint
+    if resume and (problem := verified_checkpoint(last)) is not None:
+        logger.warning("discarding damaged resume state in %s and training from the start: %s", work, problem)
+        resume = False
     if work.exists() and not resume:
         logger.info("discarding stale or incomplete resume state in %s", work)
         shutil.rmtree(work)
@@ -503,16 +526,17 @@ def train(
     fingerprint_file.write_text(fingerprint + "\n")
 
     pl.seed_everything(seed, workers=True, verbose=False)
+    enforce_fp32_matmul_precision()
     accelerator = cfg["accelerator"]
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    precision = resolve_precision(cfg["precision"], accelerator)
+    precision = training_precision(cfg["precision"], accelerator)
     built: BuiltModel = build_model(model_name, model_cfg, frames, chip_size, pretrain_checkpoint=pretrain_checkpoint)
     if precision == "bf16-mixed":
         channels_last_convolutions(built.model)
 
-    train_set = ChipStoreDataset(stores, train_chips)
-    val_set = ChipStoreDataset(stores, val_chips)
+    train_set = ChipStoreDataset(store_paths, train_chips)
+    val_set = ChipStoreDataset(store_paths, val_chips)
     counts = class_pixel_counts(train_set)
     weights = class_weights(counts, cfg["class_weights"]["method"], float(cfg["class_weights"]["cap"]))
 
@@ -563,7 +587,7 @@ def train(
         # Spawned processes get the model's tensors through shared memory; the default (file descriptor)
         # strategy fails in some containers ("unable to resize file"). Process-wide, but harmless.
         torch.multiprocessing.set_sharing_strategy("file_system")
-    deterministic: bool | str = bool(cfg["deterministic"]) if accelerator == "cpu" else "warn"
+    deterministic: bool | Literal["warn"] = bool(cfg["deterministic"]) if accelerator == "cpu" else "warn"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
@@ -581,14 +605,14 @@ def train(
             # script is imported as __mp_main__, so scripts/train.py keeps its work under a __main__ guard).
             # The fitted state comes back to this process through work/last.ckpt (see below).
             strategy="ddp_spawn" if devices > 1 else "auto",
-            precision=precision,
+            precision=cast(Any, precision),  # one of Lightning's names (training_precision)
             max_epochs=int(hparams["epochs"]),
             callbacks=[curve, RNGState(generator), Threads(int(threads or 0)), early_stopping, best_checkpoint,
                        last_checkpoint, *callbacks],
             # Lightning launches its own processes, also inside a SLURM step. Without this plugin Lightning
             # detects SLURM (SLURM_NTASKS etc.), trusts srun to have started one process per device, and in a
             # step with one task trains with world size 1 on one device, silently, whatever `devices` says.
-            plugins=[LightningEnvironment()],
+            plugins=[LightningEnvironment(), VerifiedCheckpointIO()],
             logger=False,
             deterministic=deterministic,
             benchmark=False,
@@ -599,7 +623,7 @@ def train(
         )
         resumed_from, elapsed_before = None, 0.0
         if resume:
-            resume_state = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+            resume_state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
             resumed_from = int(resume_state["epoch"])
             elapsed_before = float(resume_state.get("callbacks", {}).get(curve.state_key, {}).get("elapsed", 0.0))
             logger.info("resuming %s after epoch %d from %s", out_dir, resumed_from, last)
@@ -609,7 +633,13 @@ def train(
             model_name, model_cfg["type"], built.info["parameters"] / 1e6, len(train_set), fraction, seed,
             len(val_set), hparams["epochs"], steps_per_epoch, batch_size, accelerator, precision,
         )
-        trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+        try:
+            trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
+        except SIGTERMException:
+            # Lightning turns SIGTERM (scancel, preemption, a killed job) into SystemExit with no code, which would
+            # exit 0 with no outputs: fail as a terminated process does. work/last.ckpt stays for the retry.
+            logger.error("%s: terminated (SIGTERM); the next attempt resumes from %s", out_dir, last)
+            raise SystemExit(143) from None
 
     if not trainer.is_global_zero:  # processes started by an external launcher (torchrun): rank 0 writes
         return {}
@@ -617,7 +647,7 @@ def train(
     if devices > 1:
         # Spawned processes trained; this process only gets the best checkpoint's path back. The callbacks'
         # final state (curve, best score, early stopping) and the step count are in the last epoch's checkpoint.
-        final_state = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+        final_state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
         for callback in (curve, early_stopping, best_checkpoint):
             callback.load_state_dict(final_state["callbacks"][callback.state_key])
         global_step = int(final_state["global_step"])
@@ -660,6 +690,7 @@ def train(
         "device": torch.cuda.get_device_name(0) if accelerator == "gpu" else cpu_name(),
         "accelerator": accelerator,
         "precision": precision,
+        "matmul_precision": torch.get_float32_matmul_precision(),
         "devices": devices,
         "world_size": int(trainer.world_size),
         "threads": torch.get_num_threads(),
@@ -685,12 +716,10 @@ def train(
 
 
 __all__ = [
-    "DEFAULTS",
     "SegmentationTask",
     "augment_batch",
     "class_pixel_counts",
     "class_weights",
-    "resolve_train_config",
     "run_directory",
     "train",
     "weighted_cross_entropy",

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pystac
 
+from lulc.aoi import AOI
 from lulc.download import write_aoi_stack
 from lulc.logs import setup_script_logging
-from lulc.search import AOI
 
 setup_script_logging(snakemake)
 write_aoi_stack(

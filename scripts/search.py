@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+from lulc.aoi import AOI
 from lulc.logs import setup_script_logging
-from lulc.search import AOI, save_item_collection, search_items
+from lulc.search import save_item_collection, search_items
 
 log = setup_script_logging(snakemake)
 aoi = AOI.from_config(snakemake.wildcards.aoi, snakemake.params.aoi)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,9 +18,34 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def _fp32_matmul_precision():
+    """Each test starts with full-fp32 matmuls: the flag is process-wide, and a test that imports TerraTorch
+    directly lowers it to "medium" (bf16 on AMX CPUs) for every later test in the process."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_float32_matmul_precision("highest")
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An environment without Earthdata credentials; returns the netrc path it points to."""
+    from lulc.access import EARTHDATA_TOKEN_ENV
+
+    monkeypatch.delenv(EARTHDATA_TOKEN_ENV, raising=False)
+    netrc_path = tmp_path / "home" / ".netrc"
+    netrc_path.parent.mkdir()
+    monkeypatch.setenv("HOME", str(netrc_path.parent))
+    monkeypatch.delenv("NETRC", raising=False)
+    return netrc_path
+
+
 def require_fixtures() -> Path:
     """The real third-party fixtures folder, or a visible skip where it is absent."""
     if not FIXTURES.is_dir():
+        if os.environ.get("LULC_REQUIRE_FIXTURES"):
+            pytest.fail(f"{FIXTURES} not found: the real-document tests are required (LULC_REQUIRE_FIXTURES is set)")
         pytest.skip(f"{FIXTURES} not found: tests on real Planetary Computer / NASA documents skipped")
     return FIXTURES
 

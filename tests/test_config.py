@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lulc.config import ConfigError, load_config, validate_config
+from lulc.config import ConfigError, load_config, model_entry, patch_size, section, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -60,3 +61,173 @@ def test_aoi_semantics_are_checked_at_start_up(demo_config):
     demo_config["aois"]["demo_iowa"]["bbox"] = [-93.3, 42.0, -93.5, 42.1]
     with pytest.raises(ConfigError, match="aois.demo_iowa"):
         load_config(demo_config, SCHEMA, REPO)
+
+
+# ------------------------------------------------------------------ sections: the schema owns the defaults
+
+
+def test_a_section_gets_the_schema_defaults_and_errors_name_the_key():
+    train = section("train", {"augment": {"rot90": False}})
+    assert train["augment"] == {"flips": True, "rot90": False}
+    assert train["class_weights"] == {"method": "inverse_sqrt", "cap": 10}
+    assert section("train") == section("train", {}) and section("train")["samples_per_epoch"] == 32
+    with pytest.raises(ConfigError, match="config key 'train.epochs'"):
+        section("train", {"epochs": 3})
+    with pytest.raises(ConfigError, match="config key 'train.class_weights.method'"):
+        section("train", {"class_weights": {"method": "median"}})
+    with pytest.raises(ConfigError, match="config key 'splits.split_fractions': train \\+ val \\+ test must sum to 1"):
+        section("splits", {"split_fractions": {"train": 0.5, "val": 0.2, "test": 0.2}})
+
+
+def test_a_model_entry_gets_the_defaults_of_its_type():
+    assert model_entry("unet")["encoder_depth"] == 4 and model_entry("unet")["type"] == "unet"
+    scratch = model_entry("prithvi_scratch", {"type": "prithvi", "weights": "none"})
+    assert scratch["backbone"] == "prithvi_eo_tiny" and scratch["type"] == "prithvi" and scratch["weights"] == "none"
+    with pytest.raises(ConfigError, match="config key 'models.unet.lr_max'"):
+        model_entry("unet", {"lr_max": 1})
+    with pytest.raises(ConfigError, match="config key 'models.foo.type': unknown model type 'foo'"):
+        model_entry("foo", {})
+    with pytest.raises(ConfigError, match="config key 'models.prithvi.backbone'"):
+        model_entry("prithvi", {"backbone": "resnet50"})
+    with pytest.raises(ConfigError, match="config key 'models.vit.epochs'"):
+        model_entry("vit", {"epochs": 0})
+
+
+def test_chip_stride_defaults_to_the_chip_size(demo_config):
+    """`chips: {size: 64}` alone cuts adjacent 64-pixel chips (the schema once filled a fixed stride of 224)."""
+    demo_config["chips"] = {"size": 64}
+    config = load_config(demo_config, SCHEMA, REPO)
+    assert config["chips"]["stride"] is None
+    assert section("chips", {"size": 64})["stride"] is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["chips"].update(size=40), "models.unet.encoder_depth': chip size 40 (chips.size) is not"),
+        (lambda c: c["models"]["unet"].update(decoder_channels=[8, 8]), "models.unet.decoder_channels': need 4"),
+        (lambda c: c["models"]["prithvi"].update(backbone="prithvi_eo_v2_600", backbone_kwargs={}),
+         "models.prithvi': the FCN decoder needs a power-of-two patch size, got 14"),
+        (lambda c: c["models"]["vit"].update(patch_size=12), "models.vit': the FCN decoder needs a power-of-two"),
+        (lambda c: c["models"]["vit"].update(patch_size=64), "models.vit': chip size 32 (chips.size) is not"),
+        (lambda c: c["models"]["unet"].update(normalization="backbone"), "models.unet.normalization'"),
+        (lambda c: c["models"]["vit"].update(weights="hf"), "models.vit.weights'"),
+        (lambda c: c["chips"].update(stride=64), "chips.stride': 64 is larger than chips.size 32"),
+        (lambda c: c.update(predict={"tile": 64, "stride": 80}), "predict.stride': 80 is larger than predict.tile"),
+        (lambda c: c.update(splits={"split_fractions": {"train": 0.7, "val": 0.2, "test": 0.2}}),
+         "splits.split_fractions': train + val + test must sum to 1"),
+        (lambda c: c["train"].update(models=["prithvi", "segformer"]), "train.models': 'segformer' has no entry"),
+        (lambda c: c.update(download={"frames": 2, "season_windows": [["03-01", "05-31"]]}),
+         "download.season_windows': 1 window(s) given but download.frames = 2"),
+    ],
+)
+def test_cross_field_rules_stop_the_run_at_start_up(demo_config, edit, message):
+    """Rules that tie keys together run in lulc.config at start-up, before any job (and before a 2.6 GB
+    checkpoint is read, for Prithvi-EO-2.0-600M's 14-pixel patches behind the FCN decoder)."""
+    edit(demo_config)
+    with pytest.raises(ConfigError) as error:
+        load_config(demo_config, SCHEMA, REPO)
+    assert f"config key '{message}" in str(error.value)
+
+
+def test_prithvi_patch_sizes_match_terratorch():
+    """lulc.config knows the backbones' patch sizes without importing TerraTorch (10 s at every start-up)."""
+    from lulc.models import import_terratorch
+
+    prithvi_cfgs = import_terratorch("terratorch.models.backbones.prithvi_vit").prithvi_cfgs
+    for backbone, cfg in prithvi_cfgs.items():
+        patch = cfg.get("patch_size", 16)
+        patch = patch[-1] if isinstance(patch, list | tuple) else patch
+        assert patch_size({"type": "prithvi", "backbone": backbone, "backbone_kwargs": {}}) == patch, backbone
+
+
+# ---------------------------------------------------------------- config/README.md documents the schema
+
+
+def _schema_keys(node: dict, definitions: dict, prefix: str = "") -> dict[str, object]:
+    """Leaf keys of a schema node (dotted) with their default (``required`` where there is none)."""
+    if "$ref" in node:
+        node = {**definitions[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    keys: dict[str, object] = {}
+    for name, child in node.get("properties", {}).items():
+        if "$ref" in child:
+            resolved = {**definitions[child["$ref"].rsplit("/", 1)[-1]], **child}
+        else:
+            resolved = child
+        nested = resolved.get("properties") if resolved.get("type") == "object" else None
+        if nested and name not in ("split_fractions",):
+            keys |= _schema_keys(resolved, definitions, f"{prefix}{name}.")
+        else:
+            keys[f"{prefix}{name}"] = resolved.get("default", "required")
+    return keys
+
+
+def _readme_tables() -> dict[str, dict[str, str]]:
+    """config/README.md's key tables: section (or models type) -> key -> default cell."""
+    tables: dict[str, dict[str, str]] = {}
+    current = None
+    for line in (REPO / "config" / "README.md").read_text().splitlines():
+        if heading := re.match(r"^## `(\w+)`", line):
+            current = heading.group(1)
+        elif model_type := re.match(r"^`type: (\w+)`", line):
+            current = f"models.{model_type.group(1)}"
+        elif line.startswith("## "):
+            current = None
+        elif current and line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            for key in re.findall(r"`([\w.<>]+)`", cells[0]):
+                tables.setdefault(current, {})[key] = cells[1] if len(cells) > 2 else ""
+    return tables
+
+
+def _value(text: str) -> object:
+    value = yaml.safe_load(text.strip().strip("`"))
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _as_value(cell: str) -> list[object]:
+    return [_value(part) for part in re.split(r",\s(?![^\[{]*[\]}])", cell)]
+
+
+def test_config_readme_documents_every_schema_key_with_its_default():
+    """config/README.md cannot drift from the schema: the same keys, and the same defaults."""
+    root = yaml.safe_load(SCHEMA.read_text())
+    definitions = root["definitions"]
+    tables = _readme_tables()
+    sections = {
+        "demo": root["properties"]["demo"],
+        "stac": definitions["stac_query"],
+        "download": root["properties"]["download"],
+        "chips": root["properties"]["chips"],
+        "splits": root["properties"]["splits"],
+        "train": root["properties"]["train"],
+        "pretrain": root["properties"]["pretrain"],
+        "predict": root["properties"]["predict"],
+        **{f"models.{t}": definitions[f"{t}_model"] for t in ("prithvi", "unet", "vit")},
+    }
+    for name, node in sections.items():
+        expected = _schema_keys(node, definitions)
+        expected.pop("type", None)  # a model entry's type is the table's heading
+        if name == "demo":  # regions.<name>.* are documented per region
+            expected.pop("regions")
+            expected |= {"regions.<name>.center": "required", "regions.<name>.size_px": 512}
+        documented = tables.get(name, {})
+        assert set(documented) == set(expected), (name, sorted(set(expected) ^ set(documented)))
+        rows: dict[str, list[str]] = {}
+        for key, cell in documented.items():
+            rows.setdefault(cell, []).append(key)
+        for cell, keys in rows.items():
+            values = _as_value(cell) if len(keys) > 1 else [_value(cell)]
+            for key, value in zip(keys, values if len(values) == len(keys) else values * len(keys), strict=True):
+                default = expected[key]
+                if default == "required" or cell == "required":
+                    assert cell == "required" and default == "required", (name, key, cell, default)
+                else:
+                    assert value == default, (name, key, cell, default)
+    aoi_keys = set(_schema_keys(root["properties"]["aois"]["additionalProperties"], definitions))
+    assert set(tables["aois"]) == aoi_keys

@@ -21,8 +21,18 @@ from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 
 from lulc import classes, download, hls
-from lulc.download import Acquisition, DownloadError, aoi_grid, select_frames, utm_epsg, write_aoi_stack
-from lulc.search import AOI, CredentialsError, SourceUnreachableError, item_epsg, sensor_assets
+from lulc.access import CredentialsError, SourceUnreachableError
+from lulc.aoi import AOI
+from lulc.download import (
+    Acquisition,
+    DownloadError,
+    aoi_grid,
+    item_epsg,
+    select_frames,
+    sensor_assets,
+    utm_epsg,
+    write_aoi_stack,
+)
 from tests.conftest import make_hls_item, make_label_item
 from tests.local_http import serve_files
 
@@ -235,7 +245,7 @@ def test_write_aoi_stack_with_season_windows_writes_the_dates_report(scene, tmp_
         1 - 24 / (grid.width * grid.height), abs=1e-6
     )
     assert by_date["2023-05-20"]["items"] == imagery[1].id
-    with pytest.raises(ValueError, match=r"download\.season_windows: 1 window\(s\) given but download\.frames = 2"):
+    with pytest.raises(ValueError, match=r"download\.season_windows': 1 window\(s\) given but download\.frames = 2"):
         write_aoi_stack(_aoi(), imagery, labels, {**cfg, "season_windows": [["05-01", "06-30"]]}, tmp_path / "bad")
 
 

@@ -1,8 +1,10 @@
 """Tests for lulc.hls: Fmask bit decoding, sensor detection, the time-major band order, and NASA's
-CLOUD_COVERAGE definition checked on a real HLS S30 Fmask tile (read in place from ../shared/fixtures)."""
+CLOUD_COVERAGE definition checked on a real HLS S30 Fmask tile (read in place from ../shared/fixtures; skipped
+where that folder is absent, failed instead where LULC_REQUIRE_FIXTURES=1, as CI sets it)."""
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -105,7 +107,10 @@ def real_fmask() -> tuple[np.ndarray, dict[str, str], object]:
     """The real S30 Fmask tile, read whole (3660 x 3660 uint8, 13 MB), with its tags and profile."""
     path = FMASK_DIR / f"{GRANULE}.Fmask.tif"
     if not path.is_file():
-        pytest.skip(f"../shared/fixtures not found ({path}): real-document tests skipped")
+        missing = f"../shared/fixtures not found ({path})"
+        if os.environ.get("LULC_REQUIRE_FIXTURES"):
+            pytest.fail(f"{missing}: the real-document tests are required (LULC_REQUIRE_FIXTURES is set)")
+        pytest.skip(f"{missing}: real-document tests skipped")
     import rasterio
 
     with rasterio.open(path) as src:

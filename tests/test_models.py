@@ -17,7 +17,6 @@ from lulc.models import (
     WeightsError,
     build_model,
     load_prithvi_encoder,
-    resolve_model_config,
     resolve_normalization,
 )
 
@@ -216,21 +215,29 @@ def test_vit_loads_local_natural_image_weights_and_refuses_mismatches(tmp_path):
         build_model("vit", {"weights": str(tmp_path / "none.pth")}, FRAMES, SIZE)
 
 
-def test_model_config_errors_name_the_key():
-    with pytest.raises(ValueError, match="config key models.unet.lr_max: unknown key"):
-        resolve_model_config("unet", {"lr_max": 1})
-    with pytest.raises(ValueError, match="config key models.foo.type: unknown model type 'foo'"):
-        resolve_model_config("foo", {})
-    with pytest.raises(ValueError, match="config key models.prithvi.backbone"):
-        resolve_model_config("prithvi", {"backbone": "resnet50"})
-    with pytest.raises(ValueError, match="config key models.vit.epochs"):
-        resolve_model_config("vit", {"epochs": 0})
-    scratch = resolve_model_config("prithvi_scratch", {"type": "prithvi", "weights": "none"})
-    assert scratch["backbone"] == "prithvi_eo_tiny" and scratch["type"] == "prithvi"
-
-
 def test_upernet_decoder_builds():
     built = build_model("prithvi", {"weights": "none", "decoder": "UperNetDecoder"}, FRAMES, SIZE)
     assert built.info["feature_indices"] == [0, 1, 2, 3]
     with torch.no_grad():
         assert built.model.eval()(raw_chips(1)).shape == (1, NUM_CLASSES, SIZE, SIZE)
+
+
+def test_building_prithvi_leaves_fp32_matmuls_in_fp32():
+    """Importing TerraTorch sets torch.set_float32_matmul_precision("medium") process-wide (bf16 matmuls on AMX
+    CPUs, TF32 on NVIDIA GPUs). Building a model must restore full fp32, also where the flag was lowered before."""
+    import subprocess
+    import sys
+
+    torch.set_float32_matmul_precision("medium")  # what an earlier import of TerraTorch leaves behind
+    build_model("prithvi", {"weights": "none"}, FRAMES, SIZE)
+    assert torch.get_float32_matmul_precision() == "highest"
+
+    # and in a fresh process, where the import itself happens during the build
+    script = (
+        "import torch; from lulc.models import build_model; "
+        "build_model('prithvi', {'weights': 'none'}, 1, 16); print(torch.get_float32_matmul_precision())"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "highest"

@@ -6,14 +6,20 @@ single-node one). Where the packages are installed but the daemons are not runni
 LULC_REQUIRE_SLURM=1 (CI sets it, so that a broken cluster cannot pass as a skip).
 
 Every run uses the repository's profile followed by profiles/slurm-ci (the first status check after 2 s, GPU
-jobs sized for the 2-CPU test node). Checked: every job of the tiny config went through SLURM (job-completion
-log, or sacct where the cluster has accounting), the outputs are byte-identical to a local run, a failing rule
-fails the workflow after the profile's retries, each with a longer time limit, and a GPU job killed mid-run is
-resubmitted to the GPU partition with a longer time limit and continues from the checkpoint it left.
+jobs sized for the 2-CPU test node, whose one GPU is a placeholder: GPU jobs run on the CPU). Checked, on the
+tiny config up to one model's evaluation (data stages, the four unet training runs, their evaluation): every
+job went through SLURM (job-completion log, or sacct where the cluster has accounting), the GPU stages (train,
+evaluate) on the GPU partition with one GPU; the results equal those of a local run (data stages byte for
+byte, trained weights and evaluation metrics exactly; only timings differ); nothing is left to do afterwards;
+a failing rule fails the workflow after the profile's retries, each with a longer time limit; and a real
+training job of the workflow, cancelled by `scancel` once it has saved its first resume checkpoint (as a
+preemption or an administrator would), is resubmitted to the GPU partition with a longer time limit and
+continues from that checkpoint.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -21,9 +27,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,17 +42,34 @@ INSTALL = REPO / ".ci" / "install_slurm.sh"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 #: Hard limit per snakemake call: the plugin can hang (e.g. on a failing status command) and ignores Ctrl-C.
-KILL_AFTER_S = 300
-#: Everything up to the splits: demo, search, download, chips (both AOIs) and splits, 8 SLURM jobs.
-TARGETS = ("splits",)
+#: Generous: on the 2-CPU test node the runs of this module share two CPU slots and one (placeholder) GPU.
+KILL_AFTER_S = 540
+#: One model's evaluation: demo, search, download, chips (both AOIs), splits, the four unet runs of the tiny
+#: config (fractions 1 and 0.5 x seeds 0 and 1) and one evaluate job for all of them: 13 SLURM jobs
+#: (`snakemake -n --configfile tests/config/tiny.yaml results/evaluate/unet/f1_s0/metrics.json`).
+TARGETS = ("results/evaluate/unet/f1_s0/metrics.json",)
+REMOTE_RULES = {"demo": 1, "search": 2, "download": 2, "chips": 2, "splits": 1, "train": 4, "evaluate": 1}
+#: Rules the profiles send to the GPU partition with a GPU (set-resources).
+GPU_RULES = {"train", "evaluate"}
 FAILING_TARGET = "results/search/tiny_iowa/imagery.json"
 #: One retry instead of the profile's two for the failing search: the plugin does not shorten its polling
 #: interval after a failed job (only after a finished one), so each further failed attempt is noticed 10 s
 #: later than the one before; two attempts show the growing runtime as well as three.
 FAILING_RETRIES = ("--retries", "1")
-REMOTE_RULES = {"demo": 1, "search": 2, "download": 2, "chips": 2, "splits": 1}
 #: Outputs that legitimately differ between two working directories: logs and timings.
 NOT_COMPARED = ("logs", "benchmarks")
+#: Training and evaluation outputs hold timings, which differ between any two runs; they are compared without
+#: these fields (everything else in them must be identical). run.json: wall_time_s, train_time_s, samples_per_s;
+#: curve.csv: time_s; metrics.json: seconds, and its copy of run.json under "run".
+TRAIN_TIMINGS = ("wall_time_s", "train_time_s", "samples_per_s")
+CURVE_TIMINGS = ("time_s",)
+EVALUATE_TIMINGS = ("seconds",)
+
+#: The preempted run: one unet training run of the tiny config with more epochs, so that it is still training
+#: when its first resume checkpoint appears and the test cancels its SLURM job. patience = epochs: no early
+#: stop, so the resumed run must go on to the last epoch.
+PREEMPTED_RUN = "results/train/unet/f1_s0"
+PREEMPTED_EPOCHS = 10
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +113,7 @@ def _job_record_source() -> dict[str, str]:
 
 
 def _job_records(source: dict[str, str], job_ids: list[str], wait_s: float = 15.0) -> dict[str, dict[str, str]]:
-    """JobState, TimeLimit and WorkDir of finished SLURM jobs, by job id (waits for late records)."""
+    """JobState, Partition, TimeLimit and WorkDir of finished SLURM jobs, by job id (waits for late records)."""
     deadline = time.monotonic() + wait_s
     while True:
         if source["kind"] == "jobcomp":
@@ -98,15 +123,28 @@ def _job_records(source: dict[str, str], job_ids: list[str], wait_s: float = 15.
                 records[fields.get("JobId", "")] = fields
         else:
             out = subprocess.run(
-                ["sacct", "-n", "-X", "-P", "-j", ",".join(job_ids), "--format=JobIDRaw,State,Timelimit,WorkDir"],
+                [
+                    "sacct",
+                    "-n",
+                    "-X",
+                    "-P",
+                    "-j",
+                    ",".join(job_ids),
+                    "--format=JobIDRaw,State,Partition,Timelimit,WorkDir",
+                ],
                 capture_output=True,
                 text=True,
                 check=True,
             ).stdout
             records = {}
             for line in out.splitlines():
-                job_id, state, limit, workdir = line.split("|")[:4]
-                records[job_id] = {"JobState": state.split()[0], "TimeLimit": limit, "WorkDir": workdir}
+                job_id, state, partition, limit, workdir = line.split("|")[:5]
+                records[job_id] = {
+                    "JobState": state.split()[0],
+                    "Partition": partition,
+                    "TimeLimit": limit,
+                    "WorkDir": workdir,
+                }
         found = {job_id: records[job_id] for job_id in job_ids if job_id in records}
         if len(found) == len(job_ids) or time.monotonic() > deadline:
             return found
@@ -114,18 +152,20 @@ def _job_records(source: dict[str, str], job_ids: list[str], wait_s: float = 15.
 
 
 class Run:
-    """A snakemake CLI process in ``workdir`` (also its cwd, so that its SLURM jobs record it as their WorkDir)."""
+    """A snakemake CLI process in ``workdir`` (also its cwd, so that its SLURM jobs record it as their WorkDir).
+
+    Each of ``watch`` is called with the run about every 0.2 s while it goes on (see :func:`wait_all`)."""
 
     def __init__(
         self,
         workdir: Path,
         *args: str,
         configfile: Path | None = TINY,
-        snakefile: Path = REPO / "Snakefile",
         slurm: bool = True,
+        watch: tuple[Callable[[Run], None], ...] = (),
     ):
-        self.workdir, self.slurm = workdir, slurm
-        command = [str(SNAKEMAKE), "--snakefile", str(snakefile), "--directory", str(workdir)]
+        self.workdir, self.slurm, self.watch = workdir, slurm, watch
+        command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
         if configfile:
             command += ["--configfile", str(configfile)]
         if slurm:
@@ -146,18 +186,23 @@ class Run:
         killed = " (killed by timeout: the SLURM plugin hung?)" if self.returncode in (-9, 137) else ""
         return f"exit {self.returncode}{killed} after {self.seconds:.0f} s\n{self.output[-8000:]}"
 
-    def slurm_jobs(self) -> dict[str, str]:
-        """SLURM job id -> rule name, from the plugin's 'submitted with SLURM jobid N (log: ...)' lines."""
-        return dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", self.output))
+    def slurm_jobs(self, output: str | None = None) -> dict[str, str]:
+        """SLURM job id -> rule name, from the plugin's 'submitted with SLURM jobid N (log: ...)' lines (of the
+        output so far while the run goes on)."""
+        text = self.output if output is None else output
+        return dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", text))
 
 
 def wait_all(*runs: Run) -> tuple[Run, ...]:
-    """Wait for runs that go on at once, noting when each one ended."""
+    """Wait for runs that go on at once, noting when each one ended, calling their watchers meanwhile."""
     try:
         while any(run.process.poll() is None for run in runs):
             for run in runs:
                 if run.process.poll() is None and time.monotonic() - run.started > KILL_AFTER_S + 60:
                     run.process.kill()
+                if run.process.poll() is None:
+                    for watcher in run.watch:
+                        watcher(run)
             time.sleep(0.2)
             for run in runs:
                 if run.process.poll() is not None and not hasattr(run, "seconds"):
@@ -204,52 +249,85 @@ def empty_catalog_config(tmp: Path) -> Path:
     return path
 
 
-#: A stand-in for the training rule (being written) with the contract the profile relies on for resuming after
-#: preemption: the resume checkpoint lives outside the rule's declared outputs (Snakemake deletes those before
-#: every attempt), and a rerun continues from it. The first attempt saves a checkpoint and is then killed
-#: (scancel, as a preemption or an administrator would); the retry finds the checkpoint.
-PREEMPTED_TRAIN_SNAKEFILE = """
-rule train:
-    output:
-        "results/train/run.json",
-    log:
-        "results/logs/train.log",
-    params:
-        resume="results/train/resume/last.ckpt",
-    shell:
-        \"\"\"
-        mkdir -p results/train/resume
-        if [ -f {params.resume} ]; then
-            printf '{{"resumed_from": %s, "gpus": "%s", "threads": {threads}}}' \\
-                "$(cat {params.resume})" "${{CUDA_VISIBLE_DEVICES:-}}" > {output}
-        else
-            echo 5 > {params.resume}
-            scancel "$SLURM_JOB_ID"
-            sleep 120
-        fi
-        \"\"\"
-"""
+def preemption_config(tmp: Path) -> Path:
+    """The tiny config with PREEMPTED_EPOCHS epochs for unet and no early stop."""
+    config = yaml.safe_load(TINY.read_text())
+    config["models"]["unet"]["epochs"] = PREEMPTED_EPOCHS
+    config["train"]["patience"] = PREEMPTED_EPOCHS
+    path = tmp / "preempted.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class GpuRequests:
+    """Watcher: each SLURM job's GPU request as SLURM holds it (`scontrol show job`: TresPerJob, e.g.
+    gres:gpu:1; empty without one), read as soon as the run logs the job's submission. The job-completion log
+    and sacct record no GRES on this cluster (no AccountingStorageTRES), and slurmctld forgets a job MinJobAge
+    after it ended, which can be before a long run ends. A job that scontrol cannot show (yet) is tried again."""
+
+    def __init__(self) -> None:
+        self.tres_per_job: dict[str, str] = {}
+
+    def __call__(self, run: Run) -> None:
+        for job_id in run.slurm_jobs(run.output_path.read_text()):
+            if job_id not in self.tres_per_job:
+                shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True)
+                if shown.returncode == 0:
+                    found = re.search(r"\bTresPerJob=(\S*)", shown.stdout)
+                    self.tres_per_job[job_id] = found.group(1) if found else ""
+
+    def asks_for_one_gpu(self, job_id: str) -> bool:
+        return re.fullmatch(r"gres[:/]gpu:1", self.tres_per_job.get(job_id) or "") is not None
+
+
+class CancelOnFirstCheckpoint:
+    """Watcher of the preempted run: once the training job has written its first resume checkpoint
+    (``work/last.ckpt``, saved after every epoch by lulc/train.py, atomically), scancel that SLURM job, as a
+    preemption or an administrator would. Only the first attempt is cancelled."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir = run_dir
+        self.job_id: str | None = None
+        self.scancel: subprocess.CompletedProcess[str] | None = None
+
+    def __call__(self, run: Run) -> None:
+        if self.job_id is not None or not (run.workdir / self.run_dir / "work" / "last.ckpt").is_file():
+            return
+        train_jobs = [job for job, rule in run.slurm_jobs(run.output_path.read_text()).items() if rule == "train"]
+        if not train_jobs:  # the submission line not written yet
+            return
+        self.job_id = train_jobs[0]
+        self.scancel = subprocess.run(["scancel", self.job_id], capture_output=True, text=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
     """Four runs at once (most of a SLURM run is waiting for status checks): the targets locally, the same
-    through SLURM, a search that fails on every attempt and a GPU job killed on its first attempt."""
+    through SLURM, a search that fails on every attempt and a training run whose SLURM job is cancelled."""
     local = Run(tmp_path_factory.mktemp("local"), *TARGETS, slurm=False)
-    on_slurm = Run(tmp_path_factory.mktemp("slurm"), *TARGETS)
+    gpu_requests = GpuRequests()
+    on_slurm = Run(tmp_path_factory.mktemp("slurm"), *TARGETS, watch=(gpu_requests,))
     failing_dir = tmp_path_factory.mktemp("failing")
     failing = Run(failing_dir, FAILING_TARGET, *FAILING_RETRIES, configfile=empty_catalog_config(failing_dir.parent))
     preempted_dir = tmp_path_factory.mktemp("preempted")
-    snakefile = preempted_dir.parent / "preempted.smk"
-    snakefile.write_text(PREEMPTED_TRAIN_SNAKEFILE)
-    preempted = Run(preempted_dir, "results/train/run.json", configfile=None, snakefile=snakefile)
+    canceller, preempted_gpu_requests = CancelOnFirstCheckpoint(PREEMPTED_RUN), GpuRequests()
+    preempted = Run(
+        preempted_dir,
+        f"{PREEMPTED_RUN}/run.json",
+        configfile=preemption_config(preempted_dir.parent),
+        watch=(preempted_gpu_requests, canceller),
+    )
+    started = time.monotonic()
     wait_all(local, on_slurm, failing, preempted)
+    print(
+        f"\nlocal run {local.seconds:.0f} s; SLURM runs: tiny config to unet's evaluation {on_slurm.seconds:.0f} s, "
+        f"failing search {failing.seconds:.0f} s, preempted training {preempted.seconds:.0f} s; "
+        f"all {time.monotonic() - started:.0f} s"
+    )
     assert local.returncode == 0, local.explain()
     assert on_slurm.returncode == 0, on_slurm.explain()
-    print(
-        f"\nlocal run {local.seconds:.0f} s; SLURM runs: tiny config {on_slurm.seconds:.0f} s, failing search "
-        f"{failing.seconds:.0f} s, preempted training {preempted.seconds:.0f} s"
-    )
+    on_slurm.gpu_requests = gpu_requests
+    preempted.canceller, preempted.gpu_requests = canceller, preempted_gpu_requests
     return {"local": local, "slurm": on_slurm, "failing": failing, "preempted": preempted, "records": cluster}
 
 
@@ -263,9 +341,42 @@ def test_every_job_went_through_slurm(runs):
     for job_id, record in records.items():
         assert record["JobState"] == "COMPLETED", (jobs[job_id], record)
         assert record["WorkDir"] == str(run.workdir), (jobs[job_id], record)
+        # the profiles' set-resources: the GPU stages on the GPU partition with one GPU, the others on neither
+        gpu_stage = jobs[job_id] in GPU_RULES
+        assert (record["Partition"] == "gpu") == gpu_stage, (jobs[job_id], record)
+        requested = run.gpu_requests.tres_per_job.get(job_id)
+        assert run.gpu_requests.asks_for_one_gpu(job_id) == gpu_stage, (jobs[job_id], f"TresPerJob={requested}")
+
+
+def _without(record: dict, keys: tuple[str, ...]) -> dict:
+    return {key: value for key, value in record.items() if key not in keys}
+
+
+def _read_json(path: Path, workdir: Path) -> dict:
+    # STAC ItemCollections hold absolute hrefs into each run's own demo catalog
+    return json.loads(path.read_text().replace(str(workdir), "<workdir>"))
+
+
+def _same_checkpoint(a: Path, b: Path) -> bool:
+    """Two trained checkpoints (lulc.models.save_trained_model) with equal weights and equal records."""
+    first, second = (torch.load(path, map_location="cpu", weights_only=True) for path in (a, b))
+    weights_a, weights_b = first.pop("state_dict"), second.pop("state_dict")
+    return (
+        first == second
+        and weights_a.keys() == weights_b.keys()
+        and all(weights_a[k].dtype == weights_b[k].dtype and torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    )
+
+
+def _curve_without_timings(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return [_without(row, CURVE_TIMINGS) for row in csv.DictReader(f)]
 
 
 def test_outputs_identical_to_a_local_run(runs):
+    """The same results through SLURM as locally: the data stages byte for byte; the trained weights, training
+    records and curves and the evaluation exactly, except for their timings (TRAIN_TIMINGS, CURVE_TIMINGS,
+    EVALUATE_TIMINGS: wall-clock seconds and throughput differ between any two runs)."""
     local, on_slurm = runs["local"].workdir, runs["slurm"].workdir
 
     def outputs(root: Path) -> set[str]:
@@ -277,14 +388,34 @@ def test_outputs_identical_to_a_local_run(runs):
 
     names = outputs(local / "results")
     assert names == outputs(on_slurm / "results")
-    assert {"chips/tiny_iowa/manifest.parquet", "download/tiny_iowa/image.tif", "splits/splits.csv"} <= names
+    assert {
+        "chips/tiny_iowa/manifest.parquet",
+        "download/tiny_iowa/image.tif",
+        "splits/splits.csv",
+        "train/unet/f0.5_s1/best.ckpt",
+        "evaluate/unet/f1_s0/metrics.json",
+    } <= names
+    assert not any("/work/" in name for name in names), "resume state left behind after training"
     different = []
     for name in sorted(names):
-        a, b = (local / "results" / name).read_bytes(), (on_slurm / "results" / name).read_bytes()
-        if name.endswith(".json"):
-            # STAC ItemCollections hold absolute hrefs into each run's own demo catalog
-            a, b = a.replace(str(local).encode(), b"<workdir>"), b.replace(str(on_slurm).encode(), b"<workdir>")
-        if a != b:
+        a, b = local / "results" / name, on_slurm / "results" / name
+        stage, leaf = Path(name).parts[0], Path(name).name
+        if stage == "train" and leaf == "best.ckpt":
+            same = _same_checkpoint(a, b)
+        elif stage == "train" and leaf == "run.json":
+            same = _without(_read_json(a, local), TRAIN_TIMINGS) == _without(_read_json(b, on_slurm), TRAIN_TIMINGS)
+        elif stage == "train" and leaf == "curve.csv":
+            same = _curve_without_timings(a) == _curve_without_timings(b)
+        elif stage == "evaluate" and leaf == "metrics.json":
+            metrics_a, metrics_b = _read_json(a, local), _read_json(b, on_slurm)
+            # "run" is a copy of the evaluated run's run.json
+            same = _without(metrics_a.pop("run"), TRAIN_TIMINGS) == _without(metrics_b.pop("run"), TRAIN_TIMINGS)
+            same = same and _without(metrics_a, EVALUATE_TIMINGS) == _without(metrics_b, EVALUATE_TIMINGS)
+        elif leaf.endswith(".json"):
+            same = _read_json(a, local) == _read_json(b, on_slurm)
+        else:  # data stages and the evaluation's confusion and per-class tables: byte for byte
+            same = a.read_bytes() == b.read_bytes()
+        if not same:
             different.append(name)
     assert not different, f"outputs differ between the local and the SLURM run: {different}"
 
@@ -314,18 +445,37 @@ def test_a_failing_rule_fails_the_workflow_after_retries_with_growing_runtime(ru
     assert "SLURM-job" in run.output and "failed" in run.output, run.explain()
 
 
-def test_a_killed_gpu_job_is_retried_with_more_time_and_resumes(runs):
+def test_a_cancelled_training_job_is_retried_with_more_time_and_resumes(runs):
+    """The workflow's own train rule, its SLURM job cancelled once it has saved a resume checkpoint: the profile's
+    retry goes to the GPU partition again with a GPU and the longer time limit of `runtime: 240 * attempt`, and
+    continues from the checkpoint (run.json's resumed_from_epoch) to the last epoch."""
     run = runs["preempted"]
+    canceller = run.canceller
+    assert canceller.job_id is not None, f"the training job was never seen with a resume checkpoint\n{run.explain()}"
+    assert canceller.scancel.returncode == 0, f"scancel {canceller.job_id}: {canceller.scancel.stderr}"
     assert run.returncode == 0, run.explain()
     jobs = run.slurm_jobs()
-    assert list(jobs.values()) == ["train", "train"], run.explain()
+    train_jobs = [job_id for job_id, rule in jobs.items() if rule == "train"]
+    assert len(train_jobs) == 2 and train_jobs[0] == canceller.job_id, run.explain()
     records = _job_records(runs["records"], list(jobs))
-    assert [records[job_id]["JobState"] for job_id in jobs] == ["CANCELLED", "COMPLETED"], records
-    assert {records[job_id]["Partition"] for job_id in jobs} == {"gpu"}, records
-    assert [_minutes(records[job_id]["TimeLimit"]) for job_id in jobs] == [240, 480], records  # 240 * attempt
-    result = json.loads((run.workdir / "results/train/run.json").read_text())
-    assert result["resumed_from"] == 5, result
-    assert result["gpus"] != "", "the retry ran without a GPU allocation (CUDA_VISIBLE_DEVICES unset)"
+    assert set(records) == set(jobs), f"finished jobs not recorded by SLURM: {sorted(set(jobs) - set(records))}"
+    assert [records[job_id]["JobState"] for job_id in train_jobs] == ["CANCELLED", "COMPLETED"], records
+    assert {records[job_id]["Partition"] for job_id in train_jobs} == {"gpu"}, records
+    assert all(run.gpu_requests.asks_for_one_gpu(job_id) for job_id in train_jobs), run.gpu_requests.tres_per_job
+    assert [_minutes(records[job_id]["TimeLimit"]) for job_id in train_jobs] == [240, 480], records  # 240 * attempt
+    others = {job_id: record for job_id, record in records.items() if job_id not in train_jobs}
+    assert {record["JobState"] for record in others.values()} == {"COMPLETED"}, others
+
+    out = run.workdir / PREEMPTED_RUN
+    result = json.loads((out / "run.json").read_text())
+    resumed = result["resumed_from_epoch"]
+    assert isinstance(resumed, int) and not isinstance(resumed, bool) and resumed >= 0, result
+    # the kill came before the end, and the retry trained on from the checkpoint to the last epoch
+    assert resumed < PREEMPTED_EPOCHS - 1, result
+    assert result["epochs_run"] == PREEMPTED_EPOCHS and not result["stopped_early"], result
+    # the curve of the whole run, epochs before the cancellation (from the checkpoint) and after it
+    assert [int(row["epoch"]) for row in _curve_without_timings(out / "curve.csv")] == list(range(PREEMPTED_EPOCHS))
+    assert not (out / "work").exists(), "resume state left behind after the retry finished"
     assert result["threads"] == yaml.safe_load((CI_PROFILE / "config.yaml").read_text())["set-threads"]["train"]
 
 

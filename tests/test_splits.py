@@ -13,17 +13,15 @@ import pytest
 import shapely
 
 from lulc.classes import CLASS_NAMES, NUM_CLASSES
+from lulc.split_table import SPLITS_CSV, load_split, subset_column
 from lulc.splits import (
     BALANCE_CSV,
     BALANCE_PNG,
-    SPLITS_CSV,
     SUMMARY_JSON,
     balance_training_pool,
     build_splits,
-    load_split,
     make_splits,
     normalised_entropy,
-    subset_column,
     subset_size,
 )
 

@@ -31,7 +31,9 @@ import pystac
 import pytest
 import yaml
 
-from lulc.search import AOI, SearchError, save_item_collection, search_items, sensor_assets
+from lulc.aoi import AOI
+from lulc.download import sensor_assets
+from lulc.search import SearchError, save_item_collection, search_items
 
 REPO = Path(__file__).resolve().parents[1]
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))

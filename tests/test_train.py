@@ -18,16 +18,17 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.classes import IGNORE_INDEX, NUM_CLASSES
 from lulc.models import load_trained_model
-from lulc.pretrain import pretrain
 from lulc.train import (
+    VerifiedCheckpointIO,
     augment_batch,
     class_weights,
-    resolve_precision,
-    resolve_train_config,
     run_directory,
     train,
+    training_precision,
+    verified_checkpoint,
     warmup_cosine,
     weighted_cross_entropy,
+    write_checksum_record,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -82,7 +83,8 @@ def test_each_model_trains_and_writes_its_outputs(name, data, tmp_path):
     assert saved["weights"]["source"] == "none" and saved["normalization"]["mean"]
     assert 0 <= saved["best_val_miou"] <= 1 and saved["samples_per_s"] > 0 and saved["wall_time_s"] > 0
     assert saved["best_val_miou"] == pytest.approx(max(float(r["val_miou"]) for r in rows), abs=1e-6)
-    assert saved["precision"] == resolve_precision("auto", "cpu") and saved["accelerator"] == "cpu"
+    assert saved["precision"] == training_precision("auto", "cpu") and saved["accelerator"] == "cpu"
+    assert saved["matmul_precision"] == "highest"  # fp32 matmuls in fp32, whatever TerraTorch's import set
 
     model, checkpoint = load_trained_model(out / "best.ckpt")
     assert checkpoint["epoch"] == saved["best_epoch"] and checkpoint["info"]["name"] == name
@@ -130,24 +132,71 @@ def test_resume_state_of_another_configuration_is_discarded(data, tmp_path):
     assert run["resumed_from_epoch"] is None and run["epochs_run"] == 3
 
 
-def test_pretrain_writes_a_checkpoint_the_prithvi_loader_accepts(data, tmp_path):
+def test_a_truncated_resume_state_is_discarded_and_training_restarts(data, tmp_path, caplog):
+    """A full disk or a killed copy leaves a short last.ckpt: it is refused by its checksum record, with a
+    warning naming it, and the run trains from the start (to the same result as a run never interrupted)."""
     stores, splits = data
-    summary = pretrain("prithvi", {}, {"epochs": 2, "batch_size": 8}, stores, tmp_path / "pretrain", progress=False)
-    checkpoint = tmp_path / "pretrain" / "checkpoint.pt"
-    state = torch.load(checkpoint, weights_only=True)
-    assert any(k.startswith("encoder.blocks.") for k in state) and any(k.startswith("decoder.") for k in state)
-    assert summary["chips"] == 24 and len(summary["curve"]) == 2 and summary["normalization"]["name"] == "prithvi_v2"
-    assert json.loads((tmp_path / "pretrain" / "pretrain.json").read_text())["tensors"]["encoder"] > 0
+    cfg = {"epochs": 3}
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        train("vit", cfg, FAST, stores, splits, 1.0, 0, out, callbacks=[Crash(epoch=2)])
+    last = out / "work" / "last.ckpt"
+    assert verified_checkpoint(last) is None, "a complete resume state must verify"
+    with open(last, "r+b") as handle:
+        handle.truncate(last.stat().st_size // 2)
+    assert "truncated" in verified_checkpoint(last)
 
-    run = train("prithvi", {"epochs": 1}, FAST, stores, splits, 0.5, 0, tmp_path / "finetune",
-                pretrain_checkpoint=checkpoint)
-    assert run["weights"]["source"] == "pretrain" and run["weights"]["path"] == str(checkpoint)
-    assert run["weights"]["tensors_rebuilt"] == [] and run["weights"]["tensors_loaded"] == summary["tensors"]["encoder"]
+    with caplog.at_level("WARNING", logger="lulc.train"):
+        run = train("vit", cfg, FAST, stores, splits, 1.0, 0, out)
+    assert any("discarding damaged resume state" in r.getMessage() and str(last) in r.getMessage()
+               for r in caplog.records), caplog.text
+    assert run["resumed_from_epoch"] is None and run["epochs_run"] == 3
+    reference = train("vit", cfg, FAST, stores, splits, 1.0, 0, tmp_path / "reference")
+    assert run["best_val_miou"] == reference["best_val_miou"]
 
 
-def test_pretrain_refuses_a_model_that_is_not_prithvi(data, tmp_path):
-    with pytest.raises(ValueError, match="pretraining 'unet': it is a unet model"):
-        pretrain("unet", {}, {}, data[0], tmp_path)
+class _RunsCodeWhenUnpickled:
+    """An object whose unpickling creates a file: what a tampered checkpoint could do to the next train job."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_state_holding_a_pickled_object_is_refused(data, tmp_path, caplog):
+    stores, splits = data
+    cfg = {"epochs": 2}
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        train("vit", cfg, FAST, stores, splits, 1.0, 0, out, callbacks=[Crash(epoch=1)])
+    last = out / "work" / "last.ckpt"
+    marker = tmp_path / "code-ran"
+    state = torch.load(last, weights_only=True)
+    state["callbacks"]["tampered"] = _RunsCodeWhenUnpickled(marker)
+    torch.save(state, last)
+    write_checksum_record(last)  # a consistent record: only the weights-only load can refuse it
+
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        VerifiedCheckpointIO().load_checkpoint(last)
+    with caplog.at_level("WARNING", logger="lulc.train"):
+        run = train("vit", cfg, FAST, stores, splits, 1.0, 0, out)
+    assert not marker.exists(), "unpickling the resume state ran code"
+    assert run["resumed_from_epoch"] is None and run["epochs_run"] == 2
+    assert "discarding damaged resume state" in caplog.text
+
+
+def test_checkpoints_are_written_atomically_with_a_checksum_record(tmp_path):
+    path = tmp_path / "work" / "last.ckpt"
+    VerifiedCheckpointIO().save_checkpoint({"epoch": 3, "weights": torch.ones(4)}, path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
+    assert verified_checkpoint(path) is None
+    assert VerifiedCheckpointIO().load_checkpoint(path)["epoch"] == 3
+    path.write_bytes(path.read_bytes()[:-1] + b"x")  # same size, one byte changed
+    assert "does not match its checksum record" in verified_checkpoint(path)
+    VerifiedCheckpointIO().remove_checkpoint(path)
+    assert list(path.parent.iterdir()) == []
 
 
 def test_class_weights_are_inverse_sqrt_frequency_with_mean_one_and_capped():
@@ -199,26 +248,18 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch)
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(lulc.models, "cpu_has_native_bf16", lambda: True)
-    assert resolve_precision("auto", "cpu") == "bf16-mixed"
-    assert predict.resolve_precision("auto", cpu) == "bf16"  # prediction follows the same rule
+    assert training_precision("auto", "cpu") == "bf16-mixed"
+    assert predict.inference_precision("auto", cpu) == "bf16"  # prediction follows the same rule
     monkeypatch.setattr(lulc.models, "cpu_has_native_bf16", lambda: False)
-    assert resolve_precision("auto", "cpu") == "32-true"
-    assert predict.resolve_precision("auto", cpu) == "fp32"
-    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit setting is kept
+    assert training_precision("auto", "cpu") == "32-true"
+    assert predict.inference_precision("auto", cpu) == "fp32"
+    assert training_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit setting is kept
 
 
 def test_learning_rate_warms_up_then_decays():
     values = [warmup_cosine(step, 4, 20, 0.01) for step in range(21)]
     assert values[0] == pytest.approx(0.2) and values[3] < values[4] == 1.0
     assert all(a >= b for a, b in itertools.pairwise(values[4:])) and values[-1] == pytest.approx(0.01)
-
-
-def test_train_config_errors_name_the_key():
-    with pytest.raises(ValueError, match="config key train.epochs: unknown key"):
-        resolve_train_config({"epochs": 3})
-    with pytest.raises(ValueError, match="config key train.class_weights"):
-        resolve_train_config({"class_weights": {"method": "median"}})
-    assert resolve_train_config({"augment": {"rot90": False}})["augment"] == {"flips": True, "rot90": False}
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,25 +272,3 @@ def test_rules_and_package_share_the_runtime_keys():
     assert not re.search(r"^(TRAIN|PREDICT)_RUNTIME_KEYS = ", rules, flags=re.MULTILINE)  # no copy to drift
     assert re.search(r"^from lulc.config import .*\bTRAIN_RUNTIME_KEYS\b", rules, flags=re.MULTILINE)
     assert train.RUNTIME_KEYS is config.TRAIN_RUNTIME_KEYS and predict.RUNTIME_KEYS is config.PREDICT_RUNTIME_KEYS
-
-
-def test_schema_defaults_mirror_the_python_defaults():
-    """The schema fills the same defaults that lulc.models / lulc.train / lulc.pretrain resolve."""
-    import yaml
-
-    from lulc import models, pretrain, train
-    from lulc.config import validate_config
-
-    schema_path = REPO / "workflow" / "schemas" / "config.schema.yaml"
-    if "models" not in yaml.safe_load(schema_path.read_text())["properties"]:
-        pytest.skip("the models / train / pretrain sections are not in the config schema yet")
-    config = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())
-    for section in ("models", "train", "pretrain"):
-        config.pop(section, None)
-    config["models"] = {"scratch": {"type": "prithvi", "weights": "none"}}
-    validate_config(config, schema_path)
-    for name in ("prithvi", "unet", "vit"):
-        assert config["models"][name] == models.DEFAULTS[name], name
-    assert config["models"]["scratch"] == models.resolve_model_config("scratch", {"type": "prithvi", "weights": "none"})
-    assert config["train"] == train.DEFAULTS
-    assert config["pretrain"] == pretrain.DEFAULTS

@@ -28,12 +28,14 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real snakemake CLI on the repository's Snakefile in ``workdir``."""
+def snakemake(
+    workdir: Path, *args: str, configfile: Path = TINY, check: bool = True, snakefile: Path = REPO / "Snakefile"
+) -> subprocess.CompletedProcess:
+    """Run the real snakemake CLI on the repository's Snakefile (or ``snakefile``) in ``workdir``."""
     command = [
         str(SNAKEMAKE),
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(snakefile),
         "--directory",
         str(workdir),
         "--configfile",
@@ -151,7 +153,7 @@ def test_nothing_pending_after_a_complete_run(workflow_run):
 
 def test_chip_size_change_reruns_chips_and_later_only(workflow_run, tmp_path):
     config = yaml.safe_load(TINY.read_text())
-    config["chips"]["size"] = 24
+    config["chips"]["size"] = 48  # a multiple of the U-Net's 2^4 and of the 8-pixel patches
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     plans = plan(workflow_run, changed)
@@ -177,6 +179,88 @@ def test_training_hyperparameter_change_reruns_training_and_later_only(workflow_
     assert ("summary", "") in pending
     assert not {("train", "prithvi"), ("train", "vit")} & pending, "only the changed model's runs rerun"
     assert {rule for rule, _ in pending} <= {"train", "evaluate", "summary", "predict", "all"}
+
+
+def test_a_failed_training_job_leaves_no_stale_results(workflow_run, tmp_path):
+    """Change a model's training, let its train jobs fail (Snakemake deletes their outputs and goes on), and
+    rerun: the old evaluation, summary and maps must not pass for results of the new configuration. Snakemake
+    calls a missing file whose consumers are up to date "missing / no update"; evaluate and predict carry the
+    run's training identity in their params, and `all` asks for the training outputs, so the rerun trains again
+    and converges to the current configuration's results."""
+    workdir = tmp_path / "wd"
+    shutil.copytree(workflow_run, workdir, symlinks=True)  # copy2 keeps mtimes: the copy is up to date
+    config = yaml.safe_load(TINY.read_text())
+    config["models"]["unet"]["epochs"] = 3
+    config["models"]["unet"]["encoder"] = "no_such_encoder"  # every unet train job fails at model build
+    failing = tmp_path / "failing.yaml"
+    failing.write_text(yaml.safe_dump(config))
+    first = snakemake(workdir, "--keep-going", configfile=failing, check=False)
+    assert first.returncode != 0, first.stdout[-3000:]
+    assert not (workdir / "results/train/unet/f1_s0/best.ckpt").exists()
+
+    again = snakemake(workdir, "--dry-run", configfile=failing, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Nothing to be done" not in again.stdout + again.stderr
+    planned = set(re.findall(r"^(?:local)?rule (\w+):", again.stdout, flags=re.M))
+    assert {"train", "evaluate", "summary", "predict"} <= planned, planned
+
+    config["models"]["unet"]["encoder"] = "resnet18"  # fixed: the rerun must converge to 3 epochs
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(config))
+    snakemake(workdir, configfile=fixed)
+    runs = pd.read_csv(workdir / "results/summary/runs.csv")
+    assert (runs.loc[runs["model"] == "unet", "epochs"] == 3).all(), runs
+    for model, entry in config["models"].items():
+        for fraction, seed in itertools.product((1, 0.5), (0, 1)):
+            metrics = json.loads((workdir / f"results/evaluate/{model}/f{fraction:g}_s{seed}/metrics.json").read_text())
+            assert metrics["run"]["epochs_max"] == entry["epochs"], (model, fraction, seed)
+    pending = {rule: p for rule, p in plan(workdir, fixed).items() if p != {"no update"}}
+    assert not pending, pending
+
+
+def test_every_model_beats_the_majority_class_baseline(workflow_run):
+    """Learning, not just a number in [0, 1]: each model's mean test mIoU over its runs at the largest fraction
+    is above the mIoU of always predicting the training majority class on the same test pixels."""
+    for model in ("prithvi", "unet", "vit"):
+        scores, baselines = [], []
+        for seed in (0, 1):
+            metrics = json.loads((workflow_run / f"results/evaluate/{model}/f1_s{seed}/metrics.json").read_text())
+            scores.append(metrics["miou"])
+            baselines.append(metrics["majority_baseline"]["miou"])
+        assert np.mean(scores) > max(baselines), (model, scores, baselines)
+
+
+def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, tmp_path):
+    """Each rule's code version is computed from its script's transitive `lulc` imports: an edit deep in
+    predict's imports (lulc/evaluate.py, reached through predict.py) makes predict pending; an edit to a module
+    predict never runs (lulc/summary.py) makes only summary pending; an edit to a module no rule runs, nothing."""
+    repo = tmp_path / "repo"
+    for name in ("Snakefile", "workflow", "scripts", "lulc", "envs"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, repo / name)
+    workdir = tmp_path / "wd"
+    shutil.copytree(workflow_run, workdir, symlinks=True)
+
+    def pending(edited: str) -> dict[str, set[str]]:
+        module = repo / "lulc" / edited
+        original = module.read_text()
+        module.write_text(original + "\n# an edit\n")
+        try:
+            out = snakemake(workdir, "--summary", snakefile=repo / "Snakefile").stdout
+        finally:
+            module.write_text(original)
+        rows = list(csv.DictReader(io.StringIO(out[out.index("output_file") :]), delimiter="\t"))
+        plans: dict[str, set[str]] = {}
+        for row in rows:
+            if row["plan"] != "no update":
+                plans.setdefault(row["rule"], set()).add(row["plan"])
+        return plans
+
+    deep = pending("evaluate.py")
+    assert "predict" in deep and "evaluate" in deep, deep
+    assert not {"demo", "search", "download", "chips", "splits", "train"} & set(deep), deep
+    assert set(pending("summary.py")) <= {"summary", "all"}
+    assert not pending("code_version.py")
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path):

@@ -15,12 +15,12 @@ rule chips:
     conda:
         "../../envs/data.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=MEM_MB["chips"],
     params:
         chips=canonical(
             {k: v for k, v in config["chips"].items() if k != "export_geotiff"}
         ),
-        code=code_version("chips"),
+        code=code_version("scripts/chips.py"),
     script:
         "../../scripts/chips.py"
 
@@ -35,9 +35,13 @@ rule export_chips:
         directory("results/chips/{aoi}/geotiff"),
     log:
         "results/logs/export_chips/{aoi}.log",
+    benchmark:
+        "results/benchmarks/export_chips/{aoi}.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["export_chips"],
     params:
-        code=code_version("chips"),
+        code=code_version("scripts/export_chips.py"),
     script:
         "../../scripts/export_chips.py"

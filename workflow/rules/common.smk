@@ -1,22 +1,61 @@
-# Shared helpers: config validation at start-up, AOI names, code versions and per-rule input functions.
+# Shared helpers: config validation at start-up (the schema, then lulc.config's cross-field rules), AOI names,
+# code versions and per-rule input functions.
 import hashlib
+import json
+import os
+import shutil
 from pathlib import Path
 
+from lulc.code_version import code_version as package_code_version
 from lulc.config import PREDICT_RUNTIME_KEYS, TRAIN_RUNTIME_KEYS, load_config
 
 load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 AOIS = list(config["aois"])
-PACKAGE = Path(workflow.current_basedir).parents[1] / "lulc"
+REPO = Path(workflow.current_basedir).parents[1]
+PACKAGE = REPO / "lulc"
 
 
-def code_version(*modules):
-    """Hash of the package modules behind a stage, so that editing them reruns it (Snakemake does not
-    track imported code by itself)."""
-    digest = hashlib.sha256()
-    for module in ("__init__", "io", "logs", "hls", "classes", *modules):
-        digest.update((PACKAGE / f"{module}.py").read_bytes())
-    return digest.hexdigest()[:16]
+def code_version(script):
+    """Digest of the `lulc` modules that a rule script runs, found from its imports (lulc.code_version), so
+    that editing any of them reruns the rule (Snakemake does not track imported code by itself).
+    """
+    return package_code_version(REPO / script, PACKAGE)
+
+
+# Memory of each rule's job in MB, in one place (a SLURM profile may raise it per rule with set-resources).
+MEM_MB = {
+    "demo": 2000,
+    "search": 1000,
+    "download": 4000,
+    "chips": 2000,
+    "export_chips": 2000,
+    "splits": 2000,
+    "pretrain": 4000,
+    "train": 4000,
+    "evaluate": 4000,
+    "summary": 2000,
+    "predict": 4000,
+}
+
+
+def cuda_visible():
+    """Whether this machine shows an NVIDIA GPU (without importing torch, which costs seconds at start-up)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return shutil.which("nvidia-smi") is not None  # installed with the NVIDIA driver
+
+
+def gpus(device, count=1):
+    """GPUs a job asks the scheduler for: `count` where the rule will run on a GPU (`gpu` / `cuda...`, or `auto`
+    on a machine that shows one), else 0. A SLURM profile sets the GPU request of the GPU rules itself.
+    """
+    on_gpu = (
+        device in ("gpu",)
+        or str(device).startswith("cuda")
+        or (device == "auto" and cuda_visible())
+    )
+    return int(count) if on_gpu else 0
 
 
 def canonical(value):
@@ -52,11 +91,6 @@ def export_outputs():
 # ---- training, pretraining and evaluation targets ----
 
 TRAIN_MODELS = list(config["train"]["models"])
-for _name in TRAIN_MODELS:
-    if _name not in config["models"]:
-        raise ValueError(
-            f"config key 'train.models': {_name!r} has no entry under 'models' (known: {sorted(config['models'])})"
-        )
 
 
 def fraction_labels():
@@ -85,6 +119,46 @@ PRETRAIN_MODEL_KEYS = ("type", "backbone", "backbone_kwargs", "normalization")
 def pretrain_model_params(wildcards):
     entry = config["models"][wildcards.model]
     return canonical({key: entry[key] for key in PRETRAIN_MODEL_KEYS if key in entry})
+
+
+# The train rule's params, shared with the identity below. Runtime-only keys (progress bar, workers, threads,
+# the list of models) would rerun every run.
+TRAIN_PARAMS = canonical(
+    {k: v for k, v in config["train"].items() if k not in TRAIN_RUNTIME_KEYS}
+)
+TRAIN_CODE = code_version("scripts/train.py")
+PRETRAIN_CODE = code_version("scripts/pretrain.py")
+
+
+def pretrain_identity(wildcards):
+    """The pretraining settings behind a model whose weights are `pretrain` (None otherwise)."""
+    if config["models"][wildcards.model].get("weights") != "pretrain":
+        return None
+    return {
+        "model": pretrain_model_params(wildcards),
+        "pretrain": canonical(config["pretrain"]),
+        "code": PRETRAIN_CODE,
+    }
+
+
+def training_identity(wildcards):
+    """A digest of everything a model's runs are trained from (its `models.<name>` entry, the train settings,
+    the pretraining settings where it uses them, and the code).
+
+    Evaluate and predict carry it in their params: when a training job fails or is killed after a change,
+    Snakemake deletes its outputs, and a missing checkpoint whose consumers are up to date is "missing / no
+    update" to Snakemake, so without this the old evaluation and maps would survive a rerun. With it, every
+    downstream output of a changed run is out of date until that run has trained with the current settings.
+    """
+    identity = {
+        "model": canonical(config["models"][wildcards.model]),
+        "train": TRAIN_PARAMS,
+        "pretrain": pretrain_identity(wildcards),
+        "code": TRAIN_CODE,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
 
 
 def model_runs(pattern):

@@ -7,8 +7,10 @@ rule demo:
         "results/benchmarks/demo.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["demo"],
     params:
         demo=canonical(config["demo"]),
-        code=code_version("demo"),
+        code=code_version("scripts/demo.py"),
     script:
         "../../scripts/demo.py"

@@ -1,9 +1,3 @@
-# download.season_windows must give one valid window per frame: checked at start-up, before any job.
-from lulc.search import check_download_config
-
-check_download_config(config["download"])
-
-
 rule download:
     input:
         imagery="results/search/{aoi}/imagery.json",
@@ -21,12 +15,12 @@ rule download:
     conda:
         "../../envs/data.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=MEM_MB["download"],
     params:
         aoi=lambda w: canonical(config["aois"][w.aoi]),
         download=canonical(config["download"]),
         imagery_signing=config["stac"]["imagery"]["signing"],
         labels_signing=config["stac"]["labels"]["signing"],
-        code=code_version("download", "search"),
+        code=code_version("scripts/download.py"),
     script:
         "../../scripts/download.py"

@@ -46,12 +46,14 @@ rule predict:
         "../../envs/train.yaml"
     threads: PREDICT["threads"]
     resources:
-        mem_mb=4000,
-        gpu=1 if PREDICT["device"].startswith("cuda") else 0,
+        mem_mb=MEM_MB["predict"],
+        gpu=gpus(PREDICT["device"]),
     params:
         predict=canonical(
             {k: v for k, v in PREDICT.items() if k not in PREDICT_RUNTIME_KEYS}
         ),
-        code=code_version("predict", "models"),
+        # the run's training configuration: a changed run is re-mapped even where its training job failed
+        training=training_identity,
+        code=code_version("scripts/predict.py"),
     script:
         "../../scripts/predict.py"

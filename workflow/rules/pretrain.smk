@@ -18,11 +18,11 @@ rule pretrain:
         "../../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
-        mem_mb=4000,
-        gpu=1 if config["train"]["accelerator"] == "gpu" else 0,
+        mem_mb=MEM_MB["pretrain"],
+        gpu=gpus(config["train"]["accelerator"]),
     params:
         model=pretrain_model_params,
         pretrain=canonical(config["pretrain"]),
-        code=code_version("models", "pretrain", "train", "dataset", "chips", "splits"),
+        code=PRETRAIN_CODE,
     script:
         "../../scripts/pretrain.py"

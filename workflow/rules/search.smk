@@ -6,12 +6,16 @@ rule search:
         labels="results/search/{aoi}/labels.json",
     log:
         "results/logs/search/{aoi}.log",
+    benchmark:
+        "results/benchmarks/search/{aoi}.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["search"],
     params:
         aoi=lambda w: canonical(config["aois"][w.aoi]),
         imagery=canonical(config["stac"]["imagery"]),
         labels=canonical(config["stac"]["labels"]),
-        code=code_version("search"),
+        code=code_version("scripts/search.py"),
     script:
         "../../scripts/search.py"

@@ -20,8 +20,10 @@ rule splits:
         "results/benchmarks/splits.tsv"
     conda:
         "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["splits"],
     params:
         cfg=canonical(config["splits"]),
-        code=code_version("splits"),
+        code=code_version("scripts/splits.py"),
     script:
         "../../scripts/splits.py"

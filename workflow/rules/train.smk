@@ -22,14 +22,13 @@ rule train:
         "../../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
-        mem_mb=4000,
-        gpu=config["train"]["devices"] if config["train"]["accelerator"] == "gpu" else 0,
+        mem_mb=MEM_MB["train"],
+        gpu=gpus(config["train"]["accelerator"], config["train"]["devices"]),
     params:
         model=lambda w: canonical(config["models"][w.model]),
-        # runtime-only keys (progress bar, workers, threads, the list of models) would rerun every run
-        train=canonical(
-            {k: v for k, v in config["train"].items() if k not in TRAIN_RUNTIME_KEYS}
-        ),
-        code=code_version("models", "train", "dataset", "chips", "splits"),
+        train=TRAIN_PARAMS,
+        # a changed pretraining setting reruns training even where the pretrain job failed (its output missing)
+        pretrain=pretrain_identity,
+        code=TRAIN_CODE,
     script:
         "../../scripts/train.py"

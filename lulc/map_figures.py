@@ -1,0 +1,250 @@
+"""Figures of a land-cover map: the PNG preview with its legend, and the prediction / label comparison.
+
+Read from the finished COGs at a reduced resolution (their overviews), so a figure of a state-sized map costs
+about what one of a county does. The comparison marks the test windows (the chips of the test split) and
+reports the agreement with the labels inside and outside them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import rasterio
+from matplotlib.collections import PatchCollection
+from matplotlib.patches import Patch, Rectangle
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from lulc import classes
+from lulc.io import atomic_path
+
+
+def _colour_lut() -> np.ndarray:
+    """uint8 class index -> RGBA (the colour table of the map; nodata transparent)."""
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    for index, rgba in classes.index_colormap().items():
+        lut[index] = rgba
+    return lut
+
+
+def _read_small(
+    path: str | os.PathLike[str], max_size: int
+) -> tuple[np.ndarray, tuple[float, float, float, float], int]:
+    """Band 1 decimated to at most ``max_size`` pixels a side (from the COG's overviews), the extent in km
+    (left, right, bottom, top) and the decimation factor."""
+    with rasterio.open(path) as src:
+        factor = max(1, math.ceil(max(src.height, src.width) / max_size))
+        shape = (math.ceil(src.height / factor), math.ceil(src.width / factor))
+        data = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+        b = src.bounds
+    return data, (b.left / 1000, b.right / 1000, b.bottom / 1000, b.top / 1000), factor
+
+
+def _legend_handles(shares: Mapping[str, float] | None = None) -> list[Patch]:
+    handles = []
+    for index, name in enumerate(classes.CLASS_NAMES):
+        red, green, blue = (channel / 255 for channel in classes.IO_COLOURS[classes.CLASS_CODES[index]][:3])
+        colour = (red, green, blue)
+        label = name.replace("snow_ice", "snow / ice").replace("_", " ")
+        if shares is not None:
+            label += f" ({100 * shares.get(name, 0.0):.1f} %)"
+        handles.append(Patch(facecolor=colour, edgecolor="0.3", linewidth=0.5, label=label))
+    return handles
+
+
+def _class_shares(path: str | os.PathLike[str]) -> tuple[dict[str, float], float]:
+    """Share of each class among mapped pixels and the nodata share, from the map's ``CLASS_PIXELS`` tag."""
+    with rasterio.open(path) as src:
+        tags = src.tags()
+        total = src.height * src.width
+    counts = {k: int(v) for k, v in (item.split("=") for item in tags.get("CLASS_PIXELS", "").split(",") if item)}
+    mapped = sum(counts.values())
+    shares = {name: count / mapped for name, count in counts.items()} if mapped else {}
+    return shares, (total - mapped) / total if total else 0.0
+
+
+def _map_axes(ax: plt.Axes, data: np.ndarray, extent: tuple[float, float, float, float], title: str) -> None:
+    ax.set_facecolor("0.85")  # nodata (transparent) shows as light grey
+    ax.imshow(_colour_lut()[data], extent=extent, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("easting (km)")
+    ax.set_ylabel("northing (km)")
+    ax.ticklabel_format(useOffset=False, style="plain")
+
+
+def _save_png(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_preview(
+    landcover: str | os.PathLike[str], png: str | os.PathLike[str], title: str = "", max_size: int = 1024
+) -> None:
+    """A PNG of the map (read from its overviews) with a legend of the classes and their area shares."""
+    data, extent, factor = _read_small(landcover, max_size)
+    shares, nodata_share = _class_shares(landcover)
+    with rasterio.open(landcover) as src:
+        crs = src.crs.to_string() if src.crs else "no CRS"
+    fig, ax = plt.subplots(figsize=(9.5, 7))
+    _map_axes(ax, data, extent, title or Path(landcover).parent.name)
+    handles = _legend_handles(shares)
+    handles.append(
+        Patch(
+            facecolor="0.85", edgecolor="0.3", linewidth=0.5, label=f"no data ({100 * nodata_share:.1f} % of the AOI)"
+        )
+    )
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+        fontsize=8,
+        frameon=False,
+        title="class (share of mapped area)",
+        title_fontsize=8,
+    )
+    ax.text(
+        0,
+        -0.12,
+        f"{crs}; shown at 1/{factor} resolution" if factor > 1 else crs,
+        transform=ax.transAxes,
+        fontsize=7,
+        color="0.4",
+        va="top",
+    )
+    _save_png(fig, png)
+
+
+def test_windows(splits: str | os.PathLike[str], manifest: str | os.PathLike[str], aoi: str) -> list[Window]:
+    """The pixel windows of the AOI's test-split chips (``splits.csv`` + the chips stage's manifest)."""
+    from lulc.split_table import load_split
+
+    test = load_split(splits, "test")
+    test = test[test["aoi"] == aoi]
+    chips = pd.read_parquet(manifest, columns=["chip_id", "row_off", "col_off", "height", "width"])
+    merged = test.merge(chips, on="chip_id", how="inner")
+    if len(merged) != len(test):
+        raise ValueError(f"{manifest}: {len(test) - len(merged)} test chip(s) of {aoi} from {splits} are missing")
+    return [Window(int(r.col_off), int(r.row_off), int(r.width), int(r.height)) for r in merged.itertuples()]
+
+
+def _confusion(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
+    n = classes.NUM_CLASSES
+    keep = (label < n) & (pred < n)
+    return np.bincount(label[keep].astype(np.int64) * n + pred[keep], minlength=n * n).reshape(n, n)
+
+
+def agreement(
+    landcover: str | os.PathLike[str],
+    label: str | os.PathLike[str],
+    windows: Sequence[Window] | None = None,
+    rows_per_read: int = 1024,
+) -> np.ndarray:
+    """Confusion matrix (rows: label, columns: map) over labelled, mapped pixels at full resolution: inside
+    ``windows`` only, or the whole scene (read in strips of ``rows_per_read`` rows)."""
+    with rasterio.open(landcover) as pred_src, rasterio.open(label) as label_src:
+        if (pred_src.shape, pred_src.transform, pred_src.crs) != (label_src.shape, label_src.transform, label_src.crs):
+            raise ValueError(f"{landcover} and {label} are not on the same grid")
+        if windows is None:
+            windows = [
+                Window(0, row, pred_src.width, min(rows_per_read, pred_src.height - row))
+                for row in range(0, pred_src.height, rows_per_read)
+            ]
+        confusion = np.zeros((classes.NUM_CLASSES, classes.NUM_CLASSES), dtype=np.int64)
+        for window in windows:
+            confusion += _confusion(pred_src.read(1, window=window), label_src.read(1, window=window))
+    return confusion
+
+
+def _describe(confusion: np.ndarray) -> str:
+    from lulc.evaluate import metrics_from_confusion
+
+    if not confusion.sum():
+        return "no labelled pixels"
+    metrics = metrics_from_confusion(confusion)
+    return (
+        f"accuracy {100 * metrics['pixel_accuracy']:.1f} %, mIoU {100 * metrics['miou']:.1f} % "
+        f"({metrics['pixels']:,} px)"
+    )
+
+
+def write_comparison(
+    landcover: str | os.PathLike[str],
+    label: str | os.PathLike[str],
+    png: str | os.PathLike[str],
+    windows: Sequence[Window] | None = None,
+    title: str = "",
+    max_size: int = 768,
+) -> dict[str, Any]:
+    """Prediction | label | agreement, side by side; the test chips (``windows``) outlined, and the agreement
+    outside them faded. Accuracy and mIoU are computed at full resolution over the test chips (the only
+    pixels no model trained or selected on) and, for reference, over the whole AOI. Returns both confusions."""
+    pred, extent, factor = _read_small(landcover, max_size)
+    truth, _, _ = _read_small(label, max_size)
+    if pred.shape != truth.shape:
+        raise ValueError(f"{landcover} and {label} are not on the same grid")
+    whole = agreement(landcover, label)
+    test = agreement(landcover, label, windows) if windows else None
+
+    in_test = np.zeros(pred.shape, dtype=bool)
+    rectangles = []
+    with rasterio.open(landcover) as src:
+        transform = src.transform
+    for w in windows or []:
+        r0, c0 = int(w.row_off) // factor, int(w.col_off) // factor
+        in_test[r0 : math.ceil((w.row_off + w.height) / factor), c0 : math.ceil((w.col_off + w.width) / factor)] = True
+        left, top = transform * (w.col_off, w.row_off)
+        rectangles.append(
+            Rectangle(
+                (left / 1000, top / 1000 - w.height * abs(transform.e) / 1000),
+                w.width * transform.a / 1000,
+                w.height * abs(transform.e) / 1000,
+            )
+        )
+    labelled = (truth < classes.NUM_CLASSES) & (pred < classes.NUM_CLASSES)
+    colours = np.zeros((*pred.shape, 4), dtype=np.float32)
+    colours[labelled & (pred == truth)] = (0.10, 0.60, 0.31, 1.0)
+    colours[labelled & (pred != truth)] = (0.84, 0.19, 0.15, 1.0)
+    if windows:
+        colours[~in_test, 3] *= 0.3
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.8), sharex=True, sharey=True)
+    _map_axes(axes[0], pred, extent, "prediction")
+    _map_axes(axes[1], truth, extent, "label (IO LULC, ignore = grey)")
+    axes[2].set_facecolor("0.85")
+    axes[2].imshow(colours, extent=extent, interpolation="nearest")
+    axes[2].set_xlabel("easting (km)")
+    axes[2].set_title(
+        "agreement (green) / disagreement (red)" + ("; test chips outlined" if windows else ""), fontsize=10
+    )
+    for ax in axes:
+        if rectangles:
+            ax.add_collection(PatchCollection(rectangles, facecolor="none", edgecolor="black", linewidth=0.6))
+    summary = [
+        f"test chips: {_describe(test)}" if test is not None else "no test chips in this AOI",
+        f"whole AOI (includes training areas): {_describe(whole)}",
+    ]
+    fig.suptitle((title + "\n" if title else "") + " | ".join(summary), fontsize=10)
+    fig.legend(
+        handles=_legend_handles(),
+        loc="lower center",
+        ncol=len(classes.CLASS_NAMES),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.02),
+    )
+    _save_png(fig, png)
+    return {"whole": whole, "test": test}
+
+
+__all__ = ["agreement", "test_windows", "write_comparison", "write_preview"]
