@@ -11,6 +11,10 @@ The manifest (``manifest.parquet``, GeoParquet in the AOI's CRS) has one row per
 ``cloud_fraction`` (pixels masked by Fmask in at least one frame) and ``px_<class>`` pixel counts.
 
 Only strips of ``size`` rows are read at a time, so memory stays bounded for full-size HLS tiles.
+
+The inputs are checked before anything is written (:func:`check_inputs`): image, mask and label each have a CRS,
+lie on one grid (equal CRS and shape, transforms within :data:`lulc.tiling.GRID_TOLERANCE` of a pixel) and the
+image is HLS int16 reflectance x 10000.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tqdm import tqdm
 from lulc import classes, hls
 from lulc.config import section
 from lulc.io import atomic_path, write_json
+from lulc.tiling import GridError, check_same_grid, require_crs
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,30 @@ def _chip_stats(mask_chip: np.ndarray, label_chip: np.ndarray) -> tuple[np.ndarr
     return label_chip, valid_fraction, cloud_fraction
 
 
+def check_inputs(
+    aoi: str,
+    image_path: Path,
+    image: rasterio.DatasetReader,
+    mask_path: Path,
+    mask: rasterio.DatasetReader,
+    label_path: Path,
+    label: rasterio.DatasetReader,
+) -> None:
+    """Refuse inputs the chips cannot be cut from, before anything is written: each raster has a CRS, the
+    mask and the label lie on the image's grid (:func:`lulc.tiling.check_same_grid`), the image is HLS int16
+    reflectance x 10000 (:func:`lulc.hls.check_reflectance`). Errors name the AOI and the file."""
+    try:
+        for path, raster in ((image_path, image), (mask_path, mask), (label_path, label)):
+            require_crs(path, raster)
+        check_same_grid(image_path, image, mask_path, mask)
+        check_same_grid(image_path, image, label_path, label)
+        hls.check_reflectance(image_path, image)
+    except GridError as error:
+        raise GridError(f"AOI {aoi}: {error}") from None
+    except hls.ReflectanceError as error:
+        raise hls.ReflectanceError(f"AOI {aoi}: {error}") from None
+
+
 def make_chips(
     aoi: str,
     image_path: Path,
@@ -105,7 +134,8 @@ def make_chips(
 
     ``cfg`` is the ``chips`` config section (``size``, ``stride``, ``min_valid_fraction``). Two passes
     over the rasters: the first reads only the small mask and label bands to decide which chips to keep,
-    the second copies the kept chips' pixels into a pre-sized memory-mapped store.
+    the second copies the kept chips' pixels into a pre-sized memory-mapped store. The inputs are checked
+    first (:func:`check_inputs`, then bands and dtypes): a bad input raises a ``ValueError`` and writes nothing.
     """
     cfg = section("chips", cfg)
     size = int(cfg["size"])
@@ -114,11 +144,7 @@ def make_chips(
     store = ChipStore(Path(out_dir))
 
     with rasterio.open(image_path) as image, rasterio.open(mask_path) as mask, rasterio.open(label_path) as label:
-        if not (image.shape == mask.shape == label.shape and image.transform == label.transform):
-            raise ValueError(
-                f"AOI {aoi}: {image_path}, {mask_path} and {label_path} are not on one grid "
-                f"({image.shape}, {mask.shape}, {label.shape})"
-            )
+        check_inputs(aoi, image_path, image, mask_path, mask, label_path, label)
         if label.count != 1 or label.dtypes[0] != "uint8" or mask.dtypes[0] != "uint8":
             raise ValueError(f"AOI {aoi}: expected a single-band uint8 label raster ({label_path}) and a uint8 mask")
         if image.count != 6 * mask.count:
@@ -133,13 +159,16 @@ def make_chips(
         n_windows = len(rows) * len(cols)
 
         records: list[dict[str, Any]] = []
+        labelled_pixels, best_valid = 0, 0.0  # to say why no chip was kept, if none is
         for row, _, mask_strip, label_strip in tqdm(
             _row_strips(None, mask, label, size, stride), total=len(rows), desc=f"{aoi}: scanning chips", unit="row"
         ):
+            labelled_pixels += int(np.count_nonzero(label_strip != classes.IGNORE_INDEX))
             for col in cols:
                 chip_labels, valid_fraction, cloud_fraction = _chip_stats(
                     mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
                 )
+                best_valid = max(best_valid, valid_fraction)
                 if valid_fraction < min_valid:
                     continue
                 counts = np.bincount(chip_labels.ravel(), minlength=256)[: classes.NUM_CLASSES]
@@ -162,8 +191,17 @@ def make_chips(
                 )
         n_kept = len(records)
         log.info("AOI %s: %d of %d chips kept (valid fraction >= %g)", aoi, n_kept, n_windows, min_valid)
+        if n_kept == 0 and labelled_pixels == 0:
+            raise ValueError(
+                f"AOI {aoi}: every pixel of {label_path} is nodata: the label source has no class here (check "
+                f"stac.labels and the AOI's year or dates; the labels may not cover this AOI)"
+            )
         if n_kept == 0:
-            raise ValueError(f"AOI {aoi}: none of the {n_windows} chips reaches chips.min_valid_fraction = {min_valid}")
+            raise ValueError(
+                f"AOI {aoi}: none of the {n_windows} chips reaches chips.min_valid_fraction = {min_valid} (the best "
+                f"has {best_valid:.2f} of its pixels labelled and clear in every frame); lower the key, or choose "
+                "clearer dates (download.min_clear_fraction, download.season_windows)"
+            )
 
         kept_by_row: dict[int, list[dict[str, Any]]] = {}
         for record in records:

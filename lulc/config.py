@@ -15,6 +15,7 @@ benchmark) gets exactly what the workflow would give it. There are no per-module
 from __future__ import annotations
 
 import copy
+import datetime
 import math
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -39,6 +40,17 @@ MODEL_TYPES: tuple[str, ...] = ("prithvi", "unet", "vit")
 #: own ``prithvi_cfgs`` by a test, so that start-up needs no TerraTorch import (10 s).
 PRITHVI_PATCH_SIZES: dict[str, int] = {"prithvi_eo_v2_600": 14, "prithvi_eo_v2_600_tl": 14}
 PRITHVI_DEFAULT_PATCH = 16
+#: Hugging Face repository and file of the released Prithvi weights (``weights: hf``), as TerraTorch's
+#: ``pretrained_weights`` names them (a test keeps them in step), so start-up can check the local cache.
+PRITHVI_RELEASES: dict[str, tuple[str, str]] = {
+    "prithvi_eo_v1_100": ("ibm-nasa-geospatial/Prithvi-EO-1.0-100M", "Prithvi_EO_V1_100M.pt"),
+    "prithvi_eo_v2_300": ("ibm-nasa-geospatial/Prithvi-EO-2.0-300M", "Prithvi_EO_V2_300M.pt"),
+    "prithvi_eo_v2_600": ("ibm-nasa-geospatial/Prithvi-EO-2.0-600M", "Prithvi_EO_V2_600M.pt"),
+    "prithvi_eo_v2_tiny_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-tiny-TL", "Prithvi_EO_V2_tiny_TL.pt"),
+    "prithvi_eo_v2_100_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-100M-TL", "Prithvi_EO_V2_100M_TL.pt"),
+    "prithvi_eo_v2_300_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-300M-TL", "Prithvi_EO_V2_300M_TL.pt"),
+    "prithvi_eo_v2_600_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt"),
+}
 
 
 class ConfigError(ValueError):
@@ -205,6 +217,12 @@ def model_rules(name: str, entry: Mapping[str, Any], chip_size: int | None = Non
             f"config key '{key}.decoder_channels': need {entry['encoder_depth']} values (encoder_depth), "
             f"got {len(entry['decoder_channels'])}"
         )
+    if model_type == "prithvi" and str(entry["backbone"]).endswith("_tl"):
+        yield (
+            f"config key '{key}.backbone': {entry['backbone']!r} needs each frame's date and each chip's location "
+            "(time / location embeddings), which this workflow does not pass to the model yet; use the variant "
+            f"without _tl ({str(entry['backbone']).removesuffix('_tl')})"
+        )
     fcn = model_type == "vit" or (model_type == "prithvi" and entry["decoder"] == "FCNDecoder")
     patch = patch_size(entry) if model_type in ("prithvi", "vit") else None
     if fcn and patch is not None and 2 ** round(math.log2(patch)) != patch:
@@ -224,9 +242,126 @@ def model_rules(name: str, entry: Mapping[str, Any], chip_size: int | None = Non
         yield f"config key '{key}': chip size {chip_size} (chips.size) is not a multiple of the patch size {patch}"
 
 
-def check_config(config: Mapping[str, Any]) -> None:
+def _download_crs(download: Mapping[str, Any]) -> Iterator[str]:
+    """``download.crs`` is ``utm`` or a known EPSG code whose unit is the metre (``download.resolution`` is in
+    metres): a geographic CRS would make a 30-degree pixel."""
+    crs = str(download["crs"])
+    if crs == "utm":
+        return
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if not crs.upper().startswith("EPSG:") or not crs[5:].isdigit():
+        yield f"config key 'download.crs': expected utm or EPSG:<code>, got {crs!r}"
+        return
+    try:
+        parsed = CRS.from_epsg(int(crs[5:]))
+    except CRSError:
+        yield f"config key 'download.crs': {crs} is not a known EPSG code"
+        return
+    if parsed.is_geographic:
+        yield (
+            f"config key 'download.crs': {crs} is geographic (degrees), but download.resolution "
+            f"({download['resolution']}) is in metres; use utm or a projected EPSG code"
+        )
+    elif abs(parsed.linear_units_factor[1] - 1.0) > 1e-9:
+        yield (
+            f"config key 'download.crs': {crs} measures in {parsed.linear_units_factor[0]}, but "
+            "download.resolution is in metres; use utm or a projected EPSG code in metres"
+        )
+
+
+def _aoi_grid_sizes(config: Mapping[str, Any], base_dir: Path) -> Iterator[str]:
+    """Every AOI's grid holds at least one chip (the AOI bbox projected as the download stage does)."""
+    from rasterio.warp import transform_bounds
+
+    from lulc.aoi import AOI
+    from lulc.hls import utm_epsg
+
+    size, resolution = int(config["chips"]["size"]), float(config["download"]["resolution"])
+    crs = str(config["download"]["crs"])
+    for name, entry in config["aois"].items():
+        try:
+            aoi = AOI.from_config(name, entry, base_dir=base_dir)
+        except (ValueError, OSError):
+            continue  # reported by check_aois
+        lon, lat = (aoi.bbox[0] + aoi.bbox[2]) / 2, (aoi.bbox[1] + aoi.bbox[3]) / 2
+        target = f"EPSG:{utm_epsg(lon, lat)}" if crs == "utm" else crs
+        try:
+            left, bottom, right, top = transform_bounds("EPSG:4326", target, *aoi.bbox, densify_pts=21)
+        except Exception:  # a bad download.crs is reported by its own rule
+            continue
+        width, height = math.ceil((right - left) / resolution), math.ceil((top - bottom) / resolution)
+        if min(width, height) < size:
+            yield (
+                f"config key 'chips.size': {size} pixels is larger than the grid of aois.{name} ({width} x "
+                f"{height} pixels of {resolution:g} m); enlarge the AOI or use smaller chips"
+            )
+
+
+def _static_catalogs(config: Mapping[str, Any], base_dir: Path) -> Iterator[str]:
+    for kind in ("imagery", "labels"):
+        source = str(config["stac"][kind]["source"])
+        if source == "demo" or source.lower().startswith(("http://", "https://")):
+            continue
+        path = Path(source).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if not (path / "catalog.json" if path.is_dir() else path).is_file():
+            yield (
+                f"config key 'stac.{kind}.source': {source!r} is neither 'demo', an http(s) URL of a STAC API, nor "
+                f"an existing static catalog.json (looked for {path})"
+            )
+
+
+def _hf_weights_cached(config: Mapping[str, Any]) -> Iterator[str]:
+    """``weights: hf`` of a model that will be trained needs the release in the local Hugging Face cache
+    (nothing is downloaded at run time): say so before any job, not after the data stages."""
+    for name in config["train"]["models"]:
+        entry = config["models"].get(name, {})
+        if entry.get("type") != "prithvi" or entry.get("weights") != "hf":
+            continue
+        backbone = str(entry["backbone"])
+        if backbone not in PRITHVI_RELEASES:
+            yield (
+                f"config key 'models.{name}.weights': hf, but {backbone!r} has no official release "
+                f"(released: {', '.join(PRITHVI_RELEASES)})"
+            )
+            continue
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = PRITHVI_RELEASES[backbone]
+        if not isinstance(try_to_load_from_cache(repo, filename), str):
+            yield (
+                f"config key 'models.{name}.weights': hf, but {repo}/{filename} is not in the local Hugging Face "
+                f"cache and nothing is downloaded at run time; fetch it once with `hf download {repo} {filename}` "
+                "or set the key to a local checkpoint"
+            )
+
+
+def _predict_runs(config: Mapping[str, Any]) -> Iterator[str]:
+    """Each run of ``predict.runs`` is trained: its model in train.models, its fraction and seed configured."""
+    fractions = [f"{float(f):g}" for f in config["splits"]["train_fractions"]]
+    for i, run in enumerate(config["predict"]["runs"] or []):
+        key = f"config key 'predict.runs.{i}'"
+        if run["model"] not in config["train"]["models"]:
+            yield f"{key}: model {run['model']!r} is not trained (train.models: {list(config['train']['models'])})"
+        if f"{float(run.get('fraction', 1.0)):g}" not in fractions:
+            yield (
+                f"{key}: fraction {run.get('fraction', 1.0):g} is not one of splits.train_fractions "
+                f"({', '.join(fractions)})"
+            )
+        if "seed" in run and run["seed"] not in config["splits"]["seeds"]:
+            yield f"{key}: seed {run['seed']} is not one of splits.seeds {list(config['splits']['seeds'])}"
+
+
+def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
     """Every cross-field rule of a validated, default-filled config; one :class:`ConfigError` naming them all."""
-    problems: list[str] = []
+    base_dir = Path(base_dir)
+    problems: list[str] = list(_download_crs(config["download"]))
+    if not problems:  # a grid in a wrong CRS says nothing
+        problems += _aoi_grid_sizes(config, base_dir)
+    problems += _static_catalogs(config, base_dir)
+    problems += _hf_weights_cached(config)
     for name, rules in _SECTION_RULES.items():
         problems += rules(config[name])
     chip_size = int(config["chips"]["size"])
@@ -240,6 +375,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         problems += model_rules(name, entry, chip_size)
         if entry.get("weights") == "pretrain" and entry["type"] != "prithvi":
             problems.append(f"config key 'models.{name}.weights': 'pretrain' pretrains Prithvi encoders only")
+    problems += _predict_runs(config)
     for name in config["train"]["models"]:
         if name not in config["models"]:
             problems.append(
@@ -255,6 +391,11 @@ def check_config(config: Mapping[str, Any]) -> None:
 def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate ``config`` in place against the schema (filling defaults, model entries with the defaults of
     their type) and return it; raise :class:`ConfigError`."""
+    for entry in (config.get("aois") or {}).values():  # YAML reads an unquoted 2023-03-01 as a date
+        if isinstance(entry, dict):
+            for key in ("start", "end"):
+                if isinstance(entry.get(key), datetime.date):
+                    entry[key] = entry[key].isoformat()
     _validate(config, _schema(Path(schema_path).resolve()))
     return config
 
@@ -275,9 +416,48 @@ def load_config(
 ) -> dict[str, Any]:
     """Validate, fill defaults, check the cross-field rules and the AOIs of a Snakemake ``config`` dict."""
     validate_config(config, schema_path)
-    check_config(config)
     check_aois(config, base_dir)
+    check_config(config, base_dir)
     return config
+
+
+def check_file(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
+    """Load and check a config file as the workflow would; YAML errors name the file, line and column.
+
+    Snakemake reads ``--configfile`` itself, and its message for invalid YAML names neither the file nor the
+    line: ``python -m lulc.config my.yaml`` does.
+    """
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+        raise ConfigError(f"invalid YAML in {where}: {getattr(error, 'problem', None) or error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read the configuration {path}: {error.strerror}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections, got {type(config).__name__}")
+    return load_config(config, SCHEMA_PATH, base_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lulc.config FILE...``: check configuration files without running the workflow."""
+    import sys
+
+    files = sys.argv[1:] if argv is None else argv
+    if not files:
+        print("usage: python -m lulc.config CONFIG.yaml [...]", file=sys.stderr)
+        return 2
+    status = 0
+    for name in files:
+        try:
+            check_file(name)
+            print(f"{name}: valid")
+        except ConfigError as error:
+            print(f"{name}: {error}", file=sys.stderr)
+            status = 1
+    return status
 
 
 __all__ = [
@@ -287,6 +467,7 @@ __all__ = [
     "TRAIN_RUNTIME_KEYS",
     "ConfigError",
     "check_config",
+    "check_file",
     "load_config",
     "model_entry",
     "model_rules",
@@ -295,3 +476,7 @@ __all__ = [
     "section",
     "validate_config",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -28,6 +28,23 @@ Real data (Planetary Computer, NASA CMR-STAC):
   removes every output of the stage, so a rerun never trusts a partial result; ``frames.json`` and
   ``dates.csv`` are written last.
 * The per-date clear fraction is computed from Fmask alone (one asset per date instead of seven).
+
+Inputs, and what is refused before or while reading them:
+
+* Only the items' assets are used. Their links (``root``, ``self``, ``parent``, ``collection``) are dropped
+  and stackstac gets plain dicts (:func:`_plain`): ``Item.to_dict()`` would otherwise fetch the STAC API's
+  landing page once per item, and fail when the API is down although the asset hosts are up. The cached
+  search results (read with :func:`lulc.search.load_item_collection`, which resolves the relative local
+  hrefs it stores) and the asset hosts are all the stage needs.
+* Before anything is read: every needed asset key exists; local asset files exist (a relative href, i.e.
+  search results read without resolving them, is refused too); the label items' declared class tables
+  (``file:values`` or ``classification:classes``, :func:`declared_label_codes`) hold only IO LULC v02 codes.
+* Failures that are not the network (a multi-band asset where one band is expected, a damaged or truncated
+  file) raise :class:`AssetContentError` naming the item, the asset key and the problem, without the
+  retry wording of network errors. An HTTP 404 is an error, not nodata (stackstac's default).
+* The label raster is written first; the IO codes of every label item's layer on the AOI grid are counted
+  while it is written, and codes outside the 9 classes (IO's 10-class ``io-lulc`` Grass 3 and Scrub 6, say)
+  raise :class:`LabelCodeError` naming the codes and the item instead of silently becoming "ignore".
 """
 
 from __future__ import annotations
@@ -41,7 +58,9 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -82,8 +101,22 @@ CLEAR_FRACTION_BATCH = 8
 OUTPUT_NAMES: tuple[str, ...] = ("image.tif", "mask.tif", "label.tif", "frames.json", "dates.csv")
 
 
+#: The asset key of IO LULC label items.
+LABEL_ASSET = "data"
+
+
 class DownloadError(RuntimeError):
-    """Reading an asset failed (after GDAL's retries); the message names the URL, without secrets."""
+    """Reading an asset failed; the message names the item, the asset key and the URL or path, without
+    secrets. Network failures say that GDAL retried them; other failures are :class:`AssetContentError`."""
+
+
+class AssetContentError(DownloadError):
+    """An asset that was reached but cannot be used: a multi-band file where one band is expected, a damaged
+    or truncated file, a file that is not a raster. Retrying does not help."""
+
+
+class LabelCodeError(ValueError):
+    """Label items whose class codes are not the IO LULC v02 classes the workflow maps (:mod:`lulc.classes`)."""
 
 
 # --------------------------------------------------------------------------- GDAL environment
@@ -140,22 +173,156 @@ def _redact_text(text: str) -> str:
     return _URL.sub(lambda match: redact_url(match.group(0).removeprefix("/vsicurl/")), text)
 
 
+#: Words in a GDAL/curl error that mean the network (not the file) failed: these are what GDAL retries.
+_NETWORK_ERROR = re.compile(
+    r"HTTP response code|HTTP error|CURL error|curl|timed out|timeout|connection|could not resolve|"
+    r"resolve host|SSL|TLS|recv failure|send failure|couldn't connect|network",
+    re.IGNORECASE,
+)
+#: stackstac's refusal of a multi-band file.
+_MULTI_BAND = re.compile(r"Assets must have exactly 1 band, but file .* has (\d+)")
+#: rasterio's wrapper messages that only point at the real (chained) error.
+_GENERIC = ("See previous exception for details",)
+
+
+def _is_remote(href: str) -> bool:
+    """Whether ``href`` is read over the network (http(s), or a GDAL network file system path)."""
+    lowered = href.lower()
+    return lowered.startswith(("http://", "https://", "/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls"))
+
+
+def _is_local_path(href: str) -> bool:
+    """A plain file path (no URL scheme, not a GDAL virtual file system path such as ``/vsis3/...``)."""
+    return "://" not in href and not href.startswith("/vsi")
+
+
+@dataclass(frozen=True)
+class _AssetRef:
+    item: str
+    key: str
+    href: str
+
+    def location(self) -> str:
+        return redact_url(self.href) if _is_remote(self.href) else self.href
+
+
+class _AssetIndex:
+    """Which item and asset key an href in an error message belongs to (stackstac's errors name only the URL)."""
+
+    def __init__(self, items: Iterable[pystac.Item] = ()) -> None:
+        self._refs: dict[str, _AssetRef] = {}
+        for item in items:
+            for key, asset in item.assets.items():
+                base = asset.href.split("?", 1)[0] if _is_remote(asset.href) else asset.href
+                if base:
+                    self._refs[base] = _AssetRef(item.id, key, asset.href)
+
+    def find(self, text: str) -> _AssetRef | None:
+        """The asset whose href (without its query string) occurs in ``text``; the longest match wins."""
+        found = [(len(base), ref) for base, ref in self._refs.items() if base in text]
+        return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
+def _error_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (rasterio keeps GDAL's own messages there)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 12:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _problem(chain: Sequence[BaseException]) -> str:
+    """What went wrong with an asset that was reached, in words, from an error chain (not a network error)."""
+    messages = [str(e) for e in chain]
+    for message in messages:
+        bands = _MULTI_BAND.search(message)
+        if bands:
+            return (
+                f"has {bands.group(1)} bands, but the download reads single-band assets (one band per STAC "
+                "asset, as HLS and IO LULC publish them): point the item at a single-band file"
+            )
+    return f"cannot be read (a damaged, truncated or non-raster file; retrying does not help): {_details(chain)}"
+
+
+def _details(chain: Sequence[BaseException]) -> str:
+    """The messages of an error chain that say something (GDAL's own, rather than rasterio's wrappers)."""
+    messages = [str(e) for e in chain]
+    details: list[str] = []
+    for message in messages[1:] or messages:
+        if message and not any(generic in message for generic in _GENERIC) and message not in details:
+            details.append(message)
+    return "; ".join(details or messages[:1])
+
+
 @contextlib.contextmanager
-def _asset_errors(what: str) -> Iterator[None]:
-    """Turn a failed asset read into a :class:`DownloadError` naming the (redacted) URL, without the
-    original traceback (it would print the signed URL)."""
+def _asset_errors(what: str, assets: _AssetIndex | None = None) -> Iterator[None]:
+    """Turn a failed asset read into a :class:`DownloadError` naming the item, the asset key and the
+    (redacted) URL or path, without the original traceback (it would print the signed URL).
+
+    Network failures (HTTP statuses, curl errors, timeouts of a remote asset) are reported as what is left
+    after GDAL's retries; anything else (a multi-band file, a damaged file) is an
+    :class:`AssetContentError` that says what is wrong with the file.
+    """
     try:
         yield
     except (RuntimeError, rasterio.errors.RasterioError) as exc:
         if isinstance(exc, DownloadError):
             raise
-        message = _redact_text(str(exc))
-        urls = [_redact_text(u) for u in _URL.findall(str(exc))]
-        where = f" {urls[0]}" if urls else ""
-        raise DownloadError(
-            f"{what}: reading{where} failed (after up to {GDAL_HTTP_MAX_RETRY} retries with exponential "
-            f"backoff for transient HTTP errors): {message}"
-        ) from None
+        chain = _error_chain(exc)
+        text = "\n".join(str(e) for e in chain)
+        ref = assets.find(text) if assets is not None else None
+        urls = [_redact_text(u) for u in _URL.findall(text)]
+        remote = _is_remote(ref.href) if ref is not None else bool(urls)
+        network = remote and _NETWORK_ERROR.search(_URL.sub("", text)) is not None
+        if ref is not None:
+            where = f" asset {ref.key!r} of STAC item {ref.item!r} ({_redact_text(ref.location())})"
+        else:
+            where = f" {urls[0]}" if urls else ""
+        if ref is None and not urls:  # not an asset read at all (writing the output, say): say what happened
+            raise DownloadError(f"{what}: {_redact_text(_details(chain))}") from None
+        if network:
+            raise DownloadError(
+                f"{what}: reading{where} failed (after up to {GDAL_HTTP_MAX_RETRY} retries with exponential "
+                f"backoff for transient HTTP errors): {_redact_text(str(exc))}"
+            ) from None
+        raise AssetContentError(f"{what}:{where} {_redact_text(_problem(chain))}") from None
+
+
+def _plain(item: pystac.Item) -> dict[str, Any]:
+    """The item as the plain dict stackstac reads. ``Item.to_dict()`` with its default ``transform_hrefs``
+    resolves the item's ``root`` link, i.e. fetches the STAC API's landing page once per item; this never
+    follows a link (and the download's items carry none: :func:`_offline_item`)."""
+    return item.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def _offline_item(item: pystac.Item) -> pystac.Item:
+    """A copy of ``item`` with its assets only: no ``root``/``self``/``parent``/``collection`` links, so no
+    code path (pystac, stackstac, signing) can reach for the STAC API the item came from."""
+    clone = item.clone()
+    clone.clear_links()
+    return clone
+
+
+def _check_local_assets(items: Iterable[pystac.Item], keys: Iterable[str] | None, kind: str) -> None:
+    """Refuse, before any download, assets that cannot be local files the stage may read: relative hrefs
+    (search results read without resolving them) and local files that do not exist."""
+    for item in items:
+        for key in keys if keys is not None else sensor_assets(item).values():
+            href = item.assets[key].href
+            if not _is_local_path(href):
+                continue
+            if not os.path.isabs(href):
+                raise ValueError(
+                    f"{kind}: asset {key!r} of STAC item {item.id!r} has the relative href {href!r}: read the "
+                    "search results with lulc.search.load_item_collection, which resolves hrefs against the file"
+                )
+            if not os.path.isfile(href):
+                raise FileNotFoundError(
+                    f"{kind}: asset {key!r} of STAC item {item.id!r}: the local file {href} does not exist "
+                    "(moved or deleted since the search? rerun the search rule)"
+                )
 
 
 # ------------------------------------------------------------------------------- projections
@@ -211,12 +378,9 @@ def _read_asset_grid(
     if asset_key is None or asset_key not in item.assets:
         raise ValueError(f"STAC item {item.id!r} has no proj:epsg and no asset {asset_key!r} to read the CRS from")
     href = item.assets[asset_key].href
-    with _asset_errors(f"reading the CRS of STAC item {item.id!r} (no proj:epsg)"), env.open:
-        try:
-            with rasterio.open(href) as src:
-                crs, transform, shape = src.crs, src.transform, [src.height, src.width]
-        except rasterio.errors.RasterioIOError as exc:
-            raise DownloadError(f"cannot open {redact_url(href)}: {_redact_text(str(exc))}") from None
+    with _asset_errors(f"reading the CRS of STAC item {item.id!r} (no proj:epsg)", _AssetIndex([item])), env.open:
+        with rasterio.open(href) as src:
+            crs, transform, shape = src.crs, src.transform, [src.height, src.width]
     epsg = crs.to_epsg() if crs is not None else None
     if epsg is None:
         raise ValueError(f"asset {asset_key!r} of STAC item {item.id!r} has no EPSG CRS ({crs}): cannot place it")
@@ -313,7 +477,7 @@ def _stack_acquisition(
         assets = sensor_assets(item)
         keys = [assets[band] for band in hls.PRITHVI_BANDS] + [assets[hls.FMASK_ASSET]]
         stack = stackstac.stack(
-            [item],
+            [_plain(item)],
             assets=keys,
             epsg=grid.epsg,
             resolution=grid.resolution,
@@ -327,6 +491,7 @@ def _stack_acquisition(
             sortby_date=False,
             properties=False,
             gdal_env=env,
+            errors_as_nodata=(),  # stackstac's default turns an HTTP 404 into nodata: a missing asset is an error
         )
         if stack.shape[0] == 0 or stack.shape[1] != len(keys):
             log.info("HLS item %s does not overlap the AOI grid: skipped", item.id)
@@ -582,19 +747,171 @@ def _label_item(item: pystac.Item) -> pystac.Item:
     return item
 
 
+def _io_codes() -> str:
+    """The IO LULC v02 codes the workflow maps, for messages: ``1 2 4 5 7 8 9 10 11``."""
+    return " ".join(str(code) for code in classes.CLASS_CODES)
+
+
+def _describe_codes(codes: Iterable[int], names: dict[int, str] | None = None) -> str:
+    """``3 (Grass), 6 (Scrub)``, or ``3, 6`` without names."""
+    names = names or {}
+    return ", ".join(f"{code} ({names[code]})" if names.get(code) else str(code) for code in sorted(codes))
+
+
+_NODATA_NAME = re.compile(r"^\s*no[\s_-]*data\s*$", re.IGNORECASE)
+
+
+def _code(value: Any) -> int | None:
+    """An integer class code from metadata (``3``, ``3.0``, ``"3"``), else None."""
+    try:
+        code = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(code) if code.is_integer() else None
+
+
+def declared_label_codes(item: pystac.Item, asset: str = LABEL_ASSET) -> dict[int, str] | None:
+    """The class table a label item declares for ``asset``: ``{code: name}`` without the nodata code(s),
+    or None where it declares none.
+
+    Read from the classification extension (``classification:classes`` on the asset or in its
+    ``raster:bands`` / ``bands`` entries; entries with ``nodata: true`` are nodata) and from the file
+    extension's ``file:values`` (what Planetary Computer's ``io-lulc-annual-v02`` items carry: ``0 No Data``,
+    ``1 Water``, ..., ``11 Rangeland``). IO's nodata code 0, the bands' ``nodata`` values and entries named
+    "No Data" are left out.
+    """
+    if asset not in item.assets:
+        return None
+    fields = item.assets[asset].extra_fields
+    bands = [b for key in ("raster:bands", "bands") for b in fields.get(key) or [] if isinstance(b, dict)]
+    table: dict[int, str] = {}
+    nodata = {classes.IO_NODATA}
+    declared = False
+    for entry_set in [fields, *bands]:
+        band_nodata = _code(entry_set.get("nodata"))
+        if band_nodata is not None:
+            nodata.add(band_nodata)
+        entries = entry_set.get("classification:classes")
+        if not isinstance(entries, list):
+            continue
+        declared = True
+        for entry in entries:
+            value = _code(entry.get("value")) if isinstance(entry, dict) else None
+            if value is None:
+                continue
+            name = str(entry.get("name") or entry.get("description") or "")
+            if entry.get("nodata") or _NODATA_NAME.match(name):
+                nodata.add(value)
+            else:
+                table.setdefault(value, name)
+    values = fields.get("file:values")
+    if isinstance(values, list):
+        declared = True
+        for entry in values:
+            if not isinstance(entry, dict):
+                continue
+            name = str(entry.get("summary") or "")
+            for code in (_code(v) for v in entry.get("values") or []):
+                if code is None:
+                    continue
+                if _NODATA_NAME.match(name):
+                    nodata.add(code)
+                else:
+                    table.setdefault(code, name)
+    if not declared:
+        return None
+    return {code: name for code, name in sorted(table.items()) if code not in nodata}
+
+
+def check_label_classes(items: Sequence[pystac.Item], asset: str = LABEL_ASSET) -> None:
+    """Refuse label items whose declared class table (:func:`declared_label_codes`) has codes the workflow
+    does not map (the older 10-class ``io-lulc`` collection: 3 Grass, 6 Scrub), before anything is read.
+    Items that declare no table pass; their pixels are checked as they are written (:class:`_CodeCounter`)."""
+    problems = []
+    for item in items:
+        table = declared_label_codes(item, asset)
+        unknown = sorted(set(table or {}) - set(classes.CLASS_CODES))
+        if unknown:
+            problems.append(
+                f"label codes {_describe_codes(unknown, table)} in item {item.id!r} (collection "
+                f"{item.collection_id!r}, declared by its {asset!r} asset)"
+            )
+    if problems:
+        raise LabelCodeError(
+            f"{'; '.join(problems)} are not IO LULC v02 classes ({_io_codes()}; 0 = nodata): the workflow maps "
+            "only these 9 classes and would otherwise turn such pixels into 'ignore' without a word. Use the "
+            "io-lulc-annual-v02 collection (the older 10-class io-lulc has 3 Grass and 6 Scrub where v02 has "
+            "11 Rangeland) or labels with the same codes"
+        )
+
+
+class _CodeCounter:
+    """Pixel counts per label code of each label item's layer on the AOI grid, gathered while the label raster
+    is written (a pass-through step of the dask graph, so nothing is read twice). Counts are kept per block,
+    so a block computed twice is not counted twice."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blocks: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+
+    def observe(self, layer: da.Array, item_id: str) -> da.Array:
+        """``layer`` (IO codes of one item), counting the codes of each block as it is computed."""
+
+        def count(block: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+            location = tuple(block_info[0]["chunk-location"]) if block_info else (len(self._blocks),)
+            counts = np.bincount(np.asarray(block, dtype=np.uint8).ravel(), minlength=256)
+            with self._lock:
+                self._blocks[(item_id, location)] = counts
+            return block
+
+        return da.map_blocks(count, layer, dtype=layer.dtype, name=f"count-label-codes-{uuid.uuid4().hex}")
+
+    def counts(self) -> dict[str, np.ndarray]:
+        """Item id -> pixel count per code (256 entries), over the blocks computed so far."""
+        totals: dict[str, np.ndarray] = {}
+        with self._lock:
+            for (item_id, _), counts in self._blocks.items():
+                totals[item_id] = totals.get(item_id, np.zeros(256, np.int64)) + counts
+        return totals
+
+    def check(self, resolution: float) -> None:
+        """Raise :class:`LabelCodeError` naming every item with codes outside the IO LULC v02 classes."""
+        known = {classes.IO_NODATA, *classes.CLASS_CODES}
+        problems = []
+        for item_id, counts in sorted(self.counts().items()):
+            unknown = [code for code in np.flatnonzero(counts).tolist() if code not in known]
+            if unknown:
+                pixels = ", ".join(f"{int(counts[code])} pixels of code {code}" for code in unknown)
+                problems.append(
+                    f"label codes {_describe_codes(unknown)} in item {item_id!r} ({pixels} in the AOI window at "
+                    f"{resolution:g} m)"
+                )
+        if problems:
+            raise LabelCodeError(
+                f"{'; '.join(problems)} are not IO LULC v02 classes ({_io_codes()}; 0 = nodata): the workflow "
+                "maps only these 9 classes and would otherwise turn such pixels into 'ignore' without a word. Use the "
+                "io-lulc-annual-v02 collection (the older 10-class io-lulc has 3 Grass and 6 Scrub) or labels "
+                "with the same codes"
+            )
+
+
 def label_stack(
     items: Sequence[pystac.Item],
     grid: Grid,
     block_size: int,
-    asset: str = "data",
+    asset: str = LABEL_ASSET,
     env: stackstac.rio_env.LayeredEnv | None = None,
+    code_counter: _CodeCounter | None = None,
 ) -> da.Array:
     """Lazy (H, W) uint8 class indices: label tiles reprojected onto ``grid`` with mode resampling,
-    mosaicked (first tile wins), and remapped from IO codes to contiguous indices (255 = ignore)."""
+    mosaicked (first tile wins), and remapped from IO codes to contiguous indices (255 = ignore).
+
+    With ``code_counter``, the IO codes of every item's layer are counted as the array is computed, so that
+    codes outside the mapped classes (which the remap turns into 255) can be refused afterwards."""
     if not items:
         raise ValueError("no label items to download")
     stack = stackstac.stack(
-        [_label_item(i) for i in items],
+        [_plain(_label_item(i)) for i in items],
         assets=[asset],
         epsg=grid.epsg,
         resolution=grid.resolution,
@@ -607,6 +924,7 @@ def label_stack(
         chunksize=block_size,
         properties=False,
         gdal_env=env,
+        errors_as_nodata=(),  # stackstac's default turns an HTTP 404 into nodata: a missing asset is an error
     )
     if stack.shape[0] == 0 or stack.shape[1] == 0:
         raise ValueError(
@@ -614,8 +932,12 @@ def label_stack(
             f"{grid.bounds}) according to its footprint metadata"
         )
     codes = stack.data[:, 0]
-    mosaic = codes[0]
-    for layer in codes[1:]:
+    layers = [codes[t] for t in range(codes.shape[0])]
+    if code_counter is not None:
+        ids = [str(i) for i in np.atleast_1d(stack["id"].values)]
+        layers = [code_counter.observe(layer, item_id) for layer, item_id in zip(layers, ids, strict=True)]
+    mosaic = layers[0]
+    for layer in layers[1:]:
         mosaic = da.where(mosaic == classes.IO_NODATA, layer, mosaic)
     return mosaic.map_blocks(classes.remap_codes, dtype=np.uint8)
 
@@ -632,8 +954,12 @@ def write_aoi_stack(
     """Build ``image.tif``, ``mask.tif``, ``label.tif``, ``frames.json`` and ``dates.csv`` for one AOI.
 
     ``cfg`` is the ``download`` config section. Returns the frames record written to ``frames.json``.
-    Everything that can fail without downloading (config, credentials, an offline host) is checked first;
-    if anything fails once writing has begun, every output is removed again.
+    Everything that can fail without downloading (config, asset keys, missing local files, the label items'
+    declared classes, credentials, an offline host) is checked first; if anything fails once writing has
+    begun, every output is removed again.
+
+    Only the items' assets are used: their links (``root``, ``self``, ``parent``, ...) are dropped, so the
+    stage needs the cached search results and the asset hosts, never the STAC API.
     """
     out_dir = Path(out_dir)
     cfg = section("download", cfg)
@@ -647,7 +973,19 @@ def write_aoi_stack(
         raise ValueError(f"AOI {aoi.name}: the imagery ItemCollection is empty")
     if not len(labels):
         raise ValueError(f"AOI {aoi.name}: the labels ItemCollection is empty")
-    # before any download: credentials, then whether the asset hosts can be reached at all
+    imagery = pystac.ItemCollection([_offline_item(i) for i in imagery], clone_items=False)
+    labels = pystac.ItemCollection([_offline_item(i) for i in labels], clone_items=False)
+    # before any download: asset keys and local files, the labels' class tables, credentials, then whether
+    # the asset hosts can be reached at all
+    for item in labels:
+        if LABEL_ASSET not in item.assets:
+            raise ValueError(
+                f"AOI {aoi.name}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: "
+                f"{sorted(item.assets)}"
+            )
+    _check_local_assets(imagery, None, f"AOI {aoi.name}: imagery")
+    _check_local_assets(labels, [LABEL_ASSET], f"AOI {aoi.name}: labels")
+    check_label_classes(list(labels))
     check_signing(imagery_signing, "stac.imagery.signing")
     check_signing(labels_signing, "stac.labels.signing")
     for kind, items in (("imagery", imagery), ("labels", labels)):
@@ -689,16 +1027,38 @@ def _write_aoi_stack(
     with _asset_errors(f"AOI {aoi.name}: imagery"):
         hls_items = with_projection([sign_item(i, imagery_signing) for i in imagery], imagery_env)
     with _asset_errors(f"AOI {aoi.name}: labels"):
-        label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, "data")
+        label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
+    assets = _AssetIndex([*hls_items, *label_items])
     acquisitions = group_acquisitions(hls_items)
 
     with dask.config.set(scheduler="threads"):
+        # labels first (one band, and refused outright when they hold codes the workflow does not map)
+        counter = _CodeCounter()
+        label = label_stack(label_items, grid, block_size, env=labels_env, code_counter=counter)[None]
+        with _asset_errors(f"AOI {aoi.name}: labels", assets):
+            _write_cog(
+                label,
+                out_dir / "label.tif",
+                grid,
+                classes.IGNORE_INDEX,
+                ["class_index"],
+                block_size,
+                colormap=classes.index_colormap(),
+                tags={
+                    **classes.class_tags(),
+                    "SOURCE_ITEMS": ",".join(i.id for i in labels),
+                    "RESAMPLING": "mode",
+                },
+                overview_resampling="mode",
+            )
+        counter.check(grid.resolution)
+
         stacks = {a.key: _stack_acquisition(a, grid, block_size, imagery_env) for a in acquisitions}
         # several dates per dask computation: the Fmask windows of remote dates are read concurrently
         with tqdm(total=len(acquisitions), desc=f"{aoi.name}: clear fraction per date", unit="date") as bar:
             for first in range(0, len(acquisitions), CLEAR_FRACTION_BATCH):
                 batch = acquisitions[first : first + CLEAR_FRACTION_BATCH]
-                with _asset_errors(f"AOI {aoi.name}: Fmask of {batch[0].date}..{batch[-1].date}"):
+                with _asset_errors(f"AOI {aoi.name}: Fmask of {batch[0].date}..{batch[-1].date}", assets):
                     shares = dask.compute(*[_clear_share(stacks[a.key], mask_flags) for a in batch])
                 for acq, share in zip(batch, shares, strict=True):
                     acq.clear_fraction = float(share)
@@ -720,7 +1080,7 @@ def _write_aoi_stack(
         order_tag = {
             "BAND_ORDER": "time-major: band t*6+b = frame t, Prithvi band b (" + ",".join(hls.PRITHVI_BANDS) + ")"
         }
-        with _asset_errors(f"AOI {aoi.name}: imagery"):
+        with _asset_errors(f"AOI {aoi.name}: imagery", assets):
             _write_cog(
                 image,
                 out_dir / "image.tif",
@@ -739,23 +1099,6 @@ def _write_aoi_stack(
                 [f"t{t}_fmask_{'+'.join(mask_flags)}" for t in range(len(chosen))],
                 block_size,
                 tags={**frame_tags, "VALUES": "0 clear, 1 masked by Fmask flags, 255 no data"},
-            )
-        label = label_stack(label_items, grid, block_size, env=labels_env)[None]
-        with _asset_errors(f"AOI {aoi.name}: labels"):
-            _write_cog(
-                label,
-                out_dir / "label.tif",
-                grid,
-                classes.IGNORE_INDEX,
-                ["class_index"],
-                block_size,
-                colormap=classes.index_colormap(),
-                tags={
-                    **classes.class_tags(),
-                    "SOURCE_ITEMS": ",".join(i.id for i in labels),
-                    "RESAMPLING": "mode",
-                },
-                overview_resampling="mode",
             )
     record = {
         "aoi": aoi.name,

@@ -8,6 +8,9 @@ Prithvi bands in :data:`PRITHVI_BANDS` order, so band ``b`` of frame ``t`` sits 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +29,14 @@ FMASK_ASSET = "Fmask"
 #: HLS reflectance: int16, reflectance x 10000, this nodata value.
 REFLECTANCE_NODATA = -9999
 REFLECTANCE_SCALE = 10000
+#: Scale / offset metadata (GDAL's per-band scale and offset, netCDF-style ``scale_factor`` / ``add_offset``
+#: tags) that mean "the stored integer is reflectance x 10000": no scale (1) or HLS's own 0.0001, offset 0.
+REFLECTANCE_SCALES: tuple[float, ...] = (1.0, 1.0 / REFLECTANCE_SCALE)
+#: What an image stack must be, for error messages.
+REFLECTANCE_EXPECTED = (
+    f"HLS v2.0 surface reflectance: int16, reflectance x {REFLECTANCE_SCALE} (no scale/offset, or scale "
+    f"{1 / REFLECTANCE_SCALE:g} and offset 0), nodata {REFLECTANCE_NODATA}"
+)
 #: Fmask is uint8 with this nodata value.
 FMASK_NODATA = 255
 
@@ -51,6 +62,50 @@ COLLECTION_SENSOR: dict[str, str] = {
     "HLSS30.v2.0": "S30",
     "HLSL30.v2.0": "L30",
 }
+
+
+class ReflectanceError(ValueError):
+    """An image stack that is not HLS int16 reflectance x 10000 (a float 0-1 or uint16 product, say)."""
+
+
+def check_reflectance(path: str | os.PathLike[str], src: Any) -> None:
+    """Refuse an image stack that is not int16 reflectance x 10000, before any work reads its pixels.
+
+    ``src``: the open rasterio dataset of ``path``. Reads its bands' dtypes, GDAL scales and offsets, and the
+    ``scale_factor`` / ``add_offset`` tags (dataset and bands) that netCDF and HDF products carry. Nothing
+    is converted: a cast of float reflectance 0-1 to int16 makes every pixel 0, one of uint16 above 32767
+    wraps, and either would give a plausible-looking, wrong map.
+    """
+    dtypes: Sequence[str] = src.dtypes
+    scales: Iterable[float | None] = src.scales
+    offsets: Iterable[float | None] = src.offsets
+    tags: list[Mapping[str, str]] = [src.tags(), *(src.tags(band) for band in src.indexes)]
+    problems = []
+    kinds = sorted(set(dtypes))
+    if kinds != ["int16"]:
+        problems.append(f"its bands are {', '.join(kinds) or 'missing'}")
+    found_scales = {float(v) for v in scales if v is not None}
+    found_offsets = {float(v) for v in offsets if v is not None}
+    for mapping in tags:
+        for key, value in mapping.items():
+            target = {"scale_factor": found_scales, "add_offset": found_offsets}.get(key.lower())
+            if target is not None:
+                try:
+                    target.add(float(value))
+                except ValueError:
+                    problems.append(f"its {key} tag is {value!r}")
+    bad_scales = sorted(v for v in found_scales if not any(math.isclose(v, ok) for ok in REFLECTANCE_SCALES))
+    if bad_scales:
+        problems.append(f"its scale is {', '.join(f'{v:g}' for v in bad_scales)}")
+    bad_offsets = sorted(v for v in found_offsets if v != 0)
+    if bad_offsets:
+        problems.append(f"its offset is {', '.join(f'{v:g}' for v in bad_offsets)}")
+    if problems:
+        raise ReflectanceError(
+            f"{path}: {'; '.join(problems)}, but the workflow expects {REFLECTANCE_EXPECTED}. Convert it first "
+            f"(float reflectance 0-1: round(x * {REFLECTANCE_SCALE}) as int16, nodata {REFLECTANCE_NODATA}), or "
+            f"rerun the download stage, which writes this format"
+        )
 
 
 def sensor_of(collection: str | None, item_id: str = "") -> str:

@@ -3,16 +3,26 @@
 Rule scripts call :func:`setup_script_logging` first. Run outside Snakemake (for debugging), they log to
 stderr instead, so ``python -c "from lulc import download; download.run(...)"`` works the same way. Under
 Snakemake it then checks that the rule's input files are complete (:func:`lulc.integrity.check_inputs`), so a
-damaged upstream output stops the job with a message that names the file and how to regenerate it.
+damaged upstream output stops the job with a message that names the file and how to regenerate it. A mistake in
+the input (:func:`is_user_error`) prints one line on the console and leaves its traceback in the rule's log; a
+bug prints its traceback in both places.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` reports a mistake in the input (a config value, a file, a STAC item): the ValueError
+    and OSError families and the workflow's own error types. Anything else is a bug and keeps its traceback
+    on the console."""
+    return isinstance(error, ValueError | OSError) or type(error).__module__.startswith("lulc.")
 
 
 def setup_script_logging(snakemake: Any | None = None, level: int = logging.INFO) -> logging.Logger:
@@ -31,8 +41,16 @@ def setup_script_logging(snakemake: Any | None = None, level: int = logging.INFO
     for noisy in ("rasterio", "urllib3", "fiona", "pyogrio", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    log_file = log_files[0] if log_files else None
+
     def log_uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-        logging.getLogger("lulc").error("uncaught exception", exc_info=(kind, value, tb))
+        if log_file is None or not is_user_error(value):
+            logging.getLogger("lulc").error("uncaught exception", exc_info=(kind, value, tb))
+            return
+        # A mistake in the input: the one-line message on the console, the traceback in the rule's log only.
+        with open(log_file, "a") as handle:
+            handle.write("".join(traceback.format_exception(kind, value, tb)))
+        print(f"ERROR: {value}\n(the traceback is in {log_file})", file=sys.stderr)
 
     sys.excepthook = log_uncaught
     rule = getattr(snakemake, "rule", "script")

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 
 from lulc import classes
 from lulc.io import atomic_path
+from lulc.tiling import check_same_grid
 
 
 def _colour_lut() -> np.ndarray:
@@ -37,17 +38,32 @@ def _colour_lut() -> np.ndarray:
     return lut
 
 
+def _axes_units(crs: Any) -> tuple[float, str, str]:
+    """Factor from CRS units to the figure's axis units and the axis labels: km in a projected CRS (its linear
+    unit converted), degrees in a geographic one, the raster's own units without a CRS."""
+    if crs is None:
+        return 1.0, "x", "y"
+    if crs.is_geographic:
+        return 1.0, "longitude (degrees)", "latitude (degrees)"
+    try:
+        _, metres = crs.linear_units_factor
+    except Exception:
+        return 1.0, "x", "y"
+    return metres / 1000, "easting (km)", "northing (km)"
+
+
 def _read_small(
     path: str | os.PathLike[str], max_size: int
 ) -> tuple[np.ndarray, tuple[float, float, float, float], int]:
-    """Band 1 decimated to at most ``max_size`` pixels a side (from the COG's overviews), the extent in km
-    (left, right, bottom, top) and the decimation factor."""
+    """Band 1 decimated to at most ``max_size`` pixels a side (from the COG's overviews), the extent in the
+    axis units of :func:`_axes_units` (left, right, bottom, top) and the decimation factor."""
     with rasterio.open(path) as src:
         factor = max(1, math.ceil(max(src.height, src.width) / max_size))
         shape = (math.ceil(src.height / factor), math.ceil(src.width / factor))
         data = src.read(1, out_shape=shape, resampling=Resampling.nearest)
         b = src.bounds
-    return data, (b.left / 1000, b.right / 1000, b.bottom / 1000, b.top / 1000), factor
+        unit, _, _ = _axes_units(src.crs)
+    return data, (b.left * unit, b.right * unit, b.bottom * unit, b.top * unit), factor
 
 
 def _legend_handles(shares: Mapping[str, float] | None = None) -> list[Patch]:
@@ -73,12 +89,18 @@ def _class_shares(path: str | os.PathLike[str]) -> tuple[dict[str, float], float
     return shares, (total - mapped) / total if total else 0.0
 
 
-def _map_axes(ax: plt.Axes, data: np.ndarray, extent: tuple[float, float, float, float], title: str) -> None:
+def _map_axes(
+    ax: plt.Axes,
+    data: np.ndarray,
+    extent: tuple[float, float, float, float],
+    title: str,
+    labels: tuple[str, str] = ("easting (km)", "northing (km)"),
+) -> None:
     ax.set_facecolor("0.85")  # nodata (transparent) shows as light grey
     ax.imshow(_colour_lut()[data], extent=extent, interpolation="nearest")
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("easting (km)")
-    ax.set_ylabel("northing (km)")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.ticklabel_format(useOffset=False, style="plain")
 
 
@@ -96,8 +118,9 @@ def write_preview(
     shares, nodata_share = _class_shares(landcover)
     with rasterio.open(landcover) as src:
         crs = src.crs.to_string() if src.crs else "no CRS"
+        _, *labels = _axes_units(src.crs)
     fig, ax = plt.subplots(figsize=(9.5, 7))
-    _map_axes(ax, data, extent, title or Path(landcover).parent.name)
+    _map_axes(ax, data, extent, title or Path(landcover).parent.name, (labels[0], labels[1]))
     handles = _legend_handles(shares)
     handles.append(
         Patch(
@@ -153,8 +176,7 @@ def agreement(
     """Confusion matrix (rows: label, columns: map) over labelled, mapped pixels at full resolution: inside
     ``windows`` only, or the whole scene (read in strips of ``rows_per_read`` rows)."""
     with rasterio.open(landcover) as pred_src, rasterio.open(label) as label_src:
-        if (pred_src.shape, pred_src.transform, pred_src.crs) != (label_src.shape, label_src.transform, label_src.crs):
-            raise ValueError(f"{landcover} and {label} are not on the same grid")
+        check_same_grid(landcover, pred_src, label, label_src)  # the tolerance of the predict stage's check
         if windows is None:
             windows = [
                 Window(0, row, pred_src.width, min(rows_per_read, pred_src.height - row))
@@ -200,15 +222,16 @@ def write_comparison(
     rectangles = []
     with rasterio.open(landcover) as src:
         transform = src.transform
+        unit, *labels = _axes_units(src.crs)
     for w in windows or []:
         r0, c0 = int(w.row_off) // factor, int(w.col_off) // factor
         in_test[r0 : math.ceil((w.row_off + w.height) / factor), c0 : math.ceil((w.col_off + w.width) / factor)] = True
         left, top = transform * (w.col_off, w.row_off)
         rectangles.append(
             Rectangle(
-                (left / 1000, top / 1000 - w.height * abs(transform.e) / 1000),
-                w.width * transform.a / 1000,
-                w.height * abs(transform.e) / 1000,
+                (left * unit, (top - w.height * abs(transform.e)) * unit),
+                w.width * transform.a * unit,
+                w.height * abs(transform.e) * unit,
             )
         )
     labelled = (truth < classes.NUM_CLASSES) & (pred < classes.NUM_CLASSES)
@@ -219,11 +242,11 @@ def write_comparison(
         colours[~in_test, 3] *= 0.3
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.8), sharex=True, sharey=True)
-    _map_axes(axes[0], pred, extent, "prediction")
-    _map_axes(axes[1], truth, extent, "label (IO LULC, ignore = grey)")
+    _map_axes(axes[0], pred, extent, "prediction", (labels[0], labels[1]))
+    _map_axes(axes[1], truth, extent, "label (IO LULC, ignore = grey)", (labels[0], labels[1]))
     axes[2].set_facecolor("0.85")
     axes[2].imshow(colours, extent=extent, interpolation="nearest")
-    axes[2].set_xlabel("easting (km)")
+    axes[2].set_xlabel(labels[0])
     axes[2].set_title(
         "agreement (green) / disagreement (red)" + ("; test chips outlined" if windows else ""), fontsize=10
     )

@@ -1,16 +1,15 @@
 """Predict stage: a trained model over a whole AOI -> a land-cover map (COG), a PNG preview and a comparison.
 
-**Sliding window.** Tiles of ``tile x tile`` pixels start every ``stride`` pixels along both axes; the last
-tile of a row or column is aligned to the scene edge (:func:`lulc.tiling.tile_origins`). The scene is mirrored by a margin
-of half the overlap on every side (:class:`lulc.tiling.TileGrid`), so that its outermost pixels are not at a tile edge,
-and a scene smaller than a tile is padded further by mirroring (padding is never written). Each tile's logits
-are weighted by a
-separable 2-D window (:func:`lulc.tiling.blend_window`): 1 in the interior, a raised-cosine ramp over the ``tile -
-stride`` overlap at each side (two neighbouring ramps add up to 1), never below :data:`BLEND_FLOOR`, so
-pixels that only one tile covers (scene edges) still count. The map is the argmax of the weighted sum of
-logits; the normaliser (the sum of weights, a positive factor per pixel) does not change the argmax and is
-only applied for the confidence. Tile-edge artefacts of the network (zero padding, missing context) get
-near-zero weight wherever another tile covers the pixel, so there are no seams at tile edges.
+**Sliding window.** Tiles of ``tile x tile`` pixels start every ``stride`` pixels along both axes; the last tile
+of a row or column is aligned to the scene edge (:func:`lulc.tiling.tile_origins`). The scene is mirrored by a
+margin of half the overlap on every side (:class:`lulc.tiling.TileGrid`), so that its outermost pixels are not at
+a tile edge, and a scene smaller than a tile is padded further by mirroring (padding is never written). Each
+tile's logits are weighted by a separable 2-D window (:func:`lulc.tiling.blend_window`): 1 in the interior, a
+raised-cosine ramp over the ``tile - stride`` overlap at each side (two neighbouring ramps add up to 1), never
+below :data:`BLEND_FLOOR`, so pixels that only one tile covers (scene edges) still count. The map is the argmax of
+the weighted sum of logits; the normaliser (the sum of weights, a positive factor per pixel) does not change the
+argmax and is only applied for the confidence. Tile-edge artefacts of the network (zero padding, missing context)
+get near-zero weight wherever another tile covers the pixel, so there are no seams at tile edges.
 
 **Bounded memory.** The scene is read in row strips of one tile height (a background thread reads the next
 strip while the model runs), tiles are batched in raster order (a batch may span two strips), and the
@@ -24,6 +23,12 @@ whole. The tiled GeoTIFF is then copied to a COG by GDAL's COG driver (overviews
 stage sets every band of a cloud-masked frame to nodata). A pixel with fewer than ``min_valid_frames``
 valid frames (default 1: no valid frame at all) is nodata (255) in the map and the confidence raster. The
 model still sees the other pixels' missing frames as zeros after normalisation, as in training.
+
+**Inputs are checked before any work** (:func:`check_image`, :func:`check_inputs`): the image must have a CRS,
+be HLS v2.0 int16 reflectance x 10000 (float reflectance or uint16 is refused, never cast:
+:func:`lulc.hls.check_reflectance`) and have ``T x 6`` bands; ``predict_run`` also checks that the label lies on
+the image's grid (equal CRS and shape, transforms within :data:`lulc.tiling.GRID_TOLERANCE` of a pixel) before it
+loads the model. The record's ``area_km2`` is the true area in any CRS (:func:`lulc.tiling.area_km2`).
 
 The geometry lives in :mod:`lulc.tiling`, the preview and comparison figures in :mod:`lulc.map_figures`;
 this module runs the model and streams the map to disk.
@@ -68,7 +73,8 @@ from lulc.config import PREDICT_RUNTIME_KEYS, section
 from lulc.io import atomic_path, copy_to_cog
 from lulc.map_figures import test_windows, write_comparison, write_preview
 from lulc.models import auto_precision, channels_last_convolutions, enforce_fp32_matmul_precision
-from lulc.tiling import BLEND_FLOOR, TileGrid, axis_weight_sum, blend_window
+from lulc.tiling import BLEND_FLOOR, TileGrid, axis_weight_sum, blend_window, check_same_grid, require_crs
+from lulc.tiling import area_km2 as scene_area_km2
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +199,31 @@ def _strips(src: rasterio.io.DatasetReader, grid: TileGrid, frames: int) -> Iter
             yield current.result()
 
 
+def check_image(path: str | os.PathLike[str], src: rasterio.io.DatasetReader) -> int:
+    """Refuse an image the map cannot be made of, before any work; return its number of frames.
+
+    It must have a CRS (:func:`lulc.tiling.require_crs`), be HLS int16 reflectance x 10000
+    (:func:`lulc.hls.check_reflectance`) and have ``T x 6`` bands.
+    """
+    require_crs(path, src)
+    hls.check_reflectance(path, src)
+    if not src.count or src.count % len(hls.PRITHVI_BANDS):
+        raise ValueError(
+            f"{path}: {src.count} bands is not T x {len(hls.PRITHVI_BANDS)} (time-major HLS stack); "
+            f"rerun the download stage, which writes this layout"
+        )
+    return src.count // len(hls.PRITHVI_BANDS)
+
+
+def check_inputs(image: str | os.PathLike[str], label: str | os.PathLike[str]) -> int:
+    """:func:`check_image` of the image, and the label on its grid (:func:`lulc.tiling.check_same_grid`);
+    return the image's number of frames."""
+    with rasterio.open(image) as src, rasterio.open(label) as label_src:
+        frames = check_image(image, src)
+        check_same_grid(image, src, label, label_src)
+    return frames
+
+
 # ------------------------------------------------------------------------------------------- output
 
 
@@ -265,7 +296,8 @@ def predict_scene(
 
     ``model`` maps raw int16 ``(B, T, 6, tile, tile)`` to logits ``(B, C, tile, tile)`` (a
     :class:`lulc.models.LULCModel`); it is prepared in place (:func:`prepare_model`). ``stride`` defaults
-    to ``tile - tile // 4``.
+    to ``tile - tile // 4``. The image is checked first (:func:`check_image`): a bad one raises a
+    ``ValueError`` before the model is prepared or anything is written.
     ``confidence_path``: also write the confidence COG there. ``blend=False`` averages overlapping tiles
     with uniform weights (for comparison only). ``precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16``
     (:func:`inference_precision`). ``threads``: GDAL's threads for the COG conversion (torch's own thread
@@ -281,19 +313,15 @@ def predict_scene(
     torch_device = resolve_device(device)
     precision = inference_precision(precision, torch_device)
     threads = int(threads or torch.get_num_threads())
-    net = prepare_model(model, torch_device)
-    matmul_precision = enforce_fp32_matmul_precision()  # whatever an import of TerraTorch set before
-    window_1d = blend_window(tile, stride, blend=blend)
-    window_2d = torch.from_numpy(np.outer(window_1d, window_1d)).to(torch_device)
 
     with rasterio.open(image_path) as src:
-        if src.count % len(hls.PRITHVI_BANDS):
-            raise ValueError(
-                f"{image_path}: {src.count} bands is not T x {len(hls.PRITHVI_BANDS)} (time-major HLS stack)"
-            )
-        frames = src.count // len(hls.PRITHVI_BANDS)
+        frames = check_image(image_path, src)  # before any work: the model is not touched, nothing written
         if not 1 <= min_valid_frames <= frames:
             raise ValueError(f"config key predict.min_valid_frames: expected 1..{frames}, got {min_valid_frames}")
+        net = prepare_model(model, torch_device)
+        matmul_precision = enforce_fp32_matmul_precision()  # whatever an import of TerraTorch set before
+        window_1d = blend_window(tile, stride, blend=blend)
+        window_2d = torch.from_numpy(np.outer(window_1d, window_1d)).to(torch_device)
         height, width = src.height, src.width
         grid = TileGrid.of(height, width, tile, stride)
         m = grid.margin
@@ -315,7 +343,7 @@ def predict_scene(
             "zlevel": 1,
             "BIGTIFF": "IF_SAFER",
         }
-        area_km2 = height * width * abs(src.transform.a * src.transform.e) / 1e6
+        area_km2 = scene_area_km2(src.crs, src.transform, height, width, image_path)
         n_tiles = grid.tiles
         record: dict[str, Any] = {
             "image": str(image_path),
@@ -528,7 +556,8 @@ def predict_run(
 
     ``tile`` defaults to the chip size the model was trained on, ``stride`` to ``tile - tile // 4``. The
     test chips of ``aoi`` (from ``splits`` and ``manifest``) are outlined in the comparison. On failure every
-    output is removed. Returns :func:`predict_scene`'s record plus the agreement figures.
+    output is removed. The image and the label are checked (:func:`check_inputs`) before the model is loaded.
+    Returns :func:`predict_scene`'s record plus the agreement figures.
     """
     from lulc.models import load_trained_model, sha256_file
 
@@ -539,13 +568,12 @@ def predict_run(
     try:
         if confidence is not None and not cfg["confidence"]:
             raise ValueError("a confidence output was requested but config key predict.confidence is false")
+        frames = check_inputs(image, label)  # before the model is loaded or run: bad inputs cost nothing
         model, checkpoint_record = load_trained_model(checkpoint)
         info = checkpoint_record["info"]
-        with rasterio.open(image) as src:
-            frames = src.count // len(hls.PRITHVI_BANDS)
-        if frames != info["frames"] or src.count % len(hls.PRITHVI_BANDS):
+        if frames != info["frames"]:
             raise ValueError(
-                f"{image} has {src.count} bands ({src.count / len(hls.PRITHVI_BANDS):g} frames of 6) "
+                f"{image} has {frames * len(hls.PRITHVI_BANDS)} bands ({frames} frames of 6) "
                 f"but {checkpoint} was trained on {info['frames']} frames (download.frames)"
             )
         tile = cfg["tile"] or int(info["chip_size"])

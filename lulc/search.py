@@ -19,6 +19,12 @@ and writes the result with :func:`save_item_collection`. Both backends go throug
 - order: by datetime (or start_datetime), then id, so outputs are deterministic;
 - ``max_items``: more matching items than that is an error, never a silently truncated result.
 
+Output: :func:`save_item_collection` writes a GeoJSON FeatureCollection. Local hrefs inside the results tree
+(``relative_to``: the demo catalog lives in ``results/demo``) are stored relative to the file, so a copied
+or moved results tree reads its own files, never the original tree's; remote hrefs and local paths outside
+the tree stay absolute. :func:`load_item_collection` reads it back with those hrefs resolved. The stored
+items keep their links, but the download stage never follows them (it needs no STAC API).
+
 Assets are *not* signed here: Planetary Computer SAS tokens expire, so :func:`lulc.access.sign_item` is called
 at download time. NASA Earthdata credentials (``signing: earthdata``) are never put into URLs: they are
 looked up with :func:`lulc.access.earthdata_credentials` and handed to GDAL by the download stage; they are
@@ -33,6 +39,7 @@ message (static catalogs and the demo never run this check). Searches page throu
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -58,6 +65,7 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "SearchError",
     "item_interval",
+    "load_item_collection",
     "matches",
     "save_item_collection",
     "search_items",
@@ -85,9 +93,6 @@ HTTP_TIMEOUT_S: tuple[float, float] = (10.0, 120.0)
 class SearchError(ValueError):
     """A search that cannot give a usable result: nothing found, or too many items (an unreachable source is a
     :class:`lulc.access.SourceUnreachableError`)."""
-
-
-# --------------------------------------------------------------------------------------------- AOIs
 
 
 # ----------------------------------------------------------------------------------- item filters
@@ -384,29 +389,100 @@ def _search_url(client: Any, url: str) -> str:
     return str(link.href) if link is not None else url
 
 
-# ------------------------------------------------------------------------------ network checks
+# ------------------------------------------------------------------------------------------- output
 
 
-# -------------------------------------------------------------------------------- credentials
+def save_item_collection(
+    items: pystac.ItemCollection, path: Path, relative_to: str | os.PathLike[str] | None = None
+) -> None:
+    """Write ``items`` as a GeoJSON FeatureCollection, atomically (:func:`lulc.io.atomic_path`).
 
-
-# ----------------------------------------------------------------------------- season windows
-
-
-def save_item_collection(items: pystac.ItemCollection, path: Path) -> None:
-    """Write ``items`` as a GeoJSON FeatureCollection with absolute hrefs, atomically (:func:`lulc.io.atomic_path`).
+    Every href is made absolute first (:func:`_with_absolute_hrefs`). With ``relative_to`` (the workflow
+    passes its ``results`` folder), local asset and link hrefs that lie inside that folder are then
+    written relative to the folder of ``path``, and such an item's ``self`` link (a local path in the
+    same tree) is left out: a copied or moved results tree then reads its own files (the demo catalog
+    lives in ``results/demo``), never the original tree's. Remote hrefs (http(s), s3, ...) and local
+    paths outside ``relative_to`` stay absolute. Read the file back with :func:`load_item_collection`,
+    which resolves relative hrefs against the file.
 
     A crash never leaves a half-written file that Snakemake would take for a finished output.
     """
+    path = Path(path)
+    tree = Path(relative_to).resolve() if relative_to is not None else None
+    folder = path.parent.resolve()
     features = []
     for item in items:
-        features.append(_with_absolute_hrefs(item).to_dict(include_self_link=True, transform_hrefs=False))
+        document = _with_absolute_hrefs(item).to_dict(include_self_link=True, transform_hrefs=False)
+        if tree is not None:
+            _relative_local_hrefs(document, tree, folder)
+        features.append(document)
     document = {"type": "FeatureCollection", "features": features}
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1)
         handle.write("\n")
 
 
-# ------------------------------------------------------------------------------------ item helpers
+def _relative_local_hrefs(feature: dict[str, Any], tree: Path, folder: Path) -> None:
+    """Rewrite, in place, the local hrefs of an item document that lie inside ``tree`` relative to
+    ``folder``; drop its ``self`` link when that is such a path (a relative self link means nothing)."""
 
+    def relative(href: str) -> str | None:
+        if not _is_local_path(href) or not os.path.isabs(href):
+            return None
+        target = Path(href).resolve()
+        if not target.is_relative_to(tree):
+            return None
+        return Path(os.path.relpath(target, folder)).as_posix()
+
+    for asset in (feature.get("assets") or {}).values():
+        rewritten = relative(str(asset.get("href", "")))
+        if rewritten is not None:
+            asset["href"] = rewritten
+    links = []
+    for link in feature.get("links") or []:
+        rewritten = relative(str(link.get("href", "")))
+        if rewritten is not None:
+            if link.get("rel") == "self":
+                continue
+            link = {**link, "href": rewritten}
+        links.append(link)
+    feature["links"] = links
+
+
+def load_item_collection(path: str | os.PathLike[str]) -> pystac.ItemCollection:
+    """Read an ItemCollection written by :func:`save_item_collection`, with every relative local href
+    (asset or link) resolved against the file's folder, or against the item's own absolute ``self`` link
+    where it has one (STAC's rule). Nothing is fetched: the items' links are never followed.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        document = json.load(handle)
+    if not isinstance(document, dict) or not isinstance(document.get("features"), list):
+        raise ValueError(f"{path}: not a GeoJSON FeatureCollection of STAC items (no 'features' list)")
+    folder = path.parent.resolve()
+    features = []
+    for feature in document["features"]:
+        feature = copy.deepcopy(feature)
+        self_href = next(
+            (
+                str(link.get("href"))
+                for link in feature.get("links") or []
+                if link.get("rel") == "self" and _is_absolute(str(link.get("href", "")))
+            ),
+            None,
+        )
+        for entry in [*(feature.get("assets") or {}).values(), *(feature.get("links") or [])]:
+            href = str(entry.get("href", ""))
+            if href and not _is_absolute(href):
+                if self_href is not None:
+                    entry["href"] = pystac.utils.make_absolute_href(href, self_href)
+                else:
+                    entry["href"] = os.path.normpath(folder / href)
+        features.append(feature)
+    return pystac.ItemCollection.from_dict({**document, "features": features}, preserve_dict=False)
+
+
+def _is_local_path(href: str) -> bool:
+    """A plain file path (no URL scheme, not a GDAL virtual file system path such as ``/vsis3/...``)."""
+    return "://" not in href and not href.startswith("/vsi")
 

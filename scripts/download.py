@@ -2,17 +2,16 @@
 
 from pathlib import Path
 
-import pystac
-
 from lulc.aoi import AOI
 from lulc.download import write_aoi_stack
 from lulc.logs import setup_script_logging
+from lulc.search import load_item_collection
 
 setup_script_logging(snakemake)
 write_aoi_stack(
     AOI.from_config(snakemake.wildcards.aoi, snakemake.params.aoi),
-    pystac.ItemCollection.from_file(snakemake.input.imagery),
-    pystac.ItemCollection.from_file(snakemake.input.labels),
+    load_item_collection(snakemake.input.imagery),
+    load_item_collection(snakemake.input.labels),
     snakemake.params.download,
     Path(snakemake.output.image).parent,
     imagery_signing=snakemake.params.imagery_signing,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from affine import Affine
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from lulc import classes, hls
+from lulc import classes, hls, tiling
 from lulc.chips import PIXEL_COLUMNS, ChipStore, chip_offsets, export_geotiff_chips, make_chips
 from lulc.dataset import ChipStoreDataset, GeoTiffChipDataset
 
@@ -18,17 +21,17 @@ H, W, T, SIZE = 40, 56, 3, 16
 TRANSFORM = from_origin(600_000.0, 4_200_000.0, 30.0, 30.0)
 
 
-def _write(path, array, dtype, nodata, colormap=None):
+def _write(path, array, dtype, nodata, colormap=None, crs="EPSG:32610", transform=TRANSFORM):
     with rasterio.open(
         path,
         "w",
         driver="GTiff",
-        width=W,
-        height=H,
+        width=array.shape[2],
+        height=array.shape[1],
         count=array.shape[0],
         dtype=dtype,
-        crs="EPSG:32610",
-        transform=TRANSFORM,
+        crs=crs,
+        transform=transform,
         nodata=nodata,
     ) as dst:
         dst.write(array.astype(dtype))
@@ -128,6 +131,73 @@ def test_make_chips_rejects_bad_input_without_output(rasters, tmp_path):
         assert not (tmp_path / directory / "images.npy").exists()
 
 
+CHIPS = {"size": SIZE, "stride": SIZE, "min_valid_fraction": 0.8}
+
+
+def _rewrite(path, **changes):
+    """Rewrite a test raster with another CRS / transform / dtype (the pixels unchanged)."""
+    with rasterio.open(path) as src:
+        array, dtype, nodata = src.read(), src.dtypes[0], src.nodata
+    path.unlink()
+    _write(path, array, changes.pop("dtype", dtype), nodata, **changes)
+
+
+@pytest.mark.parametrize("name", ["image", "mask", "label"])
+def test_make_chips_refuses_a_raster_without_crs_before_writing(rasters, tmp_path, name):
+    paths, *_ = rasters
+    _rewrite(paths[name], crs=None)  # not georeferenced, or a damaged header: rasterio reads crs None
+    out = tmp_path / "chips"
+    with pytest.raises(tiling.GridError, match=rf"AOI aoi: {re.escape(str(paths[name]))} has no CRS .*rerun"):
+        make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, out)
+    assert not out.exists()  # nothing written, not even the directory
+
+
+def test_make_chips_accepts_a_floating_point_hair_and_refuses_another_grid(rasters, tmp_path):
+    paths, *_ = rasters
+    reference = make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, tmp_path / "reference")
+    # the label's transform, computed by another tool: pixel size and origin differ by 1e-12 of a pixel
+    hair = Affine(30.0 * (1 + 1e-12), 0.0, TRANSFORM.c + 30e-12 * 100, 0.0, -30.0, TRANSFORM.f)
+    _rewrite(paths["label"], transform=hair)
+    with rasterio.open(paths["label"]) as src:
+        assert src.transform != TRANSFORM and tiling.grid_offset((H, W), TRANSFORM, src.transform) < 1e-9
+    out = tmp_path / "hair"
+    summary = make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, out)
+    assert summary == reference
+    assert (out / "manifest.parquet").exists()
+
+    half_pixel = from_origin(TRANSFORM.c + 15.0, TRANSFORM.f, 30.0, 30.0)
+    refused = {
+        "shifted by half a pixel": (
+            {"transform": half_pixel},
+            r"is shifted or scaled against .*image\.tif: its grid corners are up to 0\.5 pixel",
+        ),
+        "another CRS": ({"crs": "EPSG:32611"}, r"is in EPSG:32611, .*image\.tif in EPSG:32610"),
+    }
+    for problem, (changes, message) in refused.items():
+        _rewrite(paths["label"], **changes)
+        out = tmp_path / problem.replace(" ", "_")
+        with pytest.raises(tiling.GridError, match=rf"AOI aoi: {re.escape(str(paths['label']))} {message}.*resample"):
+            make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, out)
+        assert not out.exists(), problem
+        _rewrite(paths["label"], crs="EPSG:32610", transform=TRANSFORM)
+
+    small = tmp_path / "small_mask.tif"
+    with rasterio.open(paths["mask"]) as src:
+        _write(small, src.read()[:, :32], "uint8", 255)
+    with pytest.raises(tiling.GridError, match=r"small_mask\.tif is 32 x 56 px, .*image\.tif 40 x 56 px"):
+        make_chips("aoi", paths["image"], small, paths["label"], CHIPS, tmp_path / "small")
+    assert not (tmp_path / "small").exists()
+
+
+def test_make_chips_refuses_an_image_that_is_not_int16_reflectance(rasters, tmp_path):
+    paths, *_ = rasters
+    _rewrite(paths["image"], dtype="float32")
+    out = tmp_path / "chips"
+    with pytest.raises(hls.ReflectanceError, match=r"image\.tif: its bands are float32, .*int16, reflectance x 10000"):
+        make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, out)
+    assert not out.exists()
+
+
 def test_geotiff_export_matches_chip_store(rasters, tmp_path):
     paths, *_ = rasters
     out = tmp_path / "chips"
@@ -145,3 +215,15 @@ def test_geotiff_export_matches_chip_store(rasters, tmp_path):
         rec = manifest.iloc[0]
         assert src.transform.c == TRANSFORM.c + 30 * rec["col_off"]
         assert src.colormap(1)[0][:3] == classes.IO_COLOURS[1]
+
+
+def test_all_nodata_labels_are_named_as_such_not_blamed_on_min_valid_fraction(rasters, tmp_path):
+    """Labels that are all nodata (no label for this AOI and year) say so, instead of naming
+    chips.min_valid_fraction; nothing is written."""
+    paths, *_ = rasters
+    empty = np.full((1, H, W), classes.IGNORE_INDEX, np.uint8)
+    _write(paths["label"], empty, "uint8", classes.IGNORE_INDEX)
+    with pytest.raises(ValueError, match="every pixel of .*label.tif is nodata") as error:
+        make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, tmp_path / "out")
+    assert "min_valid_fraction" not in str(error.value)
+    assert not (tmp_path / "out" / "images.npy").exists()

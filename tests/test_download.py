@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
+import re
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +36,7 @@ from lulc.download import (
     utm_epsg,
     write_aoi_stack,
 )
+from lulc.search import load_item_collection, save_item_collection, search_items
 from tests.conftest import make_hls_item, make_label_item
 from tests.local_http import serve_files
 
@@ -504,3 +508,243 @@ def test_unreachable_asset_host_fails_before_any_work(scene, tmp_path):
         SourceUnreachableError, match=r"the stac\.imagery assets, e\.g\. http://127\.0\.0\.1:\d+/.* is not"
     ):
         write_aoi_stack(_aoi(), served, labels, CFG, tmp_path / "out")
+
+
+def _no_outputs(out: Path) -> bool:
+    return not out.exists() or not [p.name for p in out.iterdir() if not p.name.startswith(".")]
+
+
+# ------------------------------------------------------------ no STAC API needed, cached search results
+
+
+def _with_api_links(items, api_url: str) -> pystac.ItemCollection:
+    """Copies of ``items`` with the links a STAC API gives its items (root, self, parent, collection)."""
+    linked = []
+    for item in items:
+        clone = item.clone()
+        clone.clear_links()
+        collection = f"{api_url}/collections/{clone.collection_id}"
+        clone.add_link(pystac.Link("root", f"{api_url}/", media_type="application/json"))
+        clone.add_link(pystac.Link("parent", collection, media_type="application/json"))
+        clone.add_link(pystac.Link("collection", collection, media_type="application/json"))
+        clone.add_link(pystac.Link("self", f"{collection}/items/{clone.id}", media_type="application/geo+json"))
+        linked.append(clone)
+    return pystac.ItemCollection(linked)
+
+
+@pytest.mark.parametrize("api", ["counting", "absent"])
+def test_download_needs_no_stac_api(scene, tmp_path, api):
+    """Items cached by the search, whose root/self/parent links point at a STAC API that counts requests (or
+    is down): the download reads the asset hosts only. stackstac's ``Item.to_dict()`` used to fetch the root
+    link once per item, and died with ``STACError: HREF ... does not resolve to a STAC object``."""
+    imagery, labels = scene
+    (tmp_path / "api").mkdir()
+    with contextlib.ExitStack() as servers:
+        hls_host = servers.enter_context(serve_files(tmp_path / "hls"))
+        io_host = servers.enter_context(serve_files(tmp_path / "io"))
+        if api == "counting":
+            stac_api = servers.enter_context(serve_files(tmp_path / "api"))
+            api_url = stac_api.url
+        else:
+            with serve_files(tmp_path / "api") as gone:  # started and stopped: its port refuses connections
+                api_url = gone.url
+        cached = tmp_path / "results" / "search" / "tiny"
+        for name, items, host, root in (("imagery", imagery, hls_host, "hls"), ("labels", labels, io_host, "io")):
+            linked = _with_api_links(_served(items, host, tmp_path / root), api_url)
+            save_item_collection(linked, cached / f"{name}.json", relative_to=tmp_path / "results")
+        _download_from_cache(cached, tmp_path)
+        if api == "counting":
+            assert stac_api.hits() == []
+        assert hls_host.hits() and io_host.hits()  # the assets did come from their hosts
+    first = json.loads((cached / "imagery.json").read_text())["features"][0]
+    assert {link["rel"] for link in first["links"]} >= {"root", "parent", "self"}  # the cache keeps the links
+
+
+def _download_from_cache(cached: Path, tmp_path: Path) -> None:
+    """Run the download on the cached search results, read both ways a rule script might read them."""
+    for name, read in (("loaded", load_item_collection), ("pystac", lambda p: pystac.ItemCollection.from_file(str(p)))):
+        imagery, labels = read(cached / "imagery.json"), read(cached / "labels.json")
+        assert {link.rel for link in imagery[0].links} >= {"root", "parent", "self"}  # pointing at the API
+        record = write_aoi_stack(_aoi(), imagery, labels, CFG, tmp_path / name)
+        assert [f["date"] for f in record["frames"]] == ["2023-02-10", "2023-05-20", "2023-09-15"]
+        assert all((tmp_path / name / output).is_file() for output in download.OUTPUT_NAMES)
+
+
+def test_copied_results_tree_downloads_from_its_own_files(scene, tmp_path):
+    """The search stores local hrefs inside results/ relative to its output, so a copied results tree (the
+    demo catalog lives in results/demo) reads its own files, never the original tree's (which is deleted)."""
+    imagery, labels = scene
+    results = tmp_path / "run" / "results"
+    catalog = pystac.Catalog("demo", "a static catalog inside the results tree, as the demo writes one")
+    for kind, items in (("hls", imagery), ("io", labels)):
+        shutil.copytree(tmp_path / kind, results / "demo" / kind)
+        for item in items:
+            clone = item.clone()
+            for asset in clone.assets.values():
+                asset.href = str(results / "demo" / kind / Path(asset.href).relative_to(tmp_path / kind))
+            catalog.add_item(clone)
+    catalog.normalize_hrefs(str(results / "demo"))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    cached = results / "search" / "tiny"
+    for name, collections in (("imagery", ["hls2-s30", "hls2-l30"]), ("labels", ["io-lulc-annual-v02"])):
+        query = {"source": str(results / "demo" / "catalog.json"), "collections": collections}
+        save_item_collection(search_items(_aoi(), query), cached / f"{name}.json", relative_to=results)
+    stored = json.loads((cached / "imagery.json").read_text())["features"]
+    assert all(a["href"].startswith("../../demo/hls/") for f in stored for a in f["assets"].values())
+    assert not any(link["rel"] == "self" for f in stored for link in f["links"])  # it would be the old tree's
+    reference = write_aoi_stack(
+        _aoi(), load_item_collection(cached / "imagery.json"), load_item_collection(cached / "labels.json"), CFG,
+        tmp_path / "original",
+    )  # fmt: skip
+
+    copy = tmp_path / "elsewhere" / "results"
+    shutil.copytree(results, copy)
+    shutil.rmtree(tmp_path / "run")
+    copied = [load_item_collection(copy / "search" / "tiny" / f"{name}.json") for name in ("imagery", "labels")]
+    hrefs = [a.href for items in copied for item in items for a in item.assets.values()]
+    assert hrefs and all(href.startswith(str(copy / "demo")) for href in hrefs)
+    record = write_aoi_stack(_aoi(), *copied, CFG, tmp_path / "copy")
+    assert record["frames"] == reference["frames"]
+    for name in ("image.tif", "label.tif"):
+        with rasterio.open(tmp_path / "copy" / name) as a, rasterio.open(tmp_path / "original" / name) as b:
+            assert (a.read() == b.read()).all()
+
+
+def test_missing_or_unresolved_local_assets_fail_before_reading(scene, tmp_path):
+    imagery, labels = scene
+    relative = [item.clone() for item in imagery]
+    relative[1].assets["B04"].href = "hls/B04.tif"  # search results read without resolving their hrefs
+    expected = rf"asset 'B04' of STAC item '{re.escape(imagery[1].id)}' has the relative href 'hls/B04\.tif'"
+    with pytest.raises(ValueError, match=expected + r": read the search results with lulc\.search\.load_item"):
+        write_aoi_stack(_aoi(), pystac.ItemCollection(relative), labels, CFG, tmp_path / "relative")
+    Path(labels[0].assets["data"].href).unlink()
+    with pytest.raises(FileNotFoundError, match=r"labels: asset 'data' of STAC item '15T-2023': the local file "
+                       r".*15T-2023\.tif does not exist"):  # fmt: skip
+        write_aoi_stack(_aoi(), imagery, labels, CFG, tmp_path / "missing")
+    assert _no_outputs(tmp_path / "relative") and _no_outputs(tmp_path / "missing")
+
+
+# --------------------------------------------------------------- errors that are not the network
+
+
+def _make_multi_band(path: str) -> None:
+    """Rewrite a single-band GeoTIFF as a 3-band one (same grid)."""
+    with rasterio.open(path) as src:
+        profile, band = src.profile, src.read(1)
+    profile.update(count=3)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.stack([band] * 3))
+
+
+@pytest.mark.parametrize("where", ["local", "http"])
+def test_multi_band_asset_names_item_asset_and_problem_not_retries(scene, tmp_path, where):
+    imagery, labels = scene
+    _make_multi_band(imagery[1].assets["B04"].href)
+    out = tmp_path / "out"
+    with serve_files(tmp_path / "hls") as server:
+        items = _served(imagery, server, tmp_path / "hls") if where == "http" else imagery
+        with pytest.raises(download.AssetContentError) as excinfo:
+            write_aoi_stack(_aoi(), items, labels, CFG, out)
+    message = str(excinfo.value)
+    assert f"asset 'B04' of STAC item '{imagery[1].id}'" in message
+    assert "has 3 bands, but the download reads single-band assets" in message
+    assert "retries" not in message and "HTTP" not in message
+    assert isinstance(excinfo.value, DownloadError)  # still a download failure for callers that catch those
+    assert _no_outputs(out)
+
+
+def test_damaged_local_file_names_item_asset_and_problem_not_retries(scene, tmp_path):
+    imagery, labels = scene
+    fmask = Path(imagery[0].assets["Fmask"].href)
+    fmask.write_bytes(fmask.read_bytes()[: fmask.stat().st_size // 2])  # a truncated copy: header, half the tiles
+    out = tmp_path / "out"
+    with pytest.raises(download.AssetContentError) as excinfo:
+        write_aoi_stack(_aoi(), imagery, labels, CFG, out)
+    message = str(excinfo.value)
+    assert f"asset 'Fmask' of STAC item '{imagery[0].id}' ({fmask})" in message
+    assert "cannot be read (a damaged, truncated or non-raster file; retrying does not help)" in message
+    assert "TIFFReadEncodedTile" in message  # GDAL's own reason, from the chained exceptions
+    assert "retries" not in message and "HTTP" not in message
+    assert _no_outputs(out)
+
+
+def test_missing_remote_asset_is_an_error_not_nodata(scene, tmp_path, fast_gdal_retries):
+    """stackstac turns an HTTP 404 into nodata by default: a missing band would silently become an empty frame."""
+    imagery, labels = scene
+    with serve_files(tmp_path / "hls") as server:
+        served = _served(imagery, server, tmp_path / "hls")
+        server.fail(urlsplit(served[1].assets["B04"].href).path, -1, 404)
+        expected = rf"asset 'B04' of STAC item '{re.escape(imagery[1].id)}' .*HTTP response code: 404"
+        with pytest.raises(DownloadError, match=expected):
+            write_aoi_stack(_aoi(), served, labels, CFG, tmp_path / "out")
+    assert _no_outputs(tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------- label class codes
+
+
+def test_label_codes_outside_the_io_classes_stop_with_the_codes_and_the_item(scene, tmp_path):
+    """A label raster with Grass (3) and Scrub (6) of the older 10-class io-lulc, and no class table in its
+    metadata: the codes found in the label window stop the stage before any imagery is read."""
+    imagery, _ = scene
+    codes = np.full((SIZE * 3 + 6, SIZE * 3 + 6), 5, np.uint8)
+    codes[:60, :60] = 3
+    codes[-60:, -60:] = 6
+    label = make_label_item(tmp_path / "io10", codes, origin=(ORIGIN[0] - 5.0, ORIGIN[1] + 5.0))
+    assert download.declared_label_codes(label) is None
+    out = tmp_path / "out"
+    with serve_files(tmp_path / "hls") as server:
+        with pytest.raises(download.LabelCodeError) as excinfo:
+            write_aoi_stack(_aoi(), _served(imagery, server, tmp_path / "hls"), pystac.ItemCollection([label]), CFG,
+                            out)  # fmt: skip
+        assert server.hits() == []  # the labels are written (and checked) first
+    message = str(excinfo.value)
+    assert "label codes 3, 6 in item '15T-2023'" in message
+    assert "are not IO LULC v02 classes (1 2 4 5 7 8 9 10 11; 0 = nodata)" in message
+    assert "pixels of code 3" in message and "pixels of code 6" in message
+    assert _no_outputs(out)
+
+
+def _io_lulc_10_class_values() -> list[dict]:
+    names = ["No Data", "Water", "Trees", "Grass", "Flooded vegetation", "Crops", "Scrub", "Built area",
+             "Bare ground", "Snow/Ice", "Clouds"]  # fmt: skip
+    return [{"values": [code], "summary": name} for code, name in enumerate(names)]
+
+
+def test_declared_class_table_with_unknown_codes_is_refused_before_any_read(scene, tmp_path):
+    imagery, labels = scene
+    old = labels[0].clone()
+    old.collection_id = "io-lulc"
+    old.assets["data"].extra_fields["file:values"] = _io_lulc_10_class_values()
+    assert download.declared_label_codes(old) == {1: "Water", 2: "Trees", 3: "Grass", 4: "Flooded vegetation",
+                                                  5: "Crops", 6: "Scrub", 7: "Built area", 8: "Bare ground",
+                                                  9: "Snow/Ice", 10: "Clouds"}  # fmt: skip
+    with serve_files(tmp_path / "io") as server:
+        with pytest.raises(download.LabelCodeError) as excinfo:
+            write_aoi_stack(_aoi(), imagery, _served([old], server, tmp_path / "io"), CFG, tmp_path / "out")
+        assert server.hits() == []
+    message = str(excinfo.value)
+    assert "label codes 3 (Grass), 6 (Scrub) in item '15T-2023' (collection 'io-lulc', declared by its" in message
+    assert "are not IO LULC v02 classes (1 2 4 5 7 8 9 10 11; 0 = nodata)" in message
+    # the classification extension's form, in raster:bands with an explicit nodata entry
+    old.assets["data"].extra_fields.pop("file:values")
+    old.assets["data"].extra_fields["raster:bands"] = [
+        {"nodata": 0, "classification:classes": [{"value": 0, "name": "no_data", "nodata": True},
+                                                 {"value": 1, "name": "water"}, {"value": 3, "name": "grass"}]}
+    ]  # fmt: skip
+    assert download.declared_label_codes(old) == {1: "water", 3: "grass"}
+    with pytest.raises(download.LabelCodeError, match=r"label codes 3 \(grass\) in item '15T-2023'"):
+        download.check_label_classes([old])
+
+
+def test_real_io_lulc_v02_items_declare_exactly_the_mapped_classes():
+    from tests.conftest import require_fixtures
+
+    documents = json.loads((require_fixtures() / "stac/pc/items_io-lulc-annual-v02.json").read_text())
+    items = [pystac.Item.from_dict(document) for document in documents]
+    for item in items:
+        table = download.declared_label_codes(item)
+        assert table is not None and tuple(table) == classes.CLASS_CODES, item.id
+        assert table[11] == "Rangeland" and table[1] == "Water"
+    download.check_label_classes(items)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import rasterio
 import torch
-from rasterio.transform import from_origin
+from affine import Affine
+from rasterio.transform import from_bounds, from_origin
+from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 from torch import nn
 
@@ -89,13 +92,14 @@ def smooth_scene(height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
     return np.round(stack).astype(np.int16)
 
 
-def write_image(path, pixels: np.ndarray, nodata: float = hls.REFLECTANCE_NODATA) -> None:
+def write_image(path, pixels: np.ndarray, nodata: float = hls.REFLECTANCE_NODATA, crs="EPSG:32615",
+                transform=TRANSFORM, dtype: str = "int16") -> None:  # fmt: skip
     with rasterio.open(
         path, "w", driver="GTiff", width=pixels.shape[2], height=pixels.shape[1], count=pixels.shape[0],
-        dtype="int16", crs="EPSG:32615", transform=TRANSFORM, nodata=nodata, tiled=True, blockxsize=64,
+        dtype=dtype, crs=crs, transform=transform, nodata=nodata, tiled=True, blockxsize=64,
         blockysize=64, compress="deflate",
     ) as dst:  # fmt: skip
-        dst.write(pixels)
+        dst.write(pixels.astype(dtype))
         for band, name in enumerate(hls.band_names(pixels.shape[0] // 6), start=1):
             dst.set_band_description(band, name)
 
@@ -134,6 +138,24 @@ def test_blend_window_ramps_add_up_to_one_and_never_reach_zero():
     assert np.allclose(window, window[::-1])
     assert np.all(blend_window(64, 48, blend=False) == 1.0)
     assert np.all(blend_window(64, 64) == 1.0)  # no overlap: nothing to blend
+
+
+def test_area_is_the_true_area_in_any_crs():
+    from rasterio.crs import CRS
+
+    # projected: pixel area in the CRS's linear unit, converted to metres (US survey feet here)
+    feet = CRS.from_epsg(2263)
+    assert tiling.area_km2(feet, from_origin(0, 0, 100, 100), 10, 20) == pytest.approx(200 * (30.48006096) ** 2 / 1e6)
+    # geographic: on the ellipsoid; 1 x 1 degree at the equator is 12,308 km2, at 60-61 N 6,123 km2 (both as
+    # pyproj.Geod gives them for the cell with densified edges)
+    wgs84 = CRS.from_epsg(4326)
+    assert tiling.area_km2(wgs84, from_origin(0, 1, 1, 1), 1, 1) == pytest.approx(12308.46, rel=1e-5)
+    assert tiling.area_km2(wgs84, from_origin(0, 61, 0.5, 0.5), 2, 2) == pytest.approx(6123.14, rel=1e-5)
+    # a rotated geographic grid: the densified footprint on the ellipsoid, the same area as north-up
+    rotated = from_origin(0, 61, 0.5, 0.5) * Affine.rotation(1e-9)
+    assert tiling.area_km2(wgs84, rotated, 2, 2) == pytest.approx(6123.14, rel=1e-5)
+    with pytest.raises(ValueError, match="no CRS"):
+        tiling.area_km2(None, TRANSFORM, 10, 10)
 
 
 # ------------------------------------------------------------------------------------ the prediction
@@ -292,6 +314,58 @@ def test_scene_smaller_than_a_tile_is_padded_not_refused(tmp_path):
     assert cog_validate(tmp_path / "map.tif")[0]
 
 
+def test_area_of_a_scene_in_a_geographic_crs(scene, tmp_path):
+    """The same scene on its UTM grid and on the bounds reprojected to EPSG:4326: the same area within 1 %
+    (the UTM grid's scale factor and the reprojected bounding box make up the difference)."""
+    utm = predict_scene(NearestCentroid(), scene, tmp_path / "utm.tif", tile=64, progress=False)
+    left, top = TRANSFORM * (0, 0)
+    right, bottom = TRANSFORM * (WIDTH, HEIGHT)
+    bounds = transform_bounds("EPSG:32615", "EPSG:4326", left, bottom, right, top)
+    geographic = tmp_path / "geographic.tif"
+    write_image(geographic, smooth_scene(), crs="EPSG:4326", transform=from_bounds(*bounds, WIDTH, HEIGHT))
+    degrees = predict_scene(NearestCentroid(), geographic, tmp_path / "degrees.tif", tile=64, progress=False)
+    assert utm["area_km2"] == pytest.approx(HEIGHT * WIDTH * 900 / 1e6)
+    assert degrees["area_km2"] == pytest.approx(utm["area_km2"], rel=0.01)
+    assert degrees["km2_per_s"] > 0
+    predict.write_preview(tmp_path / "degrees.tif", tmp_path / "degrees.png")  # axes in degrees, not "km"
+    assert (tmp_path / "degrees.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale", "pixels", "problem"),
+    [
+        ("float32", 1.0, smooth_scene(40, 44) / hls.REFLECTANCE_SCALE, "its bands are float32"),  # 0-1 -> zeros
+        ("uint16", 1.0, smooth_scene(40, 44).astype(np.uint16) + 30000, "its bands are uint16"),  # would wrap
+        ("int16", 0.001, smooth_scene(40, 44), "its scale is 0.001"),  # int16, but not reflectance x 10000
+    ],
+)
+def test_an_image_that_is_not_int16_reflectance_is_refused_before_any_work(tmp_path, dtype, scale, pixels, problem):
+    path = tmp_path / "input" / "image.tif"
+    path.parent.mkdir()
+    write_image(path, pixels, dtype=dtype, nodata=0 if dtype == "uint16" else hls.REFLECTANCE_NODATA)
+    if scale != 1.0:
+        with rasterio.open(path, "r+") as dst:
+            dst.scales = [scale] * dst.count
+    model = NearestCentroid()
+    out = tmp_path / "out"
+    expected = rf"{re.escape(str(path))}: {problem}, but the workflow expects HLS v2\.0 .*int16, reflectance x 10000 "
+    expected += r".*nodata -9999"
+    with pytest.raises(hls.ReflectanceError, match=expected):
+        predict_scene(model, path, out / "map.tif", tile=32, confidence_path=out / "c.tif", progress=False)
+    assert not out.exists()
+    assert model.calls == 0 and model.training  # not even prepared (prepare_model sets eval mode)
+
+
+def test_hls_scale_metadata_is_accepted(tmp_path):
+    path = tmp_path / "image.tif"
+    write_image(path, smooth_scene(40, 44))
+    with rasterio.open(path, "r+") as dst:  # LP DAAC's HLS COGs: scale_factor 0.0001, add_offset 0
+        dst.scales = [1 / hls.REFLECTANCE_SCALE] * dst.count
+        dst.update_tags(scale_factor="0.0001", add_offset="0.0")
+    record = predict_scene(NearestCentroid(), path, tmp_path / "map.tif", tile=64, progress=False)
+    assert sum(record["class_pixels"].values()) == 40 * 44
+
+
 class Exploding(NearestCentroid):
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         if self.calls >= 3:
@@ -410,6 +484,64 @@ def test_predict_run_writes_map_confidence_preview_and_comparison(scene, trained
         tags = src.tags()
     assert tags["MODEL"] == "unet (unet)" and tags["AOI"] == "demo_aoi" and len(tags["CHECKPOINT_SHA256"]) == 64
     assert tags["TRAINED_FRACTION"] == "1" and tags["PRECISION"] == "fp32"
+
+
+def _grid_inputs(directory, label_transform, label_crs="EPSG:32615", height=64, width=48):
+    """A small image on :data:`TRANSFORM` and a label on ``label_transform``."""
+    image = directory / "image.tif"
+    write_image(image, smooth_scene(height, width))
+    label = directory / "label.tif"
+    values = np.full((height, width), 3, dtype=np.uint8)
+    with rasterio.open(
+        label, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8", crs=label_crs,
+        transform=label_transform, nodata=255,
+    ) as dst:  # fmt: skip
+        dst.write(values, 1)
+    return image, label
+
+
+def test_predict_run_accepts_a_label_grid_off_by_a_floating_point_hair(trained_unet, tmp_path):
+    hair = Affine(30.0 * (1 + 1e-12), 0.0, TRANSFORM.c + 30e-12 * 10, 0.0, -30.0 * (1 - 1e-12), TRANSFORM.f)
+    image, label = _grid_inputs(tmp_path, hair)
+    with rasterio.open(label) as src:
+        assert src.transform != TRANSFORM and 0 < tiling.grid_offset((64, 48), TRANSFORM, src.transform) < 1e-9
+    outputs = [tmp_path / "out" / n for n in ("m.tif", "p.png", "c.png")]
+    record = predict_run(trained_unet, image, label, *outputs, cfg={"precision": "fp32"}, threads=1)
+    assert all(p.exists() for p in outputs)
+    assert np.asarray(record["whole_confusion"]).sum() == 64 * 48  # the comparison takes the label too
+
+
+@pytest.mark.parametrize(
+    ("problem", "transform", "crs", "message"),
+    [
+        ("half a pixel", from_origin(TRANSFORM.c + 15.0, TRANSFORM.f, 30.0, 30.0), "EPSG:32615",
+         r"is shifted or scaled against .*image\.tif: its grid corners are up to 0\.5 pixel"),
+        ("another CRS", TRANSFORM, "EPSG:32616", r"is in EPSG:32616, .*image\.tif in EPSG:32615"),
+        ("no CRS", TRANSFORM, None, r"has no CRS"),
+    ],
+)  # fmt: skip
+def test_predict_run_refuses_a_label_off_the_image_grid_before_predicting(
+    trained_unet, tmp_path, monkeypatch, problem, transform, crs, message
+):
+    image, label = _grid_inputs(tmp_path, transform, crs)
+    calls = []
+    monkeypatch.setattr(predict, "predict_scene", lambda *args, **kwargs: calls.append(args))
+    outputs = [tmp_path / "out" / n for n in ("m.tif", "p.png", "c.png")]
+    with pytest.raises(tiling.GridError, match=rf"{re.escape(str(label))} {message}"):
+        predict_run(trained_unet, image, label, *outputs, confidence=tmp_path / "out" / "conf.tif")
+    assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_predict_run_refuses_a_float_image_before_loading_the_model(trained_unet, tmp_path, monkeypatch):
+    image, label = _grid_inputs(tmp_path, TRANSFORM)
+    write_image(image, smooth_scene(64, 48) / hls.REFLECTANCE_SCALE, dtype="float32")
+    import lulc.models
+
+    monkeypatch.setattr(lulc.models, "load_trained_model", lambda *a: pytest.fail("the model was loaded"))
+    outputs = [tmp_path / "out" / n for n in ("m.tif", "p.png", "c.png")]
+    with pytest.raises(hls.ReflectanceError, match=rf"{re.escape(str(image))}: its bands are float32"):
+        predict_run(trained_unet, image, label, *outputs)
+    assert not (tmp_path / "out").exists()
 
 
 def test_predict_run_checks_frames_and_config(scene, trained_unet, tmp_path):

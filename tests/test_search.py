@@ -407,6 +407,71 @@ def test_save_item_collection_is_atomic(catalog_path: Path, tmp_path: Path, monk
     assert [p.name for p in tmp_path.iterdir() if p.name != "catalog"] == ["items.json"]
 
 
+def test_save_relative_to_the_results_tree_and_load_resolves_against_the_file(tmp_path: Path) -> None:
+    """Local hrefs inside ``relative_to`` are stored relative to the output file (a copied results tree
+    stays self-contained); URLs and local paths outside the tree stay absolute; the load resolves them."""
+    results = tmp_path / "results"
+    demo_item = results / "demo" / "hls2-s30" / "x" / "x.json"
+    item = hls_item("HLS.S30.T32TNR.2023069T101011.v2.0", utc(2023, 3, 10), 5.0, HERE)
+    item.assets["B02"].href = str(results / "demo" / "hls2-s30" / "x" / "B02.tif")
+    item.assets["B03"].href = "https://data.example.test/B03.tif?sig=x"
+    item.assets["B04"].href = "/data/elsewhere/B04.tif"  # a catalog outside the results tree
+    item.assets["B8A"].href = "s3://bucket/B8A.tif"
+    item.set_self_href(str(demo_item))
+    item.add_link(pystac.Link("root", str(results / "demo" / "catalog.json")))
+    item.add_link(pystac.Link("license", "https://example.test/license"))
+    out = results / "search" / "alps" / "imagery.json"
+    save_item_collection(pystac.ItemCollection([item]), out, relative_to=results)
+
+    feature = json.loads(out.read_text())["features"][0]
+    assets = feature["assets"]
+    assert assets["B02"]["href"] == "../../demo/hls2-s30/x/B02.tif"
+    assert assets["B03"]["href"] == "https://data.example.test/B03.tif?sig=x"
+    assert assets["B04"]["href"] == "/data/elsewhere/B04.tif"
+    assert assets["B8A"]["href"] == "s3://bucket/B8A.tif"
+    links = {link["rel"]: link["href"] for link in feature["links"]}
+    assert "self" not in links  # a self link into the original tree would make pystac resolve against it
+    assert links["root"] == "../../demo/catalog.json" and links["license"] == "https://example.test/license"
+
+    moved = tmp_path / "moved" / "results"
+    moved.parent.mkdir()
+    results.rename(moved)
+    (loaded,) = search.load_item_collection(moved / "search" / "alps" / "imagery.json")
+    assert loaded.assets["B02"].href == str(moved / "demo" / "hls2-s30" / "x" / "B02.tif")
+    assert loaded.assets["B03"].href == "https://data.example.test/B03.tif?sig=x"
+    assert loaded.assets["B04"].href == "/data/elsewhere/B04.tif"
+    root = loaded.get_single_link("root")
+    assert root is not None and root.get_href(transform_href=False) == str(moved / "demo" / "catalog.json")
+    assert loaded.id == item.id and loaded.datetime == item.datetime
+
+
+def test_load_resolves_relative_hrefs_against_an_absolute_self_link(tmp_path: Path) -> None:
+    """STAC's rule where an item has an absolute self link; the file's folder where it has none."""
+    item = hls_item("HLS.S30.T32TNR.2023069T101011.v2.0", utc(2023, 3, 10), 5.0, HERE)
+    document = item.to_dict(include_self_link=False, transform_hrefs=False)
+    with_self = copy.deepcopy(document)
+    with_self["links"] = [{"rel": "self", "href": "http://127.0.0.1:8080/collections/hls2-s30/items/x"}]
+    path = tmp_path / "cache" / "items.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [with_self, document]}))
+    first, second = search.load_item_collection(path)
+    assert first.assets["B02"].href == f"http://127.0.0.1:8080/collections/hls2-s30/items/{item.id}.B02.tif"
+    assert second.assets["B02"].href == str(path.parent / f"{item.id}.B02.tif")
+    path.write_text(json.dumps({"type": "Feature"}))
+    with pytest.raises(ValueError, match="not a GeoJSON FeatureCollection"):
+        search.load_item_collection(path)
+
+
+def test_default_save_keeps_absolute_hrefs_and_loads_unchanged(catalog_path: Path, tmp_path: Path) -> None:
+    found = search_items(aoi_2023(), query(HLS_QUERY, catalog_path))
+    out = tmp_path / "results" / "search" / "alps_imagery.json"
+    save_item_collection(found, out)
+    loaded = search.load_item_collection(out)
+    assert [{k: a.href for k, a in i.assets.items()} for i in loaded] == [
+        {k: a.href for k, a in i.assets.items()} for i in found
+    ]
+
+
 # ------------------------------------------------------------------------------ item helpers
 
 

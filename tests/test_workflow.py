@@ -235,6 +235,7 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
     predict's imports (lulc/evaluate.py, reached through predict.py) makes predict pending; an edit to a module
     predict never runs (lulc/summary.py) makes only summary pending; an edit to a module no rule runs, nothing."""
     repo = tmp_path / "repo"
+    repo.mkdir()
     for name in ("Snakefile", "workflow", "scripts", "lulc", "envs"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, repo / name)

@@ -4,12 +4,25 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from lulc.code_version import code_version as package_code_version
-from lulc.config import PREDICT_RUNTIME_KEYS, TRAIN_RUNTIME_KEYS, load_config
+from lulc.config import (
+    PREDICT_RUNTIME_KEYS,
+    TRAIN_RUNTIME_KEYS,
+    ConfigError,
+    load_config,
+)
 
-load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+# A mistake in the configuration stops the run before any job, with the keys named and no traceback.
+try:
+    load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+except ConfigError as error:
+    sources = [
+        str(path) for path in workflow.overwrite_configfiles or ["config/config.yaml"]
+    ]
+    sys.exit(f"{error}\n(configuration: {', '.join(sources)})")
 
 AOIS = list(config["aois"])
 REPO = Path(workflow.current_basedir).parents[1]
@@ -193,25 +206,15 @@ def predict_runs():
     if runs is None:
         largest = max(config["splits"]["train_fractions"])
         runs = [{"model": m, "fraction": largest} for m in TRAIN_MODELS]
-    resolved = []
-    for i, run in enumerate(runs):
-        key = f"config key 'predict.runs[{i}]'"
-        model = run["model"]
-        fraction = f"{float(run.get('fraction', 1.0)):g}"
-        seed = int(run.get("seed", config["splits"]["seeds"][0]))
-        if model not in TRAIN_MODELS:
-            raise ValueError(
-                f"{key}: model {model!r} is not trained (train.models: {TRAIN_MODELS})"
-            )
-        if fraction not in fraction_labels():
-            raise ValueError(
-                f"{key}: fraction {fraction} is not one of splits.train_fractions ({', '.join(fraction_labels())})"
-            )
-        if seed not in config["splits"]["seeds"]:
-            raise ValueError(
-                f"{key}: seed {seed} is not one of splits.seeds {config['splits']['seeds']}"
-            )
-        resolved.append((model, fraction, seed))
+    # each run was checked at start-up (lulc.config.check_config)
+    resolved = [
+        (
+            run["model"],
+            f"{float(run.get('fraction', 1.0)):g}",
+            int(run.get("seed", config["splits"]["seeds"][0])),
+        )
+        for run in runs
+    ]
     return sorted(set(resolved))
 
 

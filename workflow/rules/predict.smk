@@ -3,9 +3,6 @@
 # keys that change speed but not the map (runs, batch_size, threads), so adding a run reruns nothing else.
 
 
-predict_runs()  # check predict.runs at start-up, before any job
-
-
 rule predict:
     input:
         best="results/train/{model}/f{fraction}_s{seed}/best.ckpt",
