@@ -109,6 +109,11 @@ def _connect(host: str, port: int, timeout: float) -> None:
     raise last or OSError(f"no address for {host}")
 
 
+def is_local_path(href: str) -> bool:
+    """A plain file path (no URL scheme, not a GDAL virtual file system path such as ``/vsis3/...``)."""
+    return "://" not in href and not href.startswith("/vsi")
+
+
 def redact_url(url: str) -> str:
     """``url`` without its query string and user info (SAS tokens, signatures, passwords)."""
     try:
@@ -214,6 +219,7 @@ __all__ = [
     "check_reachable",
     "check_signing",
     "earthdata_credentials",
+    "is_local_path",
     "redact_url",
     "sign_item",
 ]

@@ -136,10 +136,14 @@ def section(
 
 
 def model_entry(
-    name: str, entry: Mapping[str, Any] | None = None, schema_path: str | Path = SCHEMA_PATH
+    name: str,
+    entry: Mapping[str, Any] | None = None,
+    chip_size: int | None = None,
+    schema_path: str | Path = SCHEMA_PATH,
 ) -> dict[str, Any]:
     """One ``models.<name>`` entry with the defaults of its type (``type``, by default the entry's name) filled
-    from the schema, validated, and its own cross-field rules checked. Raises :class:`ConfigError`."""
+    from the schema, validated, and its own cross-field rules checked (against ``chip_size`` too, where given).
+    Raises :class:`ConfigError`."""
     root = _schema(Path(schema_path).resolve())
     instance = copy.deepcopy(dict(entry or {}))
     model_type = instance.get("type", name)
@@ -149,7 +153,7 @@ def model_entry(
         )
     instance["type"] = model_type
     _validate(instance, _subschema(root, {"$ref": f"#/definitions/{model_type}_model"}), f"models.{name}")
-    problems = list(model_rules(name, instance))
+    problems = list(model_rules(name, instance, chip_size))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return instance
@@ -271,20 +275,28 @@ def _download_crs(download: Mapping[str, Any]) -> Iterator[str]:
         )
 
 
-def _aoi_grid_sizes(config: Mapping[str, Any], base_dir: Path) -> Iterator[str]:
+def _parse_aois(config: Mapping[str, Any], base_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """Every AOI parsed once (bbox or vector file, dates): the AOIs that parse, and the problems of the others."""
+    from lulc.aoi import AOI
+
+    aois, problems = {}, []
+    for name, entry in config["aois"].items():
+        try:
+            aois[name] = AOI.from_config(name, entry, base_dir=base_dir)
+        except (ValueError, OSError) as error:
+            problems.append(f"config key 'aois.{name}': {error}")
+    return aois, problems
+
+
+def _aoi_grid_sizes(config: Mapping[str, Any], aois: Mapping[str, Any]) -> Iterator[str]:
     """Every AOI's grid holds at least one chip (the AOI bbox projected as the download stage does)."""
     from rasterio.warp import transform_bounds
 
-    from lulc.aoi import AOI
     from lulc.hls import utm_epsg
 
     size, resolution = int(config["chips"]["size"]), float(config["download"]["resolution"])
     crs = str(config["download"]["crs"])
-    for name, entry in config["aois"].items():
-        try:
-            aoi = AOI.from_config(name, entry, base_dir=base_dir)
-        except (ValueError, OSError):
-            continue  # reported by check_aois
+    for name, aoi in aois.items():
         lon, lat = (aoi.bbox[0] + aoi.bbox[2]) / 2, (aoi.bbox[1] + aoi.bbox[3]) / 2
         target = f"EPSG:{utm_epsg(lon, lat)}" if crs == "utm" else crs
         try:
@@ -357,9 +369,11 @@ def _predict_runs(config: Mapping[str, Any]) -> Iterator[str]:
 def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
     """Every cross-field rule of a validated, default-filled config; one :class:`ConfigError` naming them all."""
     base_dir = Path(base_dir)
-    problems: list[str] = list(_download_crs(config["download"]))
-    if not problems:  # a grid in a wrong CRS says nothing
-        problems += _aoi_grid_sizes(config, base_dir)
+    aois, problems = _parse_aois(config, base_dir)
+    crs_problems = list(_download_crs(config["download"]))
+    problems += crs_problems
+    if not crs_problems:  # a grid in a wrong CRS says nothing
+        problems += _aoi_grid_sizes(config, aois)
     problems += _static_catalogs(config, base_dir)
     problems += _hf_weights_cached(config)
     for name, rules in _SECTION_RULES.items():
@@ -400,23 +414,11 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
     return config
 
 
-def check_aois(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
-    """Parse every AOI once so bad bboxes, dates or vector files stop the run at start-up."""
-    from lulc.aoi import AOI
-
-    for name, aoi_cfg in config["aois"].items():
-        try:
-            AOI.from_config(name, aoi_cfg, base_dir=Path(base_dir))
-        except (ValueError, OSError) as error:
-            raise ConfigError(f"config key 'aois.{name}': {error}") from error
-
-
 def load_config(
     config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path = "."
 ) -> dict[str, Any]:
-    """Validate, fill defaults, check the cross-field rules and the AOIs of a Snakemake ``config`` dict."""
+    """Validate and fill defaults, then check the AOIs and the cross-field rules of a Snakemake ``config``."""
     validate_config(config, schema_path)
-    check_aois(config, base_dir)
     check_config(config, base_dir)
     return config
 

@@ -78,7 +78,7 @@ from rasterio.warp import transform_bounds
 from tqdm import tqdm
 
 from lulc import classes, hls
-from lulc.access import check_reachable, check_signing, earthdata_credentials, redact_url, sign_item
+from lulc.access import check_reachable, check_signing, earthdata_credentials, is_local_path, redact_url, sign_item
 from lulc.aoi import AOI, parse_season_windows
 from lulc.config import section
 from lulc.hls import FMASK_ASSET, PRITHVI_BANDS, SENSOR_ASSETS, sensor_of, utm_epsg
@@ -189,11 +189,6 @@ def _is_remote(href: str) -> bool:
     """Whether ``href`` is read over the network (http(s), or a GDAL network file system path)."""
     lowered = href.lower()
     return lowered.startswith(("http://", "https://", "/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls"))
-
-
-def _is_local_path(href: str) -> bool:
-    """A plain file path (no URL scheme, not a GDAL virtual file system path such as ``/vsis3/...``)."""
-    return "://" not in href and not href.startswith("/vsi")
 
 
 @dataclass(frozen=True)
@@ -311,7 +306,7 @@ def _check_local_assets(items: Iterable[pystac.Item], keys: Iterable[str] | None
     for item in items:
         for key in keys if keys is not None else sensor_assets(item).values():
             href = item.assets[key].href
-            if not _is_local_path(href):
+            if not is_local_path(href):
                 continue
             if not os.path.isabs(href):
                 raise ValueError(

@@ -121,7 +121,7 @@ def evaluate_runs(
 
     The test split, its chips and the training majority class are the same for every run: they are read once.
     """
-    from lulc.models import enforce_fp32_matmul_precision, load_trained_model
+    from lulc.models import load_trained_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     test = load_split(splits_table, "test")
@@ -131,7 +131,7 @@ def evaluate_runs(
     for run in runs:
         start = time.perf_counter()
         model, record = load_trained_model(run.checkpoint)
-        matmul_precision = enforce_fp32_matmul_precision()
+        matmul_precision = torch.get_float32_matmul_precision()  # set by every TerraTorch import (build_model)
         confusion = confusion_matrix(model, dataset, batch_size, device)
         result = {
             **metrics_from_confusion(confusion),

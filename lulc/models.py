@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from lulc.classes import NUM_CLASSES
-from lulc.config import ConfigError, model_entry, model_rules
+from lulc.config import model_entry
 from lulc.hls import PRITHVI_BANDS, REFLECTANCE_NODATA
 
 #: Pretraining statistics of the Prithvi releases (reflectance x 10000), per band in PRITHVI_BANDS order.
@@ -668,10 +668,7 @@ def build_model(
 
     ``load_weights=False`` skips pretrained weights (used when a trained checkpoint is loaded next).
     """
-    resolved = model_entry(name, cfg)  # the defaults of its type, from the schema
-    problems = list(model_rules(name, resolved, int(chip_size)))
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    resolved = model_entry(name, cfg, int(chip_size))  # the defaults of its type, from the schema
     builder = MODEL_BUILDERS[resolved["type"]]
     built = builder(
         name,

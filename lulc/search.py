@@ -54,7 +54,7 @@ import shapely.affinity
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
-from lulc.access import check_reachable, check_signing
+from lulc.access import check_reachable, check_signing, is_local_path
 from lulc.aoi import AOI
 from lulc.hls import COLLECTION_SENSOR
 from lulc.io import atomic_path
@@ -427,7 +427,7 @@ def _relative_local_hrefs(feature: dict[str, Any], tree: Path, folder: Path) -> 
     ``folder``; drop its ``self`` link when that is such a path (a relative self link means nothing)."""
 
     def relative(href: str) -> str | None:
-        if not _is_local_path(href) or not os.path.isabs(href):
+        if not is_local_path(href) or not os.path.isabs(href):
             return None
         target = Path(href).resolve()
         if not target.is_relative_to(tree):
@@ -480,9 +480,3 @@ def load_item_collection(path: str | os.PathLike[str]) -> pystac.ItemCollection:
                     entry["href"] = os.path.normpath(folder / href)
         features.append(feature)
     return pystac.ItemCollection.from_dict({**document, "features": features}, preserve_dict=False)
-
-
-def _is_local_path(href: str) -> bool:
-    """A plain file path (no URL scheme, not a GDAL virtual file system path such as ``/vsis3/...``)."""
-    return "://" not in href and not href.startswith("/vsi")
-

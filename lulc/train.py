@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import logging
 import math
@@ -76,6 +77,7 @@ from lulc.models import (
     channels_last_convolutions,
     enforce_fp32_matmul_precision,
     save_trained_model,
+    sha256_file,
 )
 from lulc.split_table import fraction_label, load_split
 
@@ -349,10 +351,15 @@ class VerifiedCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("VerifiedCheckpointIO takes no storage_options")
+        buffer = io.BytesIO()  # serialised once: written, and hashed without reading the file back
+        torch.save(checkpoint, buffer)
+        data = buffer.getbuffer()
         final = Path(path)
         with atomic_path(final) as tmp:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-        write_checksum_record(final)
+            tmp.write_bytes(data)
+        write_checksum_record(final, hashlib.sha256(data).hexdigest(), len(data))
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
@@ -367,18 +374,13 @@ def checksum_record(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_checksum_record(path: Path) -> None:
-    """Write ``<sha256> <size>`` of ``path`` to its record, atomically (the record is the completion marker)."""
+def write_checksum_record(path: Path, digest: str | None = None, size: int | None = None) -> None:
+    """Write ``<sha256> <size>`` of ``path`` (computed from the file where not given) to its record, atomically:
+    the record is the completion marker."""
+    digest = sha256_file(path) if digest is None else digest
+    size = path.stat().st_size if size is None else size
     with atomic_path(checksum_record(path)) as tmp:
-        tmp.write_text(f"{_sha256(path)} {path.stat().st_size}\n")
+        tmp.write_text(f"{digest} {size}\n")
 
 
 def verified_checkpoint(path: Path) -> str | None:
@@ -395,7 +397,7 @@ def verified_checkpoint(path: Path) -> str | None:
         return f"{record} is unreadable"
     if path.stat().st_size != int(size):
         return f"{path} has {path.stat().st_size} bytes, its checksum record says {size} (truncated?)"
-    if _sha256(path) != digest:
+    if sha256_file(path) != digest:
         return f"{path} does not match its checksum record (damaged)"
     try:
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -526,7 +528,6 @@ def train(
     fingerprint_file.write_text(fingerprint + "\n")
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    enforce_fp32_matmul_precision()
     accelerator = cfg["accelerator"]
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"

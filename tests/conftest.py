@@ -41,6 +41,22 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return netrc_path
 
 
+@pytest.fixture(scope="module")
+def chip_data(tmp_path_factory) -> tuple[dict[str, Path], Path]:
+    """A test module's synthetic chip stores and split table (tests/synthetic_chips.py)."""
+    from synthetic_chips import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("chips"))
+
+
+@pytest.fixture
+def one_torch_thread() -> None:
+    """One intra-op thread for the training tests (small, repeatable, and fair to the other CPU)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def require_fixtures() -> Path:
     """The real third-party fixtures folder, or a visible skip where it is absent."""
     if not FIXTURES.is_dir():

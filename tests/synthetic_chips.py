@@ -70,3 +70,7 @@ def make_dataset(
     splits.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(splits, index=False)
     return stores, splits
+
+
+#: Train settings for fast runs on these stores.
+FAST = {"samples_per_epoch": 16, "progress_bar": False, "patience": 10}

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pystac
 import pytest
 from pytest import MonkeyPatch
+from stac_items import free_port, hls_item, utc
 
 from lulc import access
 from lulc.access import SourceUnreachableError, sign_item
-from lulc.hls import FMASK_ASSET, SENSOR_ASSETS
 
 HERE = (10.0, 45.0, 11.0, 46.0)
 
@@ -23,27 +22,6 @@ def loopback_without_proxy(monkeypatch: MonkeyPatch) -> None:
     """Loopback test servers must not go through a proxy of the machine running the tests."""
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "127.0.0.1,localhost")
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-def hls_item(item_id: str, when: datetime, cloud: float, bbox: tuple[float, float, float, float]) -> pystac.Item:
-    """An HLS-like item with the real asset keys and relative asset hrefs."""
-    w, s, e, n = bbox
-    geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-    item = pystac.Item(item_id, geometry, list(bbox), when, {"eo:cloud_cover": cloud})
-    sensor = "S30" if ".S30." in item_id else "L30"
-    for key in (*SENSOR_ASSETS[sensor], FMASK_ASSET):
-        item.add_asset(key, pystac.Asset(f"./{item_id}.{key}.tif", media_type=pystac.MediaType.COG))
-    return item
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_sign_item_none_returns_an_unchanged_copy() -> None:

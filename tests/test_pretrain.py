@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from synthetic_chips import make_dataset
+from synthetic_chips import FAST
 
 from lulc.pretrain import pretrain
 from lulc.train import train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-FAST = {"samples_per_epoch": 16, "progress_bar": False, "patience": 10}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> tuple[dict[str, Path], Path]:
-    return make_dataset(tmp_path_factory.mktemp("chips"))
-
-
-def test_pretrain_writes_a_checkpoint_the_prithvi_loader_accepts(data, tmp_path):
-    stores, splits = data
+def test_pretrain_writes_a_checkpoint_the_prithvi_loader_accepts(chip_data, tmp_path):
+    stores, splits = chip_data
     summary = pretrain("prithvi", {}, {"epochs": 2, "batch_size": 8}, stores, tmp_path / "pretrain", progress=False)
     checkpoint = tmp_path / "pretrain" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True)
@@ -42,11 +31,12 @@ def test_pretrain_writes_a_checkpoint_the_prithvi_loader_accepts(data, tmp_path)
     assert run["weights"]["tensors_rebuilt"] == [] and run["weights"]["tensors_loaded"] == summary["tensors"]["encoder"]
 
 
-def test_pretrain_refuses_a_model_that_is_not_prithvi(data, tmp_path):
+def test_pretrain_refuses_a_model_that_is_not_prithvi(chip_data, tmp_path):
     with pytest.raises(ValueError, match="pretraining 'unet': it is a unet model"):
-        pretrain("unet", {}, {}, data[0], tmp_path)
+        pretrain("unet", {}, {}, chip_data[0], tmp_path)
 
 
-def test_pretrain_records_full_fp32_matmuls(data, tmp_path):
-    summary = pretrain("prithvi", {}, {"epochs": 1, "batch_size": 8}, data[0], tmp_path / "pretrain", progress=False)
+def test_pretrain_records_full_fp32_matmuls(chip_data, tmp_path):
+    stores, _ = chip_data
+    summary = pretrain("prithvi", {}, {"epochs": 1, "batch_size": 8}, stores, tmp_path / "pretrain", progress=False)
     assert summary["matmul_precision"] == "highest"

@@ -9,13 +9,14 @@ import copy
 import json
 import os
 import socket
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pystac
 import pytest
 from pytest import MonkeyPatch
+from stac_items import BBox, bbox_geometry, free_port, hls_item, utc
 
 from lulc import access, hls, search
 from lulc.access import SourceUnreachableError
@@ -30,7 +31,6 @@ STAC_FIXTURES = FIXTURES / "stac"
 CMR_ITEM = STAC_FIXTURES / "cmr" / "item_HLS.S30.T10TEK.2021122T185911.v2.0.reconstructed.json"
 IO_ITEMS = STAC_FIXTURES / "pc" / "items_io-lulc-annual-v02.json"
 
-BBox = tuple[float, float, float, float]
 
 # The synthetic catalog's region: items with HERE intersect AOI_BBOX, items with FAR do not.
 HERE = (10.0, 45.0, 11.0, 46.0)
@@ -54,24 +54,6 @@ def fixtures_or_skip(path: Path) -> Path:
             pytest.fail(f"{missing}: the real-document tests are required (LULC_REQUIRE_FIXTURES is set)")
         pytest.skip(f"{missing}: real-document tests skipped")
     return path
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-def bbox_geometry(bbox: BBox) -> dict[str, Any]:
-    w, s, e, n = bbox
-    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-
-
-def hls_item(item_id: str, when: datetime, cloud: float, bbox: BBox) -> pystac.Item:
-    """An HLS-like item with the real asset keys and relative asset hrefs (as a static catalog has)."""
-    item = pystac.Item(item_id, bbox_geometry(bbox), list(bbox), when, {"eo:cloud_cover": cloud})
-    sensor = "S30" if ".S30." in item_id else "L30"
-    for key in (*SENSOR_ASSETS[sensor], FMASK_ASSET):
-        item.add_asset(key, pystac.Asset(f"./{item_id}.{key}.tif", media_type=pystac.MediaType.COG))
-    return item
 
 
 def label_item(item_id: str, year: int, bbox: BBox) -> pystac.Item:
@@ -716,12 +698,6 @@ def test_real_cmr_item_maps_to_s30_assets_without_epsg() -> None:
 
 
 # ------------------------------------------------------------------------ network behaviour
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_static_and_demo_sources_never_touch_the_network(catalog_path: Path, monkeypatch: MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from synthetic_chips import make_dataset
+from synthetic_chips import FAST
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.classes import IGNORE_INDEX, NUM_CLASSES
@@ -32,17 +32,7 @@ from lulc.train import (
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-FAST = {"samples_per_epoch": 16, "progress_bar": False, "patience": 10}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> tuple[dict[str, Path], Path]:
-    return make_dataset(tmp_path_factory.mktemp("chips"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def curve(path: Path) -> list[dict[str, str]]:
@@ -62,8 +52,8 @@ class Crash(Callback):
 
 
 @pytest.mark.parametrize("name", ["prithvi", "unet", "vit"])
-def test_each_model_trains_and_writes_its_outputs(name, data, tmp_path):
-    stores, splits = data
+def test_each_model_trains_and_writes_its_outputs(name, chip_data, tmp_path):
+    stores, splits = chip_data
     out = run_directory(tmp_path, name, 1.0, 0)
     model_cfg = {"epochs": 4} | ({"weights": "none"} if name == "prithvi" else {})
     run = train(name, model_cfg, FAST, stores, splits, 1.0, 0, out)
@@ -93,8 +83,8 @@ def test_each_model_trains_and_writes_its_outputs(name, data, tmp_path):
         assert model.eval()(images).shape == (2, NUM_CLASSES, 32, 32)
 
 
-def test_a_fixed_seed_reproduces_the_run_and_another_seed_does_not(data, tmp_path):
-    stores, splits = data
+def test_a_fixed_seed_reproduces_the_run_and_another_seed_does_not(chip_data, tmp_path):
+    stores, splits = chip_data
     runs = [train("vit", {"epochs": 3}, FAST, stores, splits, 0.5, seed, tmp_path / f"{i}")
             for i, seed in enumerate((1, 1, 0))]
     first, again, other = (curve(tmp_path / f"{i}" / "curve.csv") for i in range(3))
@@ -104,8 +94,8 @@ def test_a_fixed_seed_reproduces_the_run_and_another_seed_does_not(data, tmp_pat
     assert drop_time != [{k: v for k, v in row.items() if k != "time_s"} for row in other]
 
 
-def test_an_interrupted_run_resumes_from_its_last_epoch(data, tmp_path):
-    stores, splits = data
+def test_an_interrupted_run_resumes_from_its_last_epoch(chip_data, tmp_path):
+    stores, splits = chip_data
     cfg = {"epochs": 4}
     reference = train("vit", cfg, FAST, stores, splits, 1.0, 0, tmp_path / "reference")
 
@@ -123,8 +113,8 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(data, tmp_path):
     assert resumed["best_val_miou"] == reference["best_val_miou"]
 
 
-def test_resume_state_of_another_configuration_is_discarded(data, tmp_path):
-    stores, splits = data
+def test_resume_state_of_another_configuration_is_discarded(chip_data, tmp_path):
+    stores, splits = chip_data
     out = tmp_path / "run"
     with pytest.raises(RuntimeError):
         train("vit", {"epochs": 3}, FAST, stores, splits, 1.0, 0, out, callbacks=[Crash(epoch=1)])
@@ -132,15 +122,21 @@ def test_resume_state_of_another_configuration_is_discarded(data, tmp_path):
     assert run["resumed_from_epoch"] is None and run["epochs_run"] == 3
 
 
-def test_a_truncated_resume_state_is_discarded_and_training_restarts(data, tmp_path, caplog):
+def interrupted_run(chip_data, out: Path, epochs: int, crash_epoch: int) -> Path:
+    """Train a ViT that is killed when epoch ``crash_epoch`` starts; return its resume state (work/last.ckpt)."""
+    stores, splits = chip_data
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        train("vit", {"epochs": epochs}, FAST, stores, splits, 1.0, 0, out, callbacks=[Crash(epoch=crash_epoch)])
+    return out / "work" / "last.ckpt"
+
+
+def test_a_truncated_resume_state_is_discarded_and_training_restarts(chip_data, tmp_path, caplog):
     """A full disk or a killed copy leaves a short last.ckpt: it is refused by its checksum record, with a
     warning naming it, and the run trains from the start (to the same result as a run never interrupted)."""
-    stores, splits = data
+    stores, splits = chip_data
     cfg = {"epochs": 3}
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="simulated interruption"):
-        train("vit", cfg, FAST, stores, splits, 1.0, 0, out, callbacks=[Crash(epoch=2)])
-    last = out / "work" / "last.ckpt"
+    last = interrupted_run(chip_data, out, epochs=3, crash_epoch=2)
     assert verified_checkpoint(last) is None, "a complete resume state must verify"
     with open(last, "r+b") as handle:
         handle.truncate(last.stat().st_size // 2)
@@ -165,13 +161,11 @@ class _RunsCodeWhenUnpickled:
         return (Path.touch, (self.marker,))
 
 
-def test_resume_state_holding_a_pickled_object_is_refused(data, tmp_path, caplog):
-    stores, splits = data
+def test_resume_state_holding_a_pickled_object_is_refused(chip_data, tmp_path, caplog):
+    stores, splits = chip_data
     cfg = {"epochs": 2}
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="simulated interruption"):
-        train("vit", cfg, FAST, stores, splits, 1.0, 0, out, callbacks=[Crash(epoch=1)])
-    last = out / "work" / "last.ckpt"
+    last = interrupted_run(chip_data, out, epochs=2, crash_epoch=1)
     marker = tmp_path / "code-ran"
     state = torch.load(last, weights_only=True)
     state["callbacks"]["tampered"] = _RunsCodeWhenUnpickled(marker)
