@@ -34,6 +34,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "co
 TRAIN_RUNTIME_KEYS: tuple[str, ...] = ("models", "progress_bar", "num_workers", "threads")
 #: Keys of ``predict:`` that do not change the map (only which runs are mapped, and how fast).
 PREDICT_RUNTIME_KEYS: tuple[str, ...] = ("runs", "batch_size", "threads")
+#: Keys of ``evaluate:`` that do not change the metrics (only how fast they are computed).
+EVALUATE_RUNTIME_KEYS: tuple[str, ...] = ("batch_size",)
 #: Model types of ``models.<name>.type`` (each has a ``<type>_model`` definition in the schema).
 MODEL_TYPES: tuple[str, ...] = ("prithvi", "unet", "vit")
 #: Patch size (pixels) of TerraTorch's Prithvi backbones where it is not 16; checked against TerraTorch's
@@ -107,7 +109,9 @@ def _validate(instance: Any, subschema: Mapping[str, Any], prefix: str = "") -> 
     if errors:
         lines = []
         for error in errors:
-            message = "give exactly one of 'bbox' or 'file'" if error.validator == "oneOf" else error.message
+            message = error.message
+            if error.validator == "oneOf":  # jsonschema's message repeats the whole instance
+                message = error.schema.get("x-error", "give exactly one of 'bbox' or 'file'")
             lines.append(f"config key '{_key_path(error, prefix)}': {message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
 
@@ -192,7 +196,21 @@ def _download_rules(download: Mapping[str, Any]) -> Iterator[str]:
         yield f"config key '{key}': {message}"
 
 
-_SECTION_RULES = {"splits": _splits_rules, "predict": _predict_rules, "download": _download_rules}
+def _evaluate_rules(evaluate: Mapping[str, Any]) -> Iterator[str]:
+    crop, stride = evaluate["crop"], evaluate["stride"]
+    if crop and stride and stride > crop:
+        yield (
+            f"config key 'evaluate.stride': {stride} is larger than evaluate.crop {crop} "
+            "(pixels between windows would get no prediction)"
+        )
+
+
+_SECTION_RULES = {
+    "splits": _splits_rules,
+    "predict": _predict_rules,
+    "download": _download_rules,
+    "evaluate": _evaluate_rules,
+}
 
 
 def patch_size(entry: Mapping[str, Any]) -> int:
@@ -235,6 +253,7 @@ def model_rules(name: str, entry: Mapping[str, Any], chip_size: int | None = Non
             + (f" ({entry['backbone']})" if model_type == "prithvi" else "")
             + "; use decoder: UperNetDecoder or another patch size"
         )
+    yield from _decoder_rules(key, entry, fcn, patch)
     if chip_size is None:
         return
     if model_type == "unet" and chip_size % 2 ** int(entry["encoder_depth"]):
@@ -244,6 +263,34 @@ def model_rules(name: str, entry: Mapping[str, Any], chip_size: int | None = Non
         )
     if patch is not None and chip_size % patch:
         yield f"config key '{key}': chip size {chip_size} (chips.size) is not a multiple of the patch size {patch}"
+
+
+def _decoder_rules(key: str, entry: Mapping[str, Any], fcn: bool, patch: int | None) -> Iterator[str]:
+    """The FCN decoder options, the auxiliary head, freeze_encoder and layer_decay (Prithvi and ViT entries)."""
+    if entry["type"] not in ("prithvi", "vit"):
+        return
+    aux = entry["aux_head"]
+    if not fcn and entry["decoder_norm"] != "layer":
+        yield (
+            f"config key '{key}.decoder_norm': {entry['decoder_norm']} is an option of the FCN decoder; "
+            f"{entry['decoder']} brings its own norms (use decoder: FCNDecoder, or leave decoder_norm at layer)"
+        )
+    if aux["enabled"] and not fcn:
+        yield (
+            f"config key '{key}.aux_head.enabled': the auxiliary head is built with the FCN decoder on the last "
+            f"block's features; use decoder: FCNDecoder (not {entry['decoder']})"
+        )
+    if aux["enabled"] and fcn and patch is not None and 2 ** int(aux["num_convs"]) > patch:
+        yield (
+            f"config key '{key}.aux_head.num_convs': {aux['num_convs']} upsampling blocks "
+            f"(x{2 ** int(aux['num_convs'])}) overshoot the patch size {patch}: at most log2(patch) = "
+            f"{round(math.log2(patch))}"
+        )
+    if entry["freeze_encoder"] and entry["layer_decay"] is not None:
+        yield (
+            f"config key '{key}.layer_decay': {entry['layer_decay']} scales the learning rates of encoder layers, "
+            "but freeze_encoder trains none of them; set layer_decay: null or freeze_encoder: false"
+        )
 
 
 def _download_crs(download: Mapping[str, Any]) -> Iterator[str]:
@@ -366,6 +413,70 @@ def _predict_runs(config: Mapping[str, Any]) -> Iterator[str]:
             yield f"{key}: seed {run['seed']} is not one of splits.seeds {list(config['splits']['seeds'])}"
 
 
+#: Keys of ``train:`` that a search space may name; a tuned value overrides it for that model's runs only.
+TRAIN_TUNABLE_KEYS: tuple[str, ...] = ("warmup_epochs",)
+#: The per-trial budget: the same for every model, so never searched.
+BUDGET_KEYS: tuple[str, ...] = ("epochs", "batch_size", "type")
+
+def tunable_key_schema(model_type: str, key: str) -> dict[str, Any] | None:
+    """The schema node of a searchable key (the family's model entry, then ``train:``); None if unknown."""
+    root = schema()
+    node = root["definitions"][f"{model_type}_model"]["properties"].get(key)
+    if node is None and key in TRAIN_TUNABLE_KEYS:
+        node = root["properties"]["train"]["properties"].get(key)
+    if node is not None and "$ref" in node:
+        node = {**root["definitions"][node["$ref"].rsplit("/", 1)[-1]], **node}
+    return node
+
+
+def is_integer_key(node: Mapping[str, Any]) -> bool:
+    kind = node.get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind and "number" not in kind)
+
+
+def search_space_rules(model_type: str, space: Mapping[str, Any], where: str) -> list[str]:
+    """Problems of one family's search space (unknown or budget keys, empty ranges), each naming the key."""
+    problems = []
+    if not space:
+        problems.append(f"config key '{where}': an empty search space (name at least one hyperparameter)")
+    for key, spec in space.items():
+        node = tunable_key_schema(model_type, key)
+        if key in BUDGET_KEYS:
+            problems.append(f"config key '{where}.{key}': {key} is the per-trial budget (tune.epochs, the model's "
+                            "batch_size), the same for every model; it cannot be searched")
+        elif node is None:
+            known = sorted(set(schema()["definitions"][f"{model_type}_model"]["properties"]) - set(BUDGET_KEYS))
+            problems.append(f"config key '{where}.{key}': not a hyperparameter of a {model_type} model "
+                            f"(searchable: {', '.join(known + list(TRAIN_TUNABLE_KEYS))})")
+        elif "low" in spec:
+            low, high = spec["low"], spec["high"]
+            if not low < high:
+                problems.append(f"config key '{where}.{key}': low ({low}) must be below high ({high})")
+            elif spec.get("log") and low <= 0:
+                problems.append(f"config key '{where}.{key}': a log range needs low > 0 (got {low})")
+            elif is_integer_key(node) and (low != int(low) or high != int(high)):
+                problems.append(f"config key '{where}.{key}': {key} is an integer; low and high must be whole")
+    return problems
+
+
+def _tune_rules(config: Mapping[str, Any]) -> Iterator[str]:
+    """tune.models are trained, tune.fraction and tune.seed are configured, and every search space is valid."""
+    tune = config["tune"]
+    for name in tune["models"] or []:
+        if name not in config["train"]["models"]:
+            yield f"config key 'tune.models': {name!r} is not trained (train.models: {list(config['train']['models'])})"
+    fractions = [f"{float(f):g}" for f in config["splits"]["train_fractions"]]
+    if f"{float(tune['fraction']):g}" not in fractions:
+        yield (
+            f"config key 'tune.fraction': {tune['fraction']:g} is not one of splits.train_fractions "
+            f"({', '.join(fractions)})"
+        )
+    if tune["seed"] is not None and tune["seed"] not in config["splits"]["seeds"]:
+        yield f"config key 'tune.seed': {tune['seed']} is not one of splits.seeds {list(config['splits']['seeds'])}"
+    for family, space in tune["search_space"].items():
+        yield from search_space_rules(family, space, f"tune.search_space.{family}")
+
+
 def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
     """Every cross-field rule of a validated, default-filled config; one :class:`ConfigError` naming them all."""
     base_dir = Path(base_dir)
@@ -390,6 +501,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
         if entry.get("weights") == "pretrain" and entry["type"] != "prithvi":
             problems.append(f"config key 'models.{name}.weights': 'pretrain' pretrains Prithvi encoders only")
     problems += _predict_runs(config)
+    problems += _tune_rules(config)
     for name in config["train"]["models"]:
         if name not in config["models"]:
             problems.append(
@@ -463,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
+    "EVALUATE_RUNTIME_KEYS",
     "MODEL_TYPES",
     "PREDICT_RUNTIME_KEYS",
     "SCHEMA_PATH",

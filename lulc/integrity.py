@@ -27,6 +27,7 @@ PRODUCING_RULES = {
     "download": "download",
     "chips": "chips",
     "splits": "splits",
+    "stats": "stats",
     "pretrain": "pretrain",
     "train": "train",
     "evaluate": "evaluate",

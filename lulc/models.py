@@ -2,7 +2,8 @@
 
 Every model is a :class:`LULCModel`: raw int16 chips ``(B, T, 6, H, W)`` (time-major, :mod:`lulc.hls`) go
 in, logits ``(B, NUM_CLASSES, H, W)`` come out. The model normalises its own input on the device with the
-statistics it was configured with (the Prithvi pretraining mean / std by default), sets HLS nodata
+statistics it was configured with (the Prithvi pretraining mean / std by default, or the training chips' own
+with ``normalization: dataset``, :func:`dataset_normalization`; a trained checkpoint keeps them), sets HLS nodata
 (-9999) to 0 after normalisation, and refuses input that is not what it expects: floats to
 :meth:`LULCModel.forward` (already normalised, or reflectance converted by hand), or values in the
 thousands to :meth:`LULCModel.forward_normalised` (raw reflectance that skipped normalisation, the classic
@@ -17,10 +18,17 @@ Model types (``models.<name>.type``, by default the entry's name):
   the official Prithvi key layout (the Hugging Face release, or the ``pretrain`` rule's output), loaded by
   :func:`load_prithvi_encoder`, which fails loudly on a missing or unreadable file and on any key that
   does not match. TerraTorch's own loader only warns on mismatched keys, and silently ignores
-  ``ckpt_path`` unless ``pretrained=True``, so it is not used.
+  ``ckpt_path`` unless ``pretrained=True``, so it is not used. With ``decoder_norm: batch`` or an
+  ``aux_head``, which TerraTorch's FCN decoder cannot give, the FCN decoder is this module's
+  :class:`FCNDecoder` behind the same necks (:class:`_PrithviFCNNet`); otherwise it is TerraTorch's.
 * ``unet``: segmentation-models-pytorch ``Unet`` from scratch on all ``T x 6`` channels.
 * ``vit``: a timm ViT on all ``T x 6`` channels with an FCN decoder built like TerraTorch's; natural-image
   weights only from a local file (timm adapts the input convolution and position embeddings).
+
+Prithvi and ViT entries also take ``decoder_dropout`` / ``decoder_norm`` (the FCN decoder), ``aux_head`` (an
+auxiliary FCN head on the same features, whose logits only :meth:`LULCModel.forward_with_aux` returns, for
+the training loss), and the training options ``freeze_encoder`` / ``layer_decay``, which act on
+:func:`vit_encoder` (:func:`freeze_encoder`, :func:`encoder_layer_id`).
 
 TerraTorch, timm and segmentation-models-pytorch are imported only by the builder that needs them
 (importing TerraTorch takes about 10 s on a small CPU). Importing TerraTorch also sets the process-wide
@@ -34,12 +42,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -104,38 +113,104 @@ class UnnormalisedInputError(ValueError):
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-band mean and standard deviation (reflectance x 10000) and where they came from."""
+    """Per-band mean and standard deviation (reflectance x 10000) and where they came from.
+
+    ``source`` and ``sha256``: the statistics file of ``normalization: dataset`` (None otherwise).
+    """
 
     name: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    source: str | None = None
+    sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "mean": list(self.mean), "std": list(self.std)}
+        record: dict[str, Any] = {"name": self.name, "mean": list(self.mean), "std": list(self.std)}
+        if self.source is not None:
+            record |= {"source": self.source, "sha256": self.sha256}
+        return record
 
 
-def resolve_normalization(spec: Any, model_name: str, backbone: str | None = None) -> Normalization:
+#: What ``normalization: dataset`` reads: the stats rule's output (:mod:`lulc.stats`).
+DATASET_STATS_FILE = "results/stats/normalization.json"
+
+
+def _checked_statistics(key: str, spec: Mapping[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    try:
+        mean, std = (tuple(float(v) for v in spec[k]) for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{key}: expected {len(PRITHVI_BANDS)} numbers each for mean and std") from None
+    if (
+        len(mean) != len(PRITHVI_BANDS)
+        or len(std) != len(PRITHVI_BANDS)
+        or not all(math.isfinite(v) for v in mean + std)
+        or min(std) <= 0
+    ):
+        raise ValueError(f"{key}: mean and std need {len(PRITHVI_BANDS)} finite values each, std > 0")
+    return mean, std
+
+
+def dataset_normalization(stats: Any, model_name: str) -> Normalization:
+    """The statistics of ``normalization: dataset``.
+
+    ``stats`` is the stats rule's file (:data:`DATASET_STATS_FILE`, its path and SHA-256 are recorded), a
+    :class:`Normalization`, or the record a trained checkpoint keeps (``{name, mean, std, source, sha256}``);
+    None raises a ``ValueError`` naming the config key.
+    """
+    key = f"config key models.{model_name}.normalization"
+    if stats is None:
+        raise ValueError(
+            f"{key}: 'dataset' needs the per-band statistics of the training chips ({DATASET_STATS_FILE}, written "
+            "by the stats rule), and none were given"
+        )
+    if isinstance(stats, Normalization):
+        return stats
+    if isinstance(stats, Mapping):
+        mean, std = _checked_statistics(key, stats)
+        return Normalization("dataset", mean, std, stats.get("source"), stats.get("sha256"))
+    path = Path(stats)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{key}: cannot read the dataset statistics {path}: {error}") from error
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{key}: {path} is not a statistics file of the stats rule")
+    mean, std = _checked_statistics(f"{key} ({path})", record)
+    return Normalization("dataset", mean, std, str(path), sha256_file(path))
+
+
+def resolve_normalization(
+    spec: Any, model_name: str, backbone: str | None = None, dataset_stats: Any = None
+) -> Normalization:
     """Turn ``models.<name>.normalization`` into statistics.
 
     ``spec`` is ``"prithvi_v1"``, ``"prithvi_v2"``, ``"backbone"`` (the pretraining statistics of the
-    configured Prithvi backbone: v1 for ``prithvi_eo_v1_*``, v2 otherwise) or ``{mean: [6], std: [6]}``.
+    configured Prithvi backbone: v1 for ``prithvi_eo_v1_*``, v2 otherwise), ``"dataset"`` (the training chips'
+    own statistics, from ``dataset_stats``: :func:`dataset_normalization`), ``{mean: [6], std: [6]}``, or an
+    already resolved :class:`Normalization`.
     """
     key = f"config key models.{model_name}.normalization"
+    if isinstance(spec, Normalization):
+        return spec
+    if spec == "dataset":
+        return dataset_normalization(dataset_stats, model_name)
     if spec == "backbone":
         if not backbone:
             raise ValueError(f"{key}: 'backbone' needs a Prithvi backbone; use prithvi_v1, prithvi_v2 or mean/std")
         spec = "prithvi_v1" if backbone.startswith("prithvi_eo_v1") else "prithvi_v2"
     if isinstance(spec, str):
         if spec not in NORMALIZATIONS:
-            raise ValueError(f"{key}: unknown statistics {spec!r} (known: backbone, {', '.join(NORMALIZATIONS)})")
+            raise ValueError(
+                f"{key}: unknown statistics {spec!r} (known: backbone, dataset, {', '.join(NORMALIZATIONS)})"
+            )
         stats = NORMALIZATIONS[spec]
         return Normalization(spec, stats["mean"], stats["std"])
     if isinstance(spec, Mapping) and set(spec) == {"mean", "std"}:
-        mean, std = (tuple(float(v) for v in spec[k]) for k in ("mean", "std"))
-        if len(mean) != len(PRITHVI_BANDS) or len(std) != len(PRITHVI_BANDS) or min(std) <= 0:
-            raise ValueError(f"{key}: mean and std need {len(PRITHVI_BANDS)} values each, std > 0")
+        mean, std = _checked_statistics(key, spec)
         return Normalization("custom", mean, std)
-    raise ValueError(f"{key}: expected backbone, prithvi_v1, prithvi_v2 or {{mean: [...], std: [...]}}, got {spec!r}")
+    raise ValueError(
+        f"{key}: expected backbone, prithvi_v1, prithvi_v2, dataset or {{mean: [...], std: [...]}}, got {spec!r}"
+    )
 
 
 class HLSNormalize(nn.Module):
@@ -234,6 +309,55 @@ class LULCModel(nn.Module):
     def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
         check_normalised(x, self.max_abs)
         return self.net(x)
+
+    def forward_with_aux(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Training only: the logits and those of the auxiliary head (``aux_head.enabled``; None without one),
+        both ``(B, classes, H, W)``. :meth:`forward` (evaluation, prediction) returns the main logits only."""
+        x = self.normalize(raw)
+        check_normalised(x, self.max_abs)
+        paired = getattr(self.net, "forward_with_aux", None)
+        return paired(x) if paired is not None else (self.net(x), None)
+
+
+def vit_encoder(model: nn.Module) -> nn.Module | None:
+    """The ViT encoder (a TerraTorch ``PrithviViT`` or a timm ``VisionTransformer``, with ``blocks``) of a Prithvi
+    or ViT :class:`LULCModel`, or None (a U-Net). ``freeze_encoder`` and ``layer_decay`` act on it."""
+    net = model.net if isinstance(model, LULCModel) else model
+    getter = getattr(net, "vit_encoder", None)
+    return getter() if callable(getter) else None
+
+
+#: Top-level names of a ViT encoder's embedding parameters (patch, position, time / location embeddings and
+#: the class / register / mask tokens): the layer below the first block for :func:`encoder_layer_id`.
+EMBEDDING_NAMES = ("patch_embed", "pos_embed", "cls_token", "reg_token", "mask_token", "temporal_embed_enc",
+                   "location_embed_enc")
+
+
+def encoder_layer_id(name: str, depth: int) -> int:
+    """Layer of an encoder parameter for layer-wise learning-rate decay (mmsegmentation's ``get_layer_id_for_vit``,
+    the BEiT convention): 0 for the embeddings (:data:`EMBEDDING_NAMES`), ``i + 1`` for ``blocks.<i>.*``, and
+    ``depth + 1`` for the rest (the final norm), which the decoder and heads share. The learning rate of layer
+    ``k`` is ``lr * layer_decay ** (depth + 1 - k)``."""
+    head, _, rest = name.partition(".")
+    if head == "blocks":
+        return int(rest.partition(".")[0]) + 1
+    if head in EMBEDDING_NAMES:
+        return 0
+    return depth + 1
+
+
+def freeze_encoder(model: nn.Module) -> int:
+    """``freeze_encoder``: turn off the gradients of the ViT encoder's parameters (the decoder and the auxiliary
+    head still train; the optimiser gets only parameters that require gradients). Returns the parameters
+    frozen; raises ValueError for a model without a ViT encoder."""
+    encoder = vit_encoder(model)
+    if encoder is None:
+        raise ValueError(f"{type(model).__name__}: freeze_encoder needs a Prithvi or ViT encoder")
+    frozen = 0
+    for param in encoder.parameters():
+        param.requires_grad_(False)
+        frozen += param.numel()
+    return frozen
 
 
 # --------------------------------------------------------------------------------------- weights
@@ -416,29 +540,43 @@ def _count(module: nn.Module) -> int:
 
 
 class FCNDecoder(nn.Module):
-    """TerraTorch's ``FCNDecoder`` + ``SegmentationHead``, rebuilt here so the ViT baseline does not import it.
+    """TerraTorch's ``FCNDecoder`` + ``SegmentationHead``, rebuilt here so the ViT baseline does not import it,
+    with the two options TerraTorch's lacks or keeps apart: the norm and the dropout.
 
-    ``num_convs`` blocks of (2x transposed conv, 3x3 conv, LayerNorm over channels, GELU) upsample a
-    ``(B, C, h, w)`` token grid by ``2 ** num_convs``; a 1x1 conv gives the class logits.
+    ``num_convs`` blocks of (2x transposed conv, 3x3 conv, norm, GELU) upsample a ``(B, C, h, w)`` token grid
+    by ``2 ** num_convs``; dropout (``dropout`` > 0, like TerraTorch's ``head_dropout``) and a 1x1 conv give
+    the class logits. ``norm``: ``"layer"`` (LayerNorm over channels, TerraTorch's ``Norm2d``) or ``"batch"``
+    (``BatchNorm2d``, as mmsegmentation's ``FCNHead``). Neither the norm choice nor the dropout changes the
+    state-dict keys of the convolutions and the classifier.
     """
 
-    def __init__(self, in_channels: int, channels: int, num_convs: int, num_classes: int) -> None:
+    def __init__(
+        self, in_channels: int, channels: int, num_convs: int, num_classes: int, norm: str = "layer",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
+        if norm not in DECODER_NORMS:
+            raise ValueError(f"decoder norm {norm!r} is not one of {', '.join(DECODER_NORMS)}")
         blocks: list[nn.Module] = []
         for i in range(num_convs):
             blocks.append(
                 nn.Sequential(
                     nn.ConvTranspose2d(in_channels if i == 0 else channels, channels, kernel_size=2, stride=2),
                     nn.Conv2d(channels, channels, kernel_size=3, padding=1),
-                    _ChannelLayerNorm(channels),
+                    _ChannelLayerNorm(channels) if norm == "layer" else nn.BatchNorm2d(channels),
                     nn.GELU(),
                 )
             )
         self.convs = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.head = nn.Conv2d(channels, num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.convs(x))
+        return self.head(self.dropout(self.convs(x)))
+
+
+#: ``models.<name>.decoder_norm``: the norm of the FCN decoder's blocks (:class:`FCNDecoder`).
+DECODER_NORMS = ("layer", "batch")
 
 
 class _ChannelLayerNorm(nn.LayerNorm):
@@ -465,6 +603,83 @@ class _PrithviNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.transpose(1, 2)).output
+
+    def vit_encoder(self) -> nn.Module:
+        return cast(nn.Module, self.model.encoder)
+
+
+def _terratorch_utils() -> Any:
+    """``terratorch.models.utils`` (imported once, by the builder, through :func:`import_terratorch`)."""
+    import sys
+
+    return sys.modules.get("terratorch.models.utils") or import_terratorch("terratorch.models.utils")
+
+
+class _PrithviFCNNet(nn.Module):
+    """A Prithvi encoder + TerraTorch's necks + this module's :class:`FCNDecoder` (and an auxiliary FCN head on the
+    same features), for the FCN options TerraTorch's decoder lacks (``decoder_norm: batch``, ``aux_head``).
+
+    The input is handled as TerraTorch's PixelWiseModel does (reflect padding to the patch size, bilinear
+    rescaling of the logits to the padded size, centre crop), so both Prithvi paths take the same tiles.
+    """
+
+    def __init__(self, encoder: nn.Module, neck: nn.Module, decoder: FCNDecoder, aux_head: FCNDecoder | None,
+                 patch_size: Any) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.neck = neck  # TerraTorch's NeckSequential: SelectIndices + ReshapeTokensToImage (no parameters)
+        self.decoder = decoder
+        self.aux_head = aux_head
+        self.patch_size = patch_size
+
+    def vit_encoder(self) -> nn.Module:
+        return self.encoder
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        utils = _terratorch_utils()
+        x = x.transpose(1, 2)
+        size_out = (int(x.shape[-2]), int(x.shape[-1]))
+        x = utils.pad_images(x, self.patch_size, "reflect")
+        size_in = (int(x.shape[-2]), int(x.shape[-1]))
+        return self.neck(self.encoder(x), image_size=size_in)[-1], size_in, size_out
+
+    @staticmethod
+    def _logits(head: nn.Module, grid: torch.Tensor, size_in: tuple[int, int],
+                size_out: tuple[int, int]) -> torch.Tensor:
+        logits = head(grid)
+        if logits.shape[-2:] != size_in:
+            logits = nn.functional.interpolate(logits, size=size_in, mode="bilinear")
+        return _terratorch_utils().center_crop(logits, size_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid, size_in, size_out = self._features(x)
+        return self._logits(self.decoder, grid, size_in, size_out)
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        grid, size_in, size_out = self._features(x)
+        logits = self._logits(self.decoder, grid, size_in, size_out)
+        if self.aux_head is None:
+            return logits, None
+        return logits, self._logits(self.aux_head, grid, size_in, size_out)
+
+
+def _aux_head(cfg: Mapping[str, Any], in_channels: int, num_classes: int) -> FCNDecoder | None:
+    """The auxiliary FCN head of ``aux_head`` (its own channels and blocks; the decoder's norm and dropout)."""
+    aux = cfg["aux_head"]
+    if not aux["enabled"]:
+        return None
+    return FCNDecoder(in_channels, int(aux["channels"]), int(aux["num_convs"]), num_classes,
+                      norm=cfg["decoder_norm"], dropout=float(cfg["decoder_dropout"]))
+
+
+def _decoder_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """run.json's record of the decoder options and the auxiliary head."""
+    aux = cfg["aux_head"]
+    return {
+        "decoder_norm": cfg["decoder_norm"] if cfg.get("decoder", "FCNDecoder") == "FCNDecoder" else None,
+        "decoder_dropout": float(cfg["decoder_dropout"]),
+        "aux_head": dict(aux) if aux["enabled"] else None,
+    }
 
 
 @register_model("prithvi")
@@ -516,24 +731,41 @@ def build_prithvi(
             {"name": "ReshapeTokensToImage", "effective_time_dim": effective_time},
         ]
         decoder_kwargs = {"channels": cfg["decoder_channels"], "num_convs": _upscale_convs(patch[-1])}
-    model = EncoderDecoderFactory().build_model(
-        task="segmentation",
-        backbone=encoder,
-        decoder=cfg["decoder"],
-        decoder_kwargs=decoder_kwargs,
-        num_classes=num_classes,
-        necks=necks,
-        rescale=True,
-    )
+    net: nn.Module
+    own_fcn = cfg["decoder"] == "FCNDecoder" and (cfg["decoder_norm"] != "layer" or cfg["aux_head"]["enabled"])
+    if own_fcn:  # batch norm or an auxiliary head: this module's FCNDecoder behind TerraTorch's necks
+        neck_list, channels = import_terratorch("terratorch.models.necks").build_neck_list(
+            necks, encoder.out_channels
+        )
+        neck = import_terratorch("terratorch.models.necks").NeckSequential(*neck_list)
+        decoder = FCNDecoder(channels[-1], int(cfg["decoder_channels"]), decoder_kwargs["num_convs"], num_classes,
+                             norm=cfg["decoder_norm"], dropout=float(cfg["decoder_dropout"]))
+        padding_patch = next(m.patch_size for m in encoder.modules() if hasattr(m, "patch_size"))
+        net = _PrithviFCNNet(encoder, neck, decoder, _aux_head(cfg, channels[-1], num_classes), padding_patch)
+    else:  # TerraTorch's decoder (FCN with LayerNorm, or UPerNet) and SegmentationHead
+        dropout = float(cfg["decoder_dropout"])
+        model = EncoderDecoderFactory().build_model(
+            task="segmentation",
+            backbone=encoder,
+            decoder=cfg["decoder"],
+            decoder_kwargs=decoder_kwargs,
+            num_classes=num_classes,
+            necks=necks,
+            rescale=True,
+            **({"head_kwargs": {"dropout": dropout}} if dropout else {}),
+        )
+        net = _PrithviNet(model)
     normalization = resolve_normalization(cfg["normalization"], name, backbone_name)
     info = {
         "backbone": backbone_name,
         "decoder": cfg["decoder"],
+        "decoder_implementation": "lulc" if own_fcn else "terratorch",
         "feature_indices": indices,
         "encoder_parameters": _count(encoder),
         "weights": weights,
+        **_decoder_info(cfg),
     }
-    return BuiltModel(LULCModel(_PrithviNet(model), normalization), info)
+    return BuiltModel(LULCModel(net, normalization), info)
 
 
 class _UNetNet(nn.Module):
@@ -580,22 +812,38 @@ def build_unet(
 
 
 class _ViTNet(nn.Module):
-    """timm ViT tokens -> ``(B, D, h, w)`` grid -> FCN decoder; input is the ``T x 6`` channels."""
+    """timm ViT tokens -> ``(B, D, h, w)`` grid -> FCN decoder (and the auxiliary FCN head, where configured);
+    input is the ``T x 6`` channels."""
 
-    def __init__(self, vit: nn.Module, decoder: FCNDecoder) -> None:
+    def __init__(self, vit: nn.Module, decoder: FCNDecoder, aux_head: FCNDecoder | None = None) -> None:
         super().__init__()
         self.vit = vit
         self.decoder = decoder
+        self.aux_head = aux_head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def vit_encoder(self) -> nn.Module:
+        return self.vit
+
+    def _grid(self, x: torch.Tensor) -> torch.Tensor:
         vit: Any = self.vit  # a timm VisionTransformer (typed as a plain Module)
         tokens = vit.forward_features(x.flatten(1, 2))[:, vit.num_prefix_tokens :]
         h, w = vit.patch_embed.grid_size
-        grid = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], h, w)
-        logits = self.decoder(grid)
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], h, w)
+
+    @staticmethod
+    def _logits(head: nn.Module, grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logits = head(grid)
         if logits.shape[-2:] != x.shape[-2:]:
             logits = nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._logits(self.decoder, self._grid(x), x)
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        grid = self._grid(x)
+        aux = self._logits(self.aux_head, grid, x) if self.aux_head is not None else None
+        return self._logits(self.decoder, grid, x), aux
 
 
 @register_model("vit")
@@ -649,10 +897,11 @@ def build_vit(
             weights = {"source": "trained checkpoint"}
     features: int = vit.num_features  # type: ignore[assignment]  # timm models are typed as plain Modules
     decoder = FCNDecoder(features, int(cfg["decoder_channels"]), _upscale_convs(kwargs["patch_size"]),
-                         num_classes)
+                         num_classes, norm=cfg["decoder_norm"], dropout=float(cfg["decoder_dropout"]))
     normalization = resolve_normalization(cfg["normalization"], name)
-    info = {"arch": cfg["arch"], "patch_size": kwargs["patch_size"], "weights": weights}
-    return BuiltModel(LULCModel(_ViTNet(vit, decoder), normalization), info)
+    info = {"arch": cfg["arch"], "patch_size": kwargs["patch_size"], "weights": weights,
+            "encoder_parameters": _count(vit), **_decoder_info(cfg)}
+    return BuiltModel(LULCModel(_ViTNet(vit, decoder, _aux_head(cfg, features, num_classes)), normalization), info)
 
 
 def build_model(
@@ -663,12 +912,17 @@ def build_model(
     num_classes: int = NUM_CLASSES,
     pretrain_checkpoint: str | os.PathLike[str] | None = None,
     load_weights: bool = True,
+    dataset_stats: Any = None,
 ) -> BuiltModel:
     """Build the model of config entry ``models.<name>`` for ``frames`` x 6-band chips of ``chip_size``.
 
     ``load_weights=False`` skips pretrained weights (used when a trained checkpoint is loaded next).
+    ``dataset_stats``: the statistics of ``normalization: dataset`` (the stats rule's file, or a checkpoint's
+    record of them: :func:`dataset_normalization`); ignored for any other normalisation.
     """
     resolved = model_entry(name, cfg, int(chip_size))  # the defaults of its type, from the schema
+    if resolved.get("normalization") == "dataset":  # resolved here, so every builder gets the statistics
+        resolved["normalization"] = dataset_normalization(dataset_stats, name)
     builder = MODEL_BUILDERS[resolved["type"]]
     built = builder(
         name,
@@ -723,8 +977,11 @@ def load_trained_model(
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path} is not a trained model checkpoint of this workflow (format {CHECKPOINT_FORMAT})")
     info = checkpoint["info"]
+    # normalization: dataset: the statistics recorded in the checkpoint (the stats file is not needed)
+    dataset_stats = info.get("normalization") if info.get("normalization", {}).get("name") == "dataset" else None
     built = build_model(
-        info["name"], checkpoint["config"], info["frames"], info["chip_size"], info["num_classes"], load_weights=False
+        info["name"], checkpoint["config"], info["frames"], info["chip_size"], info["num_classes"], load_weights=False,
+        dataset_stats=dataset_stats,
     )
     built.model.load_state_dict(checkpoint["state_dict"], strict=True)
     return built.model, checkpoint

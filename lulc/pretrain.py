@@ -41,7 +41,7 @@ from lulc.models import (
     load_prithvi_encoder,
     resolve_normalization,
 )
-from lulc.train import augment_batch, chip_geometry, warmup_cosine
+from lulc.train import augment_batch, chip_geometry, lr_multiplier
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,12 @@ def pretrain(
     out_dir: str | os.PathLike[str],
     threads: int | None = None,
     progress: bool = True,
+    dataset_stats: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """MAE-pretrain the encoder of ``models.<model_name>``; write ``checkpoint.pt`` + ``pretrain.json``."""
+    """MAE-pretrain the encoder of ``models.<model_name>``; write ``checkpoint.pt`` + ``pretrain.json``.
+
+    ``dataset_stats``: the stats rule's file, where the entry's normalization is ``dataset``.
+    """
     start = time.perf_counter()
     model_cfg = model_entry(model_name, model_cfg)
     if model_cfg["type"] != "prithvi":
@@ -92,7 +96,7 @@ def pretrain(
     torch.manual_seed(cfg["seed"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mae = build_mae(backbone, frames, chip_size, model_cfg["backbone_kwargs"]).to(device)
-    normalization = resolve_normalization(model_cfg["normalization"], model_name, backbone)
+    normalization = resolve_normalization(model_cfg["normalization"], model_name, backbone, dataset_stats)
     normalize = HLSNormalize(normalization).to(device)
 
     dataset = ChipStoreDataset(store_paths, all_chips(store_paths))
@@ -110,7 +114,7 @@ def pretrain(
         betas=(0.9, 0.95),
         fused=True,  # one kernel for all parameters (CUDA and CPU)
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps, 0.01))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, warmup, steps, 0.01))
     # bf16 autocast where `train.precision: auto` would train in bf16-mixed; fp32 elsewhere (also on GPUs
     # without bf16: fp16 would need a gradient scaler)
     use_bf16 = auto_precision(device.type) == "bf16"

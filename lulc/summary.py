@@ -9,13 +9,25 @@
 * ``per_class_iou.png``: per-class IoU per model at the largest fraction (mean +- sd over seeds).
 * ``confusion_matrices.png``: row-normalised confusion matrices per model at the largest fraction,
   summed over seeds.
+
+The study's question, with its uncertainty (:func:`answer_table`): each run's record gives its model a role
+(:func:`model_role`): a *foundation model* is a Prithvi with pretrained weights, a *scratch control* the same
+type from random weights, a *baseline* a U-Net or ViT. Per training fraction, each foundation model is compared
+with the best baseline at that fraction and with each scratch control of its type, by the paired difference in
+test mIoU over seeds (the same seed is the same training subset and split) and a percentile-bootstrap 95 %
+interval of its mean over seeds (the test chips are fixed, not resampled).
+
+* ``answer.csv``: one row per comparison x fraction: mean paired difference, interval, pairs, verdict.
+* ``answer.md``: the same as a Markdown table and one plain sentence per comparison and fraction.
+* ``answer_per_class.csv``: per-class IoU differences of the same comparisons (mean over paired seeds).
+* ``figure2_difference_vs_fraction.png``: the difference against training fraction with its interval.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +65,23 @@ def interquartile_mean(values: Sequence[float]) -> float:
     return float(x[cut : n - cut].mean())
 
 
+def plain_mean(values: Sequence[float]) -> float:
+    """The plain mean (NaN for no values): the statistic of the paired differences' interval."""
+    x = np.asarray(values, dtype=float)
+    return float(x.mean()) if len(x) else float("nan")
+
+
 def bootstrap_interval(
-    values: Sequence[float], statistic=interquartile_mean, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+    values: Sequence[float],
+    statistic: Callable[[Any], float] = interquartile_mean,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile-bootstrap interval of ``statistic`` over resampled values (seeded, so reproducible)."""
+    """Percentile-bootstrap interval of ``statistic`` over resampled values (seeded, so reproducible).
+
+    Each of ``n_boot`` draws resamples the values with replacement (``rng.integers(0, n, n)`` from
+    ``numpy.random.default_rng(seed)``); NaN for fewer than 2 values, where no interval is meaningful."""
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return (float("nan"), float("nan"))
@@ -72,8 +97,13 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
     for path in metric_files:
         result = json.loads(Path(path).read_text())
         run = result.get("run", {})
+        model = run.get("model", result.get("model"))
+        model_type, weights_source = run_model_type({"model": model, **run}), run_weights_source(run)
         row: dict[str, Any] = {
-            "model": run.get("model", result.get("model")),
+            "model": model,
+            "model_type": model_type,
+            "weights_source": weights_source,
+            "role": model_role(model_type, weights_source),
             "fraction": float(run["fraction"]),
             "seed": int(run["seed"]),
             "miou": result["miou"],
@@ -96,6 +126,57 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
     if not rows:
         raise ValueError("the summary needs at least one evaluated run")
     return pd.DataFrame(rows).sort_values(["model", "fraction", "seed"]).reset_index(drop=True)
+
+
+#: Model roles in the study's question (:func:`model_role`).
+FOUNDATION, SCRATCH, BASELINE, OTHER = "foundation", "scratch", "baseline", "other"
+#: The model types compared as baselines (whatever their weights) and the foundation model's type.
+BASELINE_TYPES = ("unet", "vit")
+FOUNDATION_TYPE = "prithvi"
+_KNOWN_TYPES = (FOUNDATION_TYPE, *BASELINE_TYPES)
+#: ``models.<name>.weights`` specs as the run record's ``weights.source`` names them (any other is a file).
+_WEIGHTS_SOURCES = {"none": "none", "pretrain": "pretrain", "hf": "huggingface_cache"}
+
+
+def model_role(model_type: str | None, weights_source: str | None) -> str:
+    """A model's role: ``foundation`` (Prithvi with pretrained weights), ``scratch`` (Prithvi from random
+    weights: the control that says whether pretraining helps), ``baseline`` (U-Net, ViT) or ``other``
+    (an unknown type, or a Prithvi whose weights are not recorded: not compared rather than guessed)."""
+    if model_type in BASELINE_TYPES:
+        return BASELINE
+    if model_type == FOUNDATION_TYPE and weights_source:
+        return SCRATCH if weights_source == "none" else FOUNDATION
+    return OTHER
+
+
+def run_model_type(run: Mapping[str, Any]) -> str | None:
+    """The model type of a run record (run.json, carried in metrics.json as ``run``).
+
+    ``model_type``, else the build record's or the model config's ``type``, else the model's name where it
+    is a known type (a ``models`` entry's type defaults to its name)."""
+    for value in (run.get("model_type"), _field(run, "model_info", "type"), _field(run, "model_config", "type")):
+        if isinstance(value, str):
+            return value
+    name = run.get("model")
+    return name if name in _KNOWN_TYPES else None
+
+
+def run_weights_source(run: Mapping[str, Any]) -> str | None:
+    """Where a run's initial weights came from: ``none``, ``pretrain``, ``huggingface_cache``, ``file``...
+
+    The record's ``weights.source`` (or the build record's), else the model config's ``weights`` spec."""
+    for value in (run.get("weights"), _field(run, "model_info", "weights")):
+        if isinstance(value, Mapping) and isinstance(value.get("source"), str):
+            return str(value["source"])
+        if isinstance(value, str):
+            return value
+    spec = _field(run, "model_config", "weights")
+    return _WEIGHTS_SOURCES.get(spec, "file") if isinstance(spec, str) else None
+
+
+def _field(record: Mapping[str, Any], key: str, name: str) -> Any:
+    value = record.get(key)
+    return value.get(name) if isinstance(value, Mapping) else None
 
 
 def _describe(value: Any) -> str | None:
@@ -245,10 +326,330 @@ def markdown_table(aggregate: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------ the study's question, with its uncertainty
+
+#: Columns of ``answer.csv``; differences and mIoU in points (x 100), as in aggregate.md.
+ANSWER_COLUMNS = [
+    "model",
+    "reference",
+    "reference_role",
+    "fraction",
+    "n_pairs",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "model_miou",
+    "reference_miou",
+]
+#: Columns of ``answer_per_class.csv`` (IoU and differences in points).
+PER_CLASS_COLUMNS = [
+    "model",
+    "reference",
+    "reference_role",
+    "fraction",
+    "class",
+    "n_pairs",
+    "mean_diff",
+    "model_iou",
+    "reference_iou",
+]
+
+
+def model_roles(runs: pd.DataFrame) -> dict[str, str]:
+    """Each model's role from its runs' ``role`` column (``other`` where its runs disagree, with a warning)."""
+    roles = {}
+    for model, group in runs.groupby("model", sort=True):
+        found = set(group["role"])
+        if len(found) > 1:
+            log.warning("runs of %s have different roles %s: left out of the comparisons", model, sorted(found))
+        roles[str(model)] = found.pop() if len(found) == 1 else OTHER
+    return roles
+
+
+def best_baselines(runs: pd.DataFrame) -> dict[float, str]:
+    """Per training fraction, the baseline with the highest mean test mIoU over its seeds (ties: by name).
+
+    Chosen per fraction because the strongest baseline can change with the amount of training data."""
+    baselines = [m for m, role in model_roles(runs).items() if role == BASELINE]
+    means = runs[runs["model"].isin(baselines)].groupby(["fraction", "model"])["miou"].mean().dropna()
+    best: dict[float, str] = {}
+    for (fraction, model), _ in sorted(means.items(), key=lambda item: (item[0][0], -item[1], item[0][1])):
+        best.setdefault(float(fraction), str(model))
+    return best
+
+
+def paired_runs(runs: pd.DataFrame, model: str, reference: str, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs of ``model`` and ``reference`` at ``fraction`` over the seeds both have, indexed by seed.
+
+    A seed fixes the training subset (the split is the same for all), so a pair compares the two models on the
+    same data and the seed-to-seed spread they share drops out of the difference. A seed on one side only drops
+    out."""
+    at = runs[runs["fraction"] == fraction]
+    sides = [at[at["model"] == name].set_index("seed") for name in (model, reference)]
+    for name, side in zip((model, reference), sides, strict=True):
+        if side.index.has_duplicates:
+            raise ValueError(f"{name} has more than one run per seed at fraction {fraction:g}")
+    seeds = sides[0].index.intersection(sides[1].index).sort_values()
+    return sides[0].loc[seeds], sides[1].loc[seeds]
+
+
+def paired_differences(
+    runs: pd.DataFrame, model: str, reference: str, fraction: float, metric: str = "miou"
+) -> pd.Series:
+    """Per paired seed: ``model`` minus ``reference`` in ``metric``, in points (x 100); undefined values drop."""
+    mine, theirs = paired_runs(runs, model, reference, fraction)
+    return ((mine[metric].astype(float) - theirs[metric].astype(float)) * 100).dropna()
+
+
+def verdict(ci_low: float, ci_high: float, n_pairs: int) -> str:
+    """``better`` if the interval lies above 0, ``worse`` if below, else not distinguishable (at n seeds)."""
+    if n_pairs < 2 or not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return "not distinguishable"
+    if ci_low > 0:
+        return "better"
+    if ci_high < 0:
+        return "worse"
+    return f"not distinguishable at {n_pairs} seeds"
+
+
+def compare(
+    runs: pd.DataFrame,
+    model: str,
+    reference: str,
+    reference_role: str,
+    fraction: float,
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> dict[str, Any]:
+    """One row of ``answer.csv``: the mean paired mIoU difference, its bootstrap 95 % interval over seeds
+    (resampling seeds with replacement, seeded), the number of pairs and the verdict."""
+    diffs = paired_differences(runs, model, reference, fraction)
+    low, high = bootstrap_interval(diffs.to_numpy(), statistic=plain_mean, n_boot=n_boot, seed=seed)
+    mine, theirs = paired_runs(runs, model, reference, fraction)
+    return {
+        "model": model,
+        "reference": reference,
+        "reference_role": reference_role,
+        "fraction": fraction,
+        "n_pairs": len(diffs),
+        "mean_diff": plain_mean(diffs.to_numpy()),
+        "ci_low": low,
+        "ci_high": high,
+        "verdict": verdict(low, high, len(diffs)),
+        "model_miou": plain_mean(mine.loc[diffs.index, "miou"].astype(float).to_numpy()) * 100,
+        "reference_miou": plain_mean(theirs.loc[diffs.index, "miou"].astype(float).to_numpy()) * 100,
+    }
+
+
+def comparisons(runs: pd.DataFrame) -> list[tuple[str, str, str, float]]:
+    """``(model, reference, reference role, fraction)`` for every foundation model and training fraction it ran:
+    against the best baseline at that fraction, and against each scratch control of its type that ran there."""
+    roles = model_roles(runs)
+    types = runs.groupby("model")["model_type"].first().to_dict()
+    best = best_baselines(runs)
+    pairs = []
+    for model in _model_order([m for m, role in roles.items() if role == FOUNDATION]):
+        for fraction in sorted(runs.loc[runs["model"] == model, "fraction"].unique()):
+            fraction = float(fraction)
+            if fraction in best:
+                pairs.append((model, best[fraction], BASELINE, fraction))
+            ran = set(runs.loc[runs["fraction"] == fraction, "model"])
+            for control in sorted(ran):
+                if roles.get(control) == SCRATCH and types.get(control) == types.get(model):
+                    pairs.append((model, control, SCRATCH, fraction))
+    return pairs
+
+
+def answer_table(runs: pd.DataFrame, seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+    """``answer.csv``: one row per comparison x fraction (:func:`comparisons`, :func:`compare`), in points."""
+    rows = [compare(runs, *pair, seed=seed, n_boot=n_boot) for pair in comparisons(runs)]
+    return pd.DataFrame(rows, columns=ANSWER_COLUMNS).round(6)
+
+
+def per_class_differences(runs: pd.DataFrame, answer: pd.DataFrame) -> pd.DataFrame:
+    """``answer_per_class.csv``: per comparison, fraction and class, the mean over paired seeds of the IoU
+    difference (model minus reference, points), with the number of seeds where both IoUs are defined."""
+    rows = []
+    for row in answer.itertuples(index=False):
+        mine, theirs = paired_runs(runs, str(row.model), str(row.reference), float(row.fraction))
+        for name in classes.CLASS_NAMES:
+            column = f"iou_{name}"
+            if column not in mine or column not in theirs:
+                continue
+            a, b = mine[column].astype(float) * 100, theirs[column].astype(float) * 100
+            diffs = (a - b).dropna()
+            rows.append(
+                {
+                    "model": row.model,
+                    "reference": row.reference,
+                    "reference_role": row.reference_role,
+                    "fraction": row.fraction,
+                    "class": name,
+                    "n_pairs": len(diffs),
+                    "mean_diff": plain_mean(diffs.to_numpy()),
+                    "model_iou": plain_mean(a.loc[diffs.index].to_numpy()),
+                    "reference_iou": plain_mean(b.loc[diffs.index].to_numpy()),
+                }
+            )
+    return pd.DataFrame(rows, columns=PER_CLASS_COLUMNS).round(6)
+
+
+def missing_comparisons(runs: pd.DataFrame) -> list[str]:
+    """Sentences for what cannot be compared: no foundation model, no baseline, or a fraction without one."""
+    roles = model_roles(runs)
+    foundation = [m for m, role in roles.items() if role == FOUNDATION]
+    baselines = [m for m, role in roles.items() if role == BASELINE]
+    notes = []
+    if not foundation:
+        notes.append(
+            "No foundation model (a prithvi entry with pretrained weights) is among the runs, so whether one "
+            "beats the best baseline is not answered."
+        )
+    if not baselines:
+        notes.append(
+            "No baseline (a unet or vit entry) is among the runs, so whether a foundation model beats the best "
+            "baseline is not answered."
+        )
+    elif foundation:
+        covered = set(best_baselines(runs))
+        for fraction in sorted(set(runs.loc[runs["model"].isin(foundation), "fraction"]) - covered):
+            notes.append(f"At {_percent(fraction)} of the training data no baseline ran, so there is no comparison.")
+    return notes
+
+
+def _percent(fraction: float) -> str:
+    return f"{float(fraction) * 100:g} %"
+
+
+def _points(value: float, spec: str = ".1f") -> str:
+    return format(float(value), spec) if np.isfinite(value) else "–"
+
+
+def _reference_phrase(reference: str, role: str) -> str:
+    return f"the best baseline ({reference})" if role == BASELINE else f"its from-scratch control ({reference})"
+
+
+def answer_sentence(row: Mapping[str, Any]) -> str:
+    """One plain sentence for one row of ``answer.csv``."""
+    start = f"At {_percent(row['fraction'])} of the training data, {row['model']}"
+    than = _reference_phrase(str(row["reference"]), str(row["reference_role"]))
+    n, diff = int(row["n_pairs"]), float(row["mean_diff"])
+    if n == 0:
+        return f"{start} shares no seed with {than}, so the two cannot be compared."
+    if n == 1:
+        return (
+            f"{start} is not distinguishable from {than}: 1 paired seed (difference {diff:.1f} mIoU points) "
+            "is too few for an interval."
+        )
+    interval = f"95 % CI {float(row['ci_low']):.1f} to {float(row['ci_high']):.1f}"
+    if row["verdict"] in ("better", "worse"):
+        return f"{start} is {abs(diff):.1f} mIoU points {row['verdict']} than {than} ({interval}, {n} paired seeds)."
+    return f"{start} is not distinguishable from {than} at {n} seeds (difference {diff:.1f}, {interval})."
+
+
+def answer_markdown(answer: pd.DataFrame, notes: Sequence[str] = ()) -> str:
+    """``answer.md``: the comparisons as a Markdown table, then one sentence per comparison, by training fraction."""
+    lines = [
+        "# Does the foundation model beat the best baseline?",
+        "",
+        "Test mIoU difference in points, model minus reference, paired by seed (the same training subset and "
+        "split); the 95 % interval is a percentile bootstrap over seeds only (the test chips are fixed and not "
+        "resampled). Verdict: better if the interval lies above 0, worse if below, else not distinguishable.",
+        "",
+    ]
+    if len(answer):
+        lines += [
+            "| fraction | model | reference | mIoU model / reference | difference [95 % CI] | paired seeds | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in answer.sort_values(["fraction", "model", "reference_role"], kind="stable").to_dict("records"):
+            interval = f" [{row['ci_low']:.1f}, {row['ci_high']:.1f}]" if np.isfinite(row["ci_low"]) else ""
+            role = "best baseline" if row["reference_role"] == BASELINE else "from scratch"
+            lines.append(
+                f"| {_percent(row['fraction'])} | {row['model']} | {row['reference']} ({role}) | "
+                f"{_points(row['model_miou'])} / {_points(row['reference_miou'])} | "
+                f"{_points(row['mean_diff'], '+.1f')}{interval} | {row['n_pairs']} | {row['verdict']} |"
+            )
+        lines.append("")
+        for _, group in answer.groupby("fraction", sort=True):
+            lines += [f"- {answer_sentence(row)}" for row in group.to_dict("records")]
+            lines.append("")
+    lines += [f"{note}\n" for note in notes]
+    if not len(answer) and not notes:
+        lines.append("There is nothing to compare among the runs.\n")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def plot_difference_curve(answer: pd.DataFrame, path: Path, notes: Sequence[str] = ()) -> None:
+    """Figure 2: the mean paired mIoU difference against training fraction, with its bootstrap 95 % interval as
+    error bars and a zero line; one series per comparison (against the best baseline, named at each point)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    if not len(answer):
+        ax.text(0.5, 0.5, "\n".join(notes) or "nothing to compare", ha="center", va="center", wrap=True, fontsize=9)
+        ax.set_axis_off()
+        _save(fig, path)
+        return
+    # one series per foundation model against the best baseline (whichever it is), and per scratch control
+    key = answer["model"] + "|" + answer["reference"].where(answer["reference_role"] != BASELINE, "")
+    series = list(dict.fromkeys(key))
+    colours = model_colours(_model_order(answer["model"].unique()))
+    for i, name in enumerate(series):
+        rows = answer[key == name].sort_values("fraction")
+        model, role, control = rows["model"].iloc[0], rows["reference_role"].iloc[0], rows["reference"].iloc[0]
+        # a small horizontal offset per series (log axis) keeps the error bars apart
+        x = rows["fraction"].to_numpy() * 100 * 2 ** ((i - (len(series) - 1) / 2) * 0.06)
+        y = rows["mean_diff"].to_numpy(dtype=float)
+        error = np.nan_to_num(np.vstack([y - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - y]))
+        label = f"{model} − best baseline" if role == BASELINE else f"{model} − {control} (from scratch)"
+        ax.errorbar(
+            x,
+            y,
+            yerr=error,
+            marker="o" if role == BASELINE else "s",
+            linestyle="-" if role == BASELINE else "--",
+            color=colours[model],
+            capsize=3,
+            label=label,
+        )
+        if role == BASELINE:
+            for xi, yi, name in zip(x, y, rows["reference"], strict=True):
+                ax.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_xscale("log", base=2)
+    fractions = sorted(answer["fraction"].unique() * 100)
+    ax.set_xticks(fractions, [f"{f:g} %" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("training data used")
+    ax.set_ylabel("test mIoU difference (points)")
+    ax.set_title("Paired difference over seeds, with bootstrap 95 % interval")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    _save(fig, path)
+
+
+def write_answer(runs: pd.DataFrame, out_dir: Path, seed: int = 0) -> pd.DataFrame:
+    """Write answer.csv, answer.md, answer_per_class.csv and Figure 2 into ``out_dir``; return the answer."""
+    answer = answer_table(runs, seed=seed)
+    notes = missing_comparisons(runs)
+    with atomic_path(out_dir / "answer.csv") as tmp:
+        answer.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "answer_per_class.csv") as tmp:
+        per_class_differences(runs, answer).to_csv(tmp, index=False)
+    with atomic_path(out_dir / "answer.md") as tmp:
+        tmp.write_text(answer_markdown(answer, notes))
+    plot_difference_curve(answer, out_dir / "figure2_difference_vs_fraction.png", notes)
+    for row in answer.to_dict("records"):
+        log.info("%s", answer_sentence(row))
+    for note in notes:
+        log.info("%s", note)
+    return answer
+
+
 def make_summary(
     metric_files: Sequence[Path], confusion_files: Sequence[Path], out_dir: Path, seed: int = 0
 ) -> pd.DataFrame:
-    """Write runs.csv, aggregate.csv, aggregate.md and the three figures into ``out_dir``."""
+    """Write runs.csv, aggregate.csv, aggregate.md, the three figures and the answer (:func:`write_answer`)."""
     out_dir = Path(out_dir)
     runs = runs_table(metric_files)
     aggregate = aggregate_table(runs, seed=seed)
@@ -269,5 +670,6 @@ def make_summary(
         matrix = pd.read_csv(confusion_path, index_col=0).to_numpy()
         confusions[run["model"]] = confusions.get(run["model"], 0) + matrix
     plot_confusions(confusions, out_dir / "confusion_matrices.png")
+    write_answer(runs, out_dir, seed=seed)
     log.info("summary of %d runs written to %s", len(runs), out_dir)
     return aggregate

@@ -4,15 +4,20 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
 (:func:`lulc.split_table.load_split`) x one seed. Validation is the same fixed split for every run.
 
 * Loss: class-weighted cross-entropy, :data:`~lulc.classes.IGNORE_INDEX` ignored. Weights come from the
-  run's training pixel counts (``inverse_sqrt``: ``f_c ** -0.5``, scaled to a mean per-pixel weight of 1,
-  capped at ``class_weights.cap``).
-* Optimiser: AdamW (no weight decay on biases, norms and embeddings; fused on GPU), per-step linear warm-up
-  then cosine decay to ``min_lr_ratio x lr``.
+  run's training pixel counts (``inverse_sqrt``: ``f_c ** -0.5``, ``inverse``: ``1 / f_c``; scaled to a mean
+  per-pixel weight of 1, or with ``class_weights.scale: sum`` to shares summing to 1; then capped at
+  ``class_weights.cap``). With ``aux_head.enabled`` the auxiliary head's weighted cross-entropy is added,
+  times ``aux_head.loss_weight`` (:meth:`SegmentationTask.training_loss`).
+* Optimiser: AdamW (betas 0.9, 0.999; no weight decay on 1-D parameters: biases, norm weights; fused), the
+  parameters of a ``freeze_encoder`` encoder left out, and with ``layer_decay`` per-layer learning rates
+  (:func:`parameter_groups`). Learning rate per step (:func:`lr_multiplier`): linear warm-up (``warmup_epochs``
+  or ``warmup_iters`` steps, from ``warmup_start_ratio``), then cosine or poly decay to ``min_lr_ratio x lr``.
 * Model selection: validation macro mIoU (torchmetrics ``MulticlassJaccardIndex``, ignore index excluded,
   classes absent from both prediction and truth skipped), mode ``"max"``, for both the best checkpoint and
-  early stopping.
+  early stopping, every ``val_every_epochs`` epochs and after the last one (:class:`ValidateFinalEpoch`).
 * Augmentation on the device, per sample: horizontal / vertical flips and 90-degree rotations of image and
-  mask together (the chips stay int16 until the model normalises them).
+  mask together, each switchable (``augment.hflip`` / ``vflip`` / ``rot90``; the chips stay int16 until the
+  model normalises them).
 * Reproducibility: ``seed_everything``, deterministic algorithms on CPU, a seeded generator for the
   DataLoader and sampler; the RNG states are checkpointed, so an interrupted run resumes where it stopped
   (from ``work/last.ckpt``, only if the config, data and weights are unchanged) and ends with the same result.
@@ -29,8 +34,9 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
 
 Outputs in the run directory (``results/train/{model}/f{fraction}_s{seed}/``): ``best.ckpt`` (the best
 epoch's weights, self-contained: :func:`lulc.models.load_trained_model`), ``curve.csv`` (epoch, step,
-train loss, val loss, val mIoU, lr, seconds) and ``run.json`` (what was trained on what, the weights and
-normalisation statistics used, best epoch and val mIoU, wall time, samples/s). They are written
+train loss, val loss, val mIoU, lr, seconds; NaN validation columns on epochs without validation) and
+``run.json`` (what was trained on what, the weights and normalisation statistics used, the optimiser, schedule
+and auxiliary head, best epoch and val mIoU, wall time, samples/s). They are written
 atomically once training has finished; ``work/`` holds the resume state until then.
 """
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -75,11 +82,15 @@ from lulc.models import (
     auto_precision,
     build_model,
     channels_last_convolutions,
+    encoder_layer_id,
     enforce_fp32_matmul_precision,
+    freeze_encoder,
     save_trained_model,
     sha256_file,
+    vit_encoder,
 )
 from lulc.split_table import fraction_label, load_split
+from lulc.tune import apply_tuned, load_tuned
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +98,8 @@ logger = logging.getLogger(__name__)
 RUNTIME_KEYS = TRAIN_RUNTIME_KEYS
 
 CURVE_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_miou", "lr", "time_s")
+#: AdamW's betas (PyTorch's defaults, and the reference study's), recorded in run.json.
+ADAMW_BETAS = (0.9, 0.999)
 
 
 # ---------------------------------------------------------------------------------- data and loss
@@ -101,10 +114,14 @@ def class_pixel_counts(dataset: ChipStoreDataset) -> np.ndarray:
     return counts
 
 
-def class_weights(counts: np.ndarray, method: str = "inverse_sqrt", cap: float = 10.0) -> np.ndarray:
-    """Per-class loss weights from pixel counts: ``f ** -p`` (p = 0.5 or 1), mean per-pixel weight 1, capped.
+def class_weights(
+    counts: np.ndarray, method: str = "inverse_sqrt", cap: float = 10.0, scale: str = "mean_pixel"
+) -> np.ndarray:
+    """Per-class loss weights from pixel counts: ``f ** -p`` (p = 0.5 or 1), scaled, then capped at ``cap``.
 
-    Classes absent from the counts get the largest present weight (they only matter for validation loss).
+    ``scale``: ``"mean_pixel"`` makes the mean per-pixel weight 1 (``sum_c f_c w_c = 1``); ``"sum"`` makes the
+    present classes' weights shares that sum to 1. Classes absent from the counts get the largest present
+    weight (they only matter for validation loss). ``method="none"``: all ones, whatever the scale.
     """
     if method == "none" or counts.sum() == 0:
         return np.ones(len(counts))
@@ -113,7 +130,12 @@ def class_weights(counts: np.ndarray, method: str = "inverse_sqrt", cap: float =
     power = 0.5 if method == "inverse_sqrt" else 1.0
     weights = np.zeros(len(counts))
     weights[present] = frequency[present] ** -power
-    weights /= float((frequency * weights).sum())
+    if scale == "sum":
+        weights /= float(weights[present].sum())
+    elif scale == "mean_pixel":
+        weights /= float((frequency * weights).sum())
+    else:
+        raise ValueError(f"class weight scale {scale!r} is not mean_pixel or sum")
     weights = np.minimum(weights, cap)
     weights[~present] = weights[present].max()
     return weights
@@ -128,14 +150,18 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: 
 
 
 def augment_batch(
-    image: torch.Tensor, mask: torch.Tensor, flips: bool = True, rot90: bool = True
+    image: torch.Tensor, mask: torch.Tensor, hflip: bool = True, vflip: bool = True, rot90: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips and 90-degree rotations, drawn per sample, applied to image ``(B, ..., H, W)`` and mask."""
+    """Random flips and 90-degree rotations, drawn per sample, applied to image ``(B, ..., H, W)`` and mask.
+
+    ``hflip``: left-right flips (the last axis) with probability 0.5; ``vflip``: top-bottom flips (the axis
+    before it), 0.5; ``rot90``: 0, 90, 180 or 270 degrees, equally likely (square chips only).
+    """
     batch = image.shape[0]
     expand_image = (batch,) + (1,) * (image.dim() - 1)
     expand_mask = (batch,) + (1,) * (mask.dim() - 1)
-    if flips:
-        for dim in (-1, -2):
+    for dim, enabled in ((-1, hflip), (-2, vflip)):
+        if enabled:
             chosen = torch.rand(batch, device=image.device) < 0.5
             image = torch.where(chosen.view(expand_image), image.flip(dim), image)
             mask = torch.where(chosen.view(expand_mask), mask.flip(dim), mask)
@@ -150,19 +176,82 @@ def augment_batch(
     return image, mask
 
 
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """LR multiplier: linear from ``1 / (warmup + 1)`` to 1 over ``warmup_steps``, then cosine to ``min_ratio``."""
+SCHEDULES = ("cosine", "poly")
+
+
+def lr_multiplier(
+    step: int,
+    warmup_steps: int,
+    total_steps: int,
+    min_ratio: float,
+    schedule: str = "cosine",
+    power: float = 1.0,
+    warmup_start_ratio: float | None = None,
+) -> float:
+    """The learning-rate multiplier after ``step`` optimiser steps (``lr x multiplier``; LambdaLR's lambda).
+
+    Warm-up, ``step < W`` (``W = warmup_steps``): linear from ``s`` at step 0 to 1 at step ``W``, i.e.
+    ``s + (1 - s) * step / W``; ``s = warmup_start_ratio``, or where None ``(step + 1) / (W + 1)`` (starting
+    at ``1 / (W + 1)``). Then, with ``p = min(1, (step - W) / max(1, total_steps - W))`` and ``m = min_ratio``:
+    ``cosine``: ``m + (1 - m) * (1 + cos(pi * p)) / 2``; ``poly``: ``m + (1 - m) * (1 - p) ** power``. Both
+    are 1 at step ``W`` and ``m`` from step ``total_steps`` on (the decay starts after the warm-up, as in
+    Hugging Face's schedules; mmcv's poly instead decays from step 0 and scales the warm-up by it).
+    """
     if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
+        if warmup_start_ratio is None:
+            return (step + 1) / (warmup_steps + 1)
+        return warmup_start_ratio + (1.0 - warmup_start_ratio) * step / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "poly":
+        return min_ratio + (1.0 - min_ratio) * (1.0 - progress) ** power
+    raise ValueError(f"learning-rate schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
+
+
+def parameter_groups(
+    model: torch.nn.Module, lr: float, weight_decay: float, layer_decay: float | None = None
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups of the parameters that require gradients (frozen ones are left out).
+
+    Weight decay applies to parameters with more than one dimension; 1-D ones (biases, norm weights) get none.
+    ``layer_decay`` None: two groups (decay, no decay) at ``lr``. Otherwise one group per encoder layer and
+    decay kind at ``lr * layer_decay ** (depth + 1 - layer)`` (:func:`lulc.models.encoder_layer_id`: the
+    embeddings are layer 0, block ``i`` layer ``i + 1``; the final norm, decoder and heads ``depth + 1``, so
+    ``lr``); each group carries its ``lr_scale`` and ``layer``.
+    """
+    if layer_decay is None:
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
+        for param in model.parameters():
+            if param.requires_grad:
+                (decay if param.dim() > 1 else no_decay).append(param)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    encoder = vit_encoder(model)
+    if encoder is None:
+        raise ValueError(f"layer_decay needs a Prithvi or ViT encoder, {type(model).__name__} has none")
+    depth = len(cast(Any, encoder).blocks)
+    layer_of = {id(param): encoder_layer_id(name, depth) for name, param in encoder.named_parameters()}
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        layer, decays = layer_of.get(id(param), depth + 1), param.dim() > 1
+        scale = float(layer_decay) ** (depth + 1 - layer)
+        group = groups.setdefault((layer, decays), {
+            "params": [], "weight_decay": weight_decay if decays else 0.0, "lr": lr * scale, "lr_scale": scale,
+            "layer": layer,
+        })
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
 
 
 # ----------------------------------------------------------------------------------------- module
 
 
 class SegmentationTask(pl.LightningModule):
-    """Lightning wrapper: weighted CE, AdamW + warm-up / cosine, on-device augmentation, val macro mIoU."""
+    """Lightning wrapper: weighted CE (+ the auxiliary head's), AdamW (optionally layer-wise lr decay) + warm-up
+    and cosine / poly decay per step, on-device augmentation, val macro mIoU."""
 
     class_weights: torch.Tensor
 
@@ -175,26 +264,49 @@ class SegmentationTask(pl.LightningModule):
         warmup_steps: int,
         total_steps: int,
         min_lr_ratio: float = 0.01,
-        flips: bool = True,
+        hflip: bool = True,
+        vflip: bool = True,
         rot90: bool = True,
         num_classes: int = NUM_CLASSES,
+        schedule: str = "cosine",
+        poly_power: float = 1.0,
+        warmup_start_ratio: float | None = None,
+        layer_decay: float | None = None,
+        aux_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("class_weights", weights.float())
-        self.lr, self.weight_decay = lr, weight_decay
+        self.lr, self.weight_decay, self.layer_decay = lr, weight_decay, layer_decay
         self.warmup_steps, self.total_steps, self.min_lr_ratio = warmup_steps, total_steps, min_lr_ratio
-        self.flips, self.rot90 = flips, rot90
+        self.schedule, self.poly_power, self.warmup_start_ratio = schedule, poly_power, warmup_start_ratio
+        self.hflip, self.vflip, self.rot90 = hflip, vflip, rot90
+        self.aux_loss_weight = aux_loss_weight
         self.val_miou = MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX, average="macro")
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
 
+    def training_loss(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss a training step minimises, and the auxiliary head's part of it (None without one):
+        ``CE(logits) + aux_loss_weight * CE(aux logits)``, both class-weighted."""
+        if not self.aux_loss_weight:
+            return weighted_cross_entropy(self.model(image), mask, self.class_weights), None
+        logits, aux_logits = cast(Any, self.model).forward_with_aux(image)
+        if aux_logits is None:
+            raise RuntimeError("aux_loss_weight is set, but the model has no auxiliary head")
+        aux_loss = weighted_cross_entropy(aux_logits, mask, self.class_weights)
+        return weighted_cross_entropy(logits, mask, self.class_weights) + self.aux_loss_weight * aux_loss, aux_loss
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        image, mask = augment_batch(batch["image"], batch["mask"].long(), self.flips, self.rot90)
-        loss = weighted_cross_entropy(self.model(image), mask, self.class_weights)
+        image, mask = augment_batch(batch["image"], batch["mask"].long(), hflip=self.hflip, vflip=self.vflip,
+                                    rot90=self.rot90)
+        loss, aux_loss = self.training_loss(image, mask)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=image.shape[0],
                  sync_dist=True)
+        if aux_loss is not None:
+            self.log("train_aux_loss", aux_loss, on_step=False, on_epoch=True, batch_size=image.shape[0],
+                     sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -206,18 +318,37 @@ class SegmentationTask(pl.LightningModule):
         self.log("val_miou", self.val_miou, on_step=False, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> Any:  # Lightning's optimizer + scheduler config dict
-        decay: list[torch.nn.Parameter] = []
-        no_decay: list[torch.nn.Parameter] = []
-        for param in self.model.parameters():
-            if param.requires_grad:
-                (decay if param.dim() > 1 else no_decay).append(param)
-        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = parameter_groups(self.model, self.lr, self.weight_decay, self.layer_decay)
         fused = self.device.type in ("cuda", "cpu") or None  # one kernel for all parameters
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, betas=ADAMW_BETAS, fused=fused)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+            optimizer,
+            functools.partial(
+                lr_multiplier, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
+                min_ratio=self.min_lr_ratio, schedule=self.schedule, power=self.poly_power,
+                warmup_start_ratio=self.warmup_start_ratio,
+            ),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def optimizer_record(task: SegmentationTask, frozen_parameters: int = 0) -> dict[str, Any]:
+    """run.json's record of the optimiser: AdamW's settings, layer-wise decay with the learning-rate scale of
+    each encoder layer (embeddings, blocks, the rest), and the trainable / frozen parameter counts."""
+    groups = parameter_groups(task.model, task.lr, task.weight_decay, task.layer_decay)
+    trainable = sum(p.numel() for group in groups for p in group["params"])
+    record: dict[str, Any] = {
+        "name": "AdamW", "lr": task.lr, "betas": list(ADAMW_BETAS), "weight_decay": task.weight_decay,
+        "no_weight_decay": "parameters with one dimension (biases, norm weights)",
+        "layer_decay": task.layer_decay, "param_groups": len(groups),
+        "trainable_parameters": trainable, "frozen_parameters": frozen_parameters,
+    }
+    encoder = vit_encoder(task.model)
+    if task.layer_decay is not None and encoder is not None:
+        depth = len(cast(Any, encoder).blocks)
+        names = {0: "embeddings", depth + 1: "after_blocks"} | {i + 1: f"block_{i}" for i in range(depth)}
+        record["lr_scales"] = {names[layer]: float(task.layer_decay) ** (depth + 1 - layer) for layer in sorted(names)}
+    return record
 
 
 # -------------------------------------------------------------------------------------- callbacks
@@ -229,7 +360,11 @@ def _metric(trainer: pl.Trainer, name: str) -> float:
 
 
 class TrainingCurve(Callback):
-    """Per-epoch curve rows and training throughput; checkpointed, so a resumed run continues the curve."""
+    """Per-epoch curve rows and training throughput; checkpointed, so a resumed run continues the curve.
+
+    Every epoch gets a row; an epoch without validation (``train.val_every_epochs``) has NaN validation columns.
+    ``lr`` is the peak learning rate of the epoch's last step (that of the decoder under layer-wise decay).
+    """
 
     def __init__(self, live_csv: Path | None = None) -> None:
         self.rows: list[dict[str, float]] = []
@@ -239,27 +374,41 @@ class TrainingCurve(Callback):
         self.live_csv = live_csv
         self._start = time.perf_counter()
         self._epoch_start = 0.0
+        self._timed = False  # this epoch's training time is counted
+        self._validated = False  # this epoch was validated
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
+        self._timed = self._validated = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self.train_samples += int(batch["image"].shape[0]) * trainer.world_size  # all processes' samples
 
+    def _count_train_time(self) -> None:
+        if not self._timed:
+            self.train_seconds += time.perf_counter() - self._epoch_start
+            self._timed = True
+
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.train_seconds += time.perf_counter() - self._epoch_start
+            self._count_train_time()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._count_train_time()
+        validated = self._validated
         self.rows.append(
             {
                 "epoch": trainer.current_epoch,
                 "step": trainer.global_step,
                 "train_loss": _metric(trainer, "train_loss"),
-                "val_loss": _metric(trainer, "val_loss"),
-                "val_miou": _metric(trainer, "val_miou"),
-                "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                "val_loss": _metric(trainer, "val_loss") if validated else float("nan"),
+                "val_miou": _metric(trainer, "val_miou") if validated else float("nan"),
+                "lr": max(group["lr"] for group in trainer.optimizers[0].param_groups),
                 "time_s": round(self.elapsed(), 3),
             }
         )
@@ -339,6 +488,15 @@ class Threads(Callback):
             torch.set_num_threads(self.threads)
         # A spawned process imports TerraTorch again when it unpickles a Prithvi model, which lowers the flag.
         enforce_fp32_matmul_precision()
+
+
+class ValidateFinalEpoch(Callback):
+    """With ``train.val_every_epochs`` > 1, validate the last epoch too, whatever its number (Lightning validates
+    only epochs whose number + 1 divides by ``check_val_every_n_epoch``)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.max_epochs is not None and trainer.current_epoch == trainer.max_epochs - 1:
+            trainer.check_val_every_n_epoch = 1
 
 
 class VerifiedCheckpointIO(TorchCheckpointIO):
@@ -477,16 +635,21 @@ def train(
     pretrain_checkpoint: str | os.PathLike[str] | None = None,
     threads: int | None = None,
     callbacks: Sequence[Callback] = (),
+    tuned: str | os.PathLike[str] | None = None,
+    dataset_stats: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train ``models.<model_name>`` on training subset (``fraction``, ``seed``); write the run's outputs.
 
     ``stores`` maps AOI -> chip store directory; ``splits`` is ``splits.csv``. ``pretrain_checkpoint`` is
     the ``pretrain`` rule's output, used where the model's weights are ``pretrain``. ``callbacks`` are
-    extra Lightning callbacks (tests use one to simulate an interrupted run). Returns run.json's content.
+    extra Lightning callbacks (tests use one to simulate an interrupted run). ``tuned`` is the tune rule's
+    ``best.yaml``: its values replace the entry's (:func:`lulc.tune.apply_tuned`). Returns run.json's content.
     """
     wall_start = time.perf_counter()
     model_cfg = model_entry(model_name, model_cfg)
     cfg = section("train", train_cfg)
+    tuned_record = load_tuned(tuned) if tuned is not None else None
+    model_cfg, cfg, hparam_sources = apply_tuned(model_name, model_cfg, cfg, tuned_record)
     hparams = {key: model_cfg[key] for key in HPARAM_KEYS}
     seed, fraction = int(seed), float(fraction)
     out_dir = Path(out_dir)
@@ -513,6 +676,7 @@ def train(
         "store_paths": {aoi: _file_identity(ChipStore(p).images) + _file_identity(ChipStore(p).labels)
                    for aoi, p in store_paths.items()},
         "pretrain": _file_identity(Path(pretrain_checkpoint)) if pretrain_checkpoint else None,
+        **({"dataset_stats": _file_identity(Path(dataset_stats))} if dataset_stats else {}),
     }
     fingerprint = _fingerprint(identity)
     fingerprint_file = work / "fingerprint.txt"
@@ -532,14 +696,20 @@ def train(
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     precision = training_precision(cfg["precision"], accelerator)
-    built: BuiltModel = build_model(model_name, model_cfg, frames, chip_size, pretrain_checkpoint=pretrain_checkpoint)
+    # dataset_stats: the stats rule's file, for `normalization: dataset` (run.json records its name and sha256)
+    built: BuiltModel = build_model(model_name, model_cfg, frames, chip_size, pretrain_checkpoint=pretrain_checkpoint,
+                                    dataset_stats=dataset_stats)
     if precision == "bf16-mixed":
         channels_last_convolutions(built.model)
+    frozen_parameters = freeze_encoder(built.model) if model_cfg.get("freeze_encoder") else 0
+    aux_head = model_cfg.get("aux_head", {})
+    aux_loss_weight = float(aux_head["loss_weight"]) if aux_head.get("enabled") else 0.0
 
     train_set = ChipStoreDataset(store_paths, train_chips)
     val_set = ChipStoreDataset(store_paths, val_chips)
     counts = class_pixel_counts(train_set)
-    weights = class_weights(counts, cfg["class_weights"]["method"], float(cfg["class_weights"]["cap"]))
+    weights = class_weights(counts, cfg["class_weights"]["method"], float(cfg["class_weights"]["cap"]),
+                            cfg["class_weights"]["scale"])
 
     generator = torch.Generator().manual_seed(seed)
     samples_per_epoch = cfg["samples_per_epoch"] or len(train_set)
@@ -561,7 +731,9 @@ def train(
     # Under DDP, Lightning wraps the sampler in a DistributedSampler: each process draws ceil(n / devices).
     steps_per_epoch = math.ceil(math.ceil(samples_per_epoch / devices) / batch_size)
     total_steps = steps_per_epoch * int(hparams["epochs"])
-    warmup_steps = min(steps_per_epoch * cfg["warmup_epochs"], max(0, total_steps - 1))
+    warmup = cfg["warmup_iters"] if cfg["warmup_iters"] is not None else steps_per_epoch * cfg["warmup_epochs"]
+    warmup_steps = min(int(warmup), max(0, total_steps - 1))
+    layer_decay = model_cfg.get("layer_decay")
     task = SegmentationTask(
         built.model,
         torch.as_tensor(weights, dtype=torch.float32),
@@ -570,9 +742,16 @@ def train(
         warmup_steps=warmup_steps,
         total_steps=total_steps,
         min_lr_ratio=float(cfg["min_lr_ratio"]),
-        flips=bool(cfg["augment"]["flips"]),
+        hflip=bool(cfg["augment"]["hflip"]),
+        vflip=bool(cfg["augment"]["vflip"]),
         rot90=bool(cfg["augment"]["rot90"]),
+        schedule=cfg["schedule"],
+        poly_power=float(cfg["poly_power"]),
+        warmup_start_ratio=cfg["warmup_start_ratio"],
+        layer_decay=None if layer_decay is None else float(layer_decay),
+        aux_loss_weight=aux_loss_weight,
     )
+    val_every = int(cfg["val_every_epochs"])
 
     curve = TrainingCurve(live_csv=work / "curve.csv")
     best_checkpoint = ModelCheckpoint(
@@ -596,6 +775,8 @@ def train(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
         warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
         warnings.filterwarnings("ignore", message=".*is not supported by the model summary.*")
+        if val_every > 1:  # before the first validation, the best checkpoint has no val_miou to compare yet
+            warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
         trainer = pl.Trainer(
             accelerator=accelerator,
             devices=devices,
@@ -608,8 +789,10 @@ def train(
             strategy="ddp_spawn" if devices > 1 else "auto",
             precision=cast(Any, precision),  # one of Lightning's names (training_precision)
             max_epochs=int(hparams["epochs"]),
-            callbacks=[curve, RNGState(generator), Threads(int(threads or 0)), early_stopping, best_checkpoint,
+            callbacks=[curve, RNGState(generator), Threads(int(threads or 0)),
+                       *([ValidateFinalEpoch()] if val_every > 1 else []), early_stopping, best_checkpoint,
                        last_checkpoint, *callbacks],
+            check_val_every_n_epoch=val_every,
             # Lightning launches its own processes, also inside a SLURM step. Without this plugin Lightning
             # detects SLURM (SLURM_NTASKS etc.), trusts srun to have started one process per device, and in a
             # step with one task trains with world size 1 on one device, silently, whatever `devices` says.
@@ -657,7 +840,8 @@ def train(
     best_state = torch.load(best_checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     task.load_state_dict(best_state)
     rows = curve.rows
-    best_row = max(rows, key=lambda r: (r["val_miou"], -r["epoch"]))
+    validated = [r for r in rows if math.isfinite(r["val_miou"])]  # val_every_epochs > 1: NaN between
+    best_row = max(validated or rows, key=lambda r: (r["val_miou"], -r["epoch"]))
     wall = elapsed_before + time.perf_counter() - wall_start
     run = {
         "model": model_name,
@@ -672,10 +856,26 @@ def train(
         "normalization": built.info["normalization"],
         "model_info": built.info,
         "hyperparameters": hparams,
+        "hyperparameter_sources": hparam_sources,
+        "tuned": None if tuned_record is None else {
+            "file": str(tuned), "sha256": sha256_file(Path(cast(str, tuned))), "trial": tuned_record["trial"],
+            "val_miou": tuned_record["val_miou"], "params": tuned_record["params"],
+        },
         "train_config": cfg,
         "model_config": model_cfg,
         "class_pixels": dict(zip(CLASS_NAMES, counts.tolist(), strict=True)),
         "class_weights": dict(zip(CLASS_NAMES, [round(float(w), 6) for w in weights], strict=True)),
+        "optimizer": optimizer_record(task, frozen_parameters),
+        "schedule": {
+            "name": task.schedule, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "warmup_steps": warmup_steps,  # below: the multiplier at step 0 (None without a warm-up)
+            "warmup_start_ratio": lr_multiplier(0, warmup_steps, total_steps, task.min_lr_ratio, task.schedule,
+                                                task.poly_power, task.warmup_start_ratio) if warmup_steps else None,
+            "min_lr_ratio": task.min_lr_ratio, "poly_power": task.poly_power if task.schedule == "poly" else None,
+        },
+        "aux_head": dict(aux_head) if aux_loss_weight else None,
+        "val_every_epochs": val_every,
+        "validated_epochs": [int(r["epoch"]) for r in validated],
         "epochs_run": len(rows),
         "epochs_max": int(hparams["epochs"]),
         "stopped_early": bool(early_stopping.stopped_epoch),

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from lulc.config import EVALUATE_RUNTIME_KEYS
 from lulc.dataset import stores_from_paths
 from lulc.evaluate import RunToEvaluate, evaluate_runs
 from lulc.logs import setup_script_logging
@@ -19,4 +20,17 @@ runs = [
         strict=True,
     )
 ]
-evaluate_runs(runs, stores_from_paths(snakemake.input.images), Path(snakemake.input.splits))
+# Settings that change speed, not the metrics, come from the config, not params, so changing them reruns nothing.
+settings = snakemake.config["evaluate"]
+runtime = {key: settings[key] for key in EVALUATE_RUNTIME_KEYS if key in settings}
+# results/download/{aoi}/image.tif, in evaluate.mode: sliding_window only (empty otherwise)
+rasters = snakemake.input.rasters
+rasters = [rasters] if isinstance(rasters, str) else list(rasters)
+images = {Path(path).parent.name: Path(path) for path in rasters}
+evaluate_runs(
+    runs,
+    stores_from_paths(snakemake.input.images),
+    Path(snakemake.input.splits),
+    cfg={**snakemake.params.evaluate, **runtime},
+    images=images,
+)

@@ -14,4 +14,5 @@ pretrain(
     stores_from_paths(snakemake.input.images),
     Path(snakemake.output.checkpoint).parent,
     threads=snakemake.threads,
+    dataset_stats=snakemake.input.stats or None,  # where normalization is "dataset"
 )

@@ -1,4 +1,4 @@
-"""Rule summary: per-run and aggregate tables and the study's figures; logic in lulc/summary.py."""
+"""Rule summary: per-run and aggregate tables, the study's figures and its answer; logic in lulc/summary.py."""
 
 from pathlib import Path
 

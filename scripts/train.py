@@ -26,4 +26,6 @@ if __name__ == "__main__":
         Path(snakemake.output.run).parent,
         pretrain_checkpoint=pretrain[0] if pretrain else None,
         threads=snakemake.threads,
+        tuned=snakemake.input.tuned or None,
+        dataset_stats=snakemake.input.stats or None,  # where normalization is "dataset"
     )

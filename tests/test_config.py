@@ -68,8 +68,8 @@ def test_aoi_semantics_are_checked_at_start_up(demo_config):
 
 def test_a_section_gets_the_schema_defaults_and_errors_name_the_key():
     train = section("train", {"augment": {"rot90": False}})
-    assert train["augment"] == {"flips": True, "rot90": False}
-    assert train["class_weights"] == {"method": "inverse_sqrt", "cap": 10}
+    assert train["augment"] == {"hflip": True, "vflip": True, "rot90": False}
+    assert train["class_weights"] == {"method": "inverse_sqrt", "scale": "mean_pixel", "cap": 10}
     assert section("train") == section("train", {}) and section("train")["samples_per_epoch"] == 32
     with pytest.raises(ConfigError, match="config key 'train.epochs'"):
         section("train", {"epochs": 3})
@@ -206,7 +206,9 @@ def test_config_readme_documents_every_schema_key_with_its_default():
         "chips": root["properties"]["chips"],
         "splits": root["properties"]["splits"],
         "train": root["properties"]["train"],
+        "tune": root["properties"]["tune"],
         "pretrain": root["properties"]["pretrain"],
+        "evaluate": root["properties"]["evaluate"],
         "predict": root["properties"]["predict"],
         **{f"models.{t}": definitions[f"{t}_model"] for t in ("prithvi", "unet", "vit")},
     }

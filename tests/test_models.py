@@ -241,3 +241,120 @@ def test_building_prithvi_leaves_fp32_matmuls_in_fp32():
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-1] == "highest"
+
+
+# ------------------------------------------------------------------ decoder options and the auxiliary head
+
+
+def _decoder_modules(model: torch.nn.Module, kind: type) -> list[torch.nn.Module]:
+    """Modules of ``kind`` outside the ViT encoder (the decoder, the heads)."""
+    from lulc.models import vit_encoder
+
+    inside = {id(m) for m in vit_encoder(model).modules()}
+    return [m for m in model.modules() if isinstance(m, kind) and id(m) not in inside]
+
+
+@pytest.mark.parametrize(
+    ("name", "cfg", "implementation"),
+    [
+        ("prithvi", {"weights": "none", "decoder_dropout": 0.1}, "terratorch"),
+        ("prithvi", {"weights": "none", "decoder_dropout": 0.1, "decoder_norm": "batch"}, "lulc"),
+        ("vit", {"decoder_dropout": 0.1, "decoder_norm": "batch"}, None),
+    ],
+)
+def test_decoder_norm_and_dropout_build_those_modules(name, cfg, implementation):
+    built = build_model(name, cfg, FRAMES, SIZE)
+    model = built.model
+    assert built.info.get("decoder_implementation") == implementation
+    assert built.info["decoder_norm"] == cfg.get("decoder_norm", "layer") and built.info["decoder_dropout"] == 0.1
+    assert [m.p for m in _decoder_modules(model, torch.nn.Dropout)] == [0.1]
+    batch_norms = _decoder_modules(model, torch.nn.BatchNorm2d)
+    layer_norms = _decoder_modules(model, torch.nn.LayerNorm)
+    blocks = 4 if name == "prithvi" else 3  # one per upsampling block: patch 16 = 2^4 (Prithvi), 8 = 2^3 (ViT)
+    if cfg.get("decoder_norm") == "batch":
+        assert len(batch_norms) == blocks and not layer_norms
+    else:
+        assert not batch_norms and len(layer_norms) == blocks
+    default = build_model(name, {"weights": "none"} if name == "prithvi" else {}, FRAMES, SIZE).model
+    assert not _decoder_modules(default, torch.nn.Dropout)  # dropout 0: no module at all (as before)
+    with torch.no_grad():
+        assert model.eval()(raw_chips()).shape == (2, NUM_CLASSES, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("name", ["prithvi", "vit"])
+def test_the_auxiliary_head_gives_logits_in_training_only(name):
+    cfg = {"aux_head": {"enabled": True, "channels": 16, "num_convs": 1}} | ({"weights": "none"} if name == "prithvi"
+                                                                              else {})
+    built = build_model(name, cfg, FRAMES, SIZE)
+    model = built.model.eval()
+    raw = raw_chips()
+    with torch.no_grad():
+        logits = model(raw)
+        main, aux = model.forward_with_aux(raw)
+    assert torch.equal(logits, main)  # forward (evaluation, prediction) returns the main logits only
+    assert aux is not None and aux.shape == logits.shape and not torch.allclose(aux, logits)
+    assert built.info["aux_head"] == {"enabled": True, "channels": 16, "num_convs": 1, "loss_weight": 1.0}
+    assert any(key.startswith("net.aux_head.") for key in model.state_dict())
+    plain = build_model(name, {"weights": "none"} if name == "prithvi" else {}, FRAMES, SIZE).model.eval()
+    with torch.no_grad():
+        assert plain.forward_with_aux(raw)[1] is None
+    assert not any(".aux_head." in key for key in plain.state_dict())
+
+
+def test_prithvi_with_the_repository_decoder_computes_what_terratorch_does():
+    """With an auxiliary head, Prithvi's FCN decoder is lulc.models.FCNDecoder behind TerraTorch's necks: on the
+    same weights its main logits equal those of TerraTorch's FCNDecoder + SegmentationHead."""
+    terratorch_model = build_model("prithvi", {"weights": "none"}, FRAMES, SIZE).model.eval()
+    own = build_model("prithvi", {"weights": "none", "aux_head": {"enabled": True}}, FRAMES, SIZE).model.eval()
+    source = terratorch_model.state_dict()
+    mapped = {}
+    for key, value in source.items():
+        key = key.replace("net.model.encoder.", "net.encoder.").replace("net.model.head.head.2.", "net.decoder.head.")
+        key = key.replace("net.model.decoder.convs.", "net.decoder.convs.").replace(".2.ln.", ".2.")
+        mapped[key] = value
+    target = own.state_dict()
+    assert set(mapped) == {k for k in target if not k.startswith("net.aux_head.")}
+    own.load_state_dict(mapped | {k: v for k, v in target.items() if k.startswith("net.aux_head.")})
+    raw = raw_chips()
+    with torch.no_grad():
+        torch.testing.assert_close(own(raw), terratorch_model(raw), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["prithvi", "vit"])
+def test_a_saved_model_with_batch_norm_and_aux_head_reloads_with_identical_logits(name, tmp_path):
+    from lulc.models import load_trained_model, save_trained_model
+
+    cfg = {"decoder_norm": "batch", "decoder_dropout": 0.1, "aux_head": {"enabled": True}}
+    cfg |= {"weights": "none"} if name == "prithvi" else {}
+    built = build_model(name, cfg, FRAMES, SIZE)
+    built.model.train()
+    with torch.no_grad():
+        for _ in range(3):  # the batch norms' running statistics move away from their initial values
+            built.model.forward_with_aux(raw_chips())
+    built.model.eval()
+    batch_norm = _decoder_modules(built.model, torch.nn.BatchNorm2d)[0]
+    assert int(batch_norm.num_batches_tracked) > 0 and not torch.allclose(batch_norm.running_var, torch.ones(1))
+    save_trained_model(built, cfg, tmp_path / "best.ckpt", {})
+    reloaded, _ = load_trained_model(tmp_path / "best.ckpt")
+    raw = raw_chips()
+    with torch.no_grad():
+        assert torch.equal(reloaded.eval()(raw), built.model(raw))
+        assert torch.equal(reloaded.forward_with_aux(raw)[1], built.model.forward_with_aux(raw)[1])
+
+
+@pytest.mark.parametrize(
+    ("name", "cfg", "key"),
+    [
+        ("prithvi", {"decoder": "UperNetDecoder", "aux_head": {"enabled": True}}, "models.prithvi.aux_head.enabled"),
+        ("prithvi", {"decoder": "UperNetDecoder", "decoder_norm": "batch"}, "models.prithvi.decoder_norm"),
+        ("vit", {"aux_head": {"enabled": True, "num_convs": 4}}, "models.vit.aux_head.num_convs"),
+        ("vit", {"freeze_encoder": True, "layer_decay": 0.9}, "models.vit.layer_decay"),
+        ("prithvi", {"layer_decay": 1.5}, "models.prithvi.layer_decay"),
+        ("unet", {"freeze_encoder": True}, "models.unet.freeze_encoder"),
+    ],
+)
+def test_combinations_that_cannot_work_are_refused_naming_the_key(name, cfg, key):
+    from lulc.config import ConfigError, model_entry
+
+    with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        model_entry(name, cfg)

@@ -165,7 +165,7 @@ def test_chip_size_change_reruns_chips_and_later_only(workflow_run, tmp_path):
 
 def test_training_hyperparameter_change_reruns_training_and_later_only(workflow_run, tmp_path):
     config = yaml.safe_load(TINY.read_text())
-    config["models"]["unet"]["lr"] = 5e-4
+    config["models"]["vit"]["lr"] = 5e-4  # vit is not tuned in the tiny config (the U-Net is: its own test)
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     out = snakemake(workflow_run, "--summary", configfile=changed).stdout
@@ -175,10 +175,49 @@ def test_training_hyperparameter_change_reruns_training_and_later_only(workflow_
         for row in rows
         if row["plan"] != "no update"
     }
-    assert ("train", "unet") in pending and ("evaluate", "unet") in pending
+    assert ("train", "vit") in pending and ("evaluate", "vit") in pending
     assert ("summary", "") in pending
-    assert not {("train", "prithvi"), ("train", "vit")} & pending, "only the changed model's runs rerun"
+    assert not {("train", "prithvi"), ("train", "unet")} & pending, "only the changed model's runs rerun"
     assert {rule for rule, _ in pending} <= {"train", "evaluate", "summary", "predict", "all"}
+
+
+def test_tuned_model_trains_with_its_tuned_values(workflow_run):
+    """tune.models: [unet]: one tune job, the U-Net's runs use its best values and say so; the others do not."""
+    wd = workflow_run
+    best = yaml.safe_load((wd / "results/tune/unet/best.yaml").read_text())
+    trials = pd.read_csv(wd / "results/tune/unet/trials.csv")
+    assert len(trials) == 2 and best["budget"]["trials"] == 2 and best["budget"]["epochs"] == 1
+    assert (wd / "results/tune/unet/history.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (wd / "results/tune/prithvi").exists() and not (wd / "results/tune/vit").exists()
+    for fraction, seed in itertools.product((1, 0.5), (0, 1)):
+        run = json.loads((wd / f"results/train/unet/f{fraction:g}_s{seed}/run.json").read_text())
+        assert run["hyperparameters"]["lr"] == best["params"]["lr"]
+        assert run["hyperparameter_sources"]["lr"] == "tune" and run["tuned"]["trial"] == best["trial"]
+    prithvi = json.loads((wd / "results/train/prithvi/f1_s0/run.json").read_text())
+    assert prithvi["tuned"] is None and "tune" not in prithvi["hyperparameter_sources"].values()
+
+
+def test_search_space_change_reruns_that_tune_and_what_follows_only(workflow_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config.setdefault("tune", {})["search_space"] = {"vit": {"lr": {"low": 1e-4, "high": 1e-3}}}
+    untouched = tmp_path / "other_family.yaml"
+    untouched.write_text(yaml.safe_dump(config))
+    plans = plan(workflow_run, untouched)
+    assert {rule: p for rule, p in plans.items() if p != {"no update"}} == {}, "vit's space is not searched here"
+
+    config["tune"]["search_space"] = {"unet": {"lr": {"low": 1e-4, "high": 1e-3, "log": True}}}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    out = snakemake(workflow_run, "--summary", configfile=changed).stdout
+    rows = list(csv.DictReader(io.StringIO(out[out.index("output_file") :]), delimiter="\t"))
+    pending = {
+        (row["rule"], row["output_file"].split("/")[2] if row["rule"] in ("tune", "train", "evaluate") else "")
+        for row in rows
+        if row["plan"] != "no update"
+    }
+    assert {("tune", "unet"), ("train", "unet"), ("evaluate", "unet"), ("summary", "")} <= pending
+    assert not {("train", "prithvi"), ("train", "vit"), ("evaluate", "vit")} & pending
+    assert {rule for rule, _ in pending} <= {"tune", "train", "evaluate", "summary", "predict", "all"}
 
 
 def test_a_failed_training_job_leaves_no_stale_results(workflow_run, tmp_path):
@@ -190,6 +229,7 @@ def test_a_failed_training_job_leaves_no_stale_results(workflow_run, tmp_path):
     workdir = tmp_path / "wd"
     shutil.copytree(workflow_run, workdir, symlinks=True)  # copy2 keeps mtimes: the copy is up to date
     config = yaml.safe_load(TINY.read_text())
+    config["tune"]["enabled"] = False  # the U-Net's train jobs themselves fail, not a tune job before them
     config["models"]["unet"]["epochs"] = 3
     config["models"]["unet"]["encoder"] = "no_such_encoder"  # every unet train job fails at model build
     failing = tmp_path / "failing.yaml"

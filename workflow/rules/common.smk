@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lulc.code_version import code_version as package_code_version
 from lulc.config import (
+    EVALUATE_RUNTIME_KEYS,
     PREDICT_RUNTIME_KEYS,
     TRAIN_RUNTIME_KEYS,
     ConfigError,
@@ -44,8 +45,10 @@ MEM_MB = {
     "chips": 2000,
     "export_chips": 2000,
     "splits": 2000,
+    "stats": 2000,
     "pretrain": 4000,
     "train": 4000,
+    "tune": 4000,
     "evaluate": 4000,
     "summary": 2000,
     "predict": 4000,
@@ -118,6 +121,13 @@ def pretrain_input(wildcards):
     return []
 
 
+def dataset_stats_input(wildcards):
+    """The stats rule's per-band statistics where `models.<model>.normalization` is `dataset`."""
+    if config["models"][wildcards.model].get("normalization") == "dataset":
+        return "results/stats/normalization.json"
+    return []
+
+
 def weights_file_input(wildcards):
     """A local weights file named in `models.<model>.weights` (tracked, so replacing it reruns training)."""
     weights = config["models"][wildcards.model].get("weights")
@@ -141,6 +151,43 @@ TRAIN_PARAMS = canonical(
 )
 TRAIN_CODE = code_version("scripts/train.py")
 PRETRAIN_CODE = code_version("scripts/pretrain.py")
+
+
+TUNE = config["tune"]
+TUNE_CODE = code_version("scripts/tune.py")
+
+
+def tune_models():
+    """Models whose runs train with tuned values (`tune.models`, default every model of train.models)."""
+    if not TUNE["enabled"]:
+        return []
+    return list(TUNE["models"] if TUNE["models"] is not None else TRAIN_MODELS)
+
+
+def tune_params(model):
+    """The tune settings behind one model's search: the budget, the sampler and its family's space only, so
+    that a change to another family's space reruns nothing here. `enabled` and `models` choose what is
+    tuned, not how."""
+    family = config["models"][model].get("type", model)
+    settings = {k: v for k, v in TUNE.items() if k not in ("enabled", "models")}
+    settings["search_space"] = {family: TUNE["search_space"][family]}
+    seed = TUNE["seed"] if TUNE["seed"] is not None else config["splits"]["seeds"][0]
+    return canonical({"tune": settings, "seed": seed})
+
+
+def tuned_input(wildcards):
+    """The tune rule's best values, where this model trains with them."""
+    if wildcards.model in tune_models():
+        return f"results/tune/{wildcards.model}/best.yaml"
+    return []
+
+
+def tune_identity(wildcards):
+    """The tune settings and code behind a tuned model's runs (None where it is not tuned): a changed search
+    reruns its training even where the tune job failed."""
+    if wildcards.model not in tune_models():
+        return None
+    return {"tune": tune_params(wildcards.model), "code": TUNE_CODE}
 
 
 def pretrain_identity(wildcards):
@@ -167,6 +214,7 @@ def training_identity(wildcards):
         "model": canonical(config["models"][wildcards.model]),
         "train": TRAIN_PARAMS,
         "pretrain": pretrain_identity(wildcards),
+        "tune": tune_identity(wildcards),
         "code": TRAIN_CODE,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[
@@ -192,6 +240,33 @@ def every_run(pattern):
 def evaluation_outputs(name):
     """One evaluation file per model x fraction x seed."""
     return every_run(f"results/evaluate/{{model}}/f{{fraction}}_s{{seed}}/{name}")
+
+
+EVALUATE = config["evaluate"]
+
+
+def evaluate_params():
+    """The evaluate rule's `evaluate:` settings: only `mode` in chips mode (crop and stride do not apply),
+    never the runtime keys (batch_size), so changing them reruns nothing."""
+    if EVALUATE["mode"] == "chips":
+        return {"mode": "chips"}
+    return canonical(
+        {k: v for k, v in EVALUATE.items() if k not in EVALUATE_RUNTIME_KEYS}
+    )
+
+
+def sliding_window_images(wildcards):
+    """The downloaded images the test blocks are cut from, in `evaluate.mode: sliding_window` only."""
+    if EVALUATE["mode"] != "sliding_window":
+        return []
+    return expand("results/download/{aoi}/image.tif", aoi=AOIS)
+
+
+def sliding_window_manifests(wildcards):
+    """The chip manifests (each chip's window on the image), in `evaluate.mode: sliding_window` only."""
+    if EVALUATE["mode"] != "sliding_window":
+        return []
+    return expand("results/chips/{aoi}/manifest.parquet", aoi=AOIS)
 
 
 # ---- land-cover maps ----

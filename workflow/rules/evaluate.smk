@@ -1,4 +1,5 @@
-# Evaluation of every trained run on the fixed test split (the summary is in summary.smk).
+# Evaluation of every trained run on the fixed test split (the summary is in summary.smk): each test chip on its
+# own (`evaluate.mode: chips`) or each test block's region by sliding window (`sliding_window`, lulc/evaluate.py).
 # One evaluate job per model evaluates all of that model's runs (outputs per run): a job's fixed cost (loading
 # PyTorch, and TerraTorch for Prithvi) is paid once per model, not once per run, and a change to one model's
 # settings still re-evaluates only that model.
@@ -11,6 +12,9 @@ rule evaluate:
         images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
         labels=expand("results/chips/{aoi}/labels.npy", aoi=AOIS),
         splits="results/splits/splits.csv",
+        # evaluate.mode: sliding_window only: the images the test blocks are predicted on, the chips' windows
+        rasters=sliding_window_images,
+        manifests=sliding_window_manifests,
     output:
         metrics=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/metrics.json"),
         confusion=model_runs(
@@ -31,6 +35,7 @@ rule evaluate:
     params:
         # the model's training configuration: a changed run re-evaluates even where its training job failed
         training=training_identity,
+        evaluate=evaluate_params(),
         code=code_version("scripts/evaluate.py"),
     script:
         "../../scripts/evaluate.py"

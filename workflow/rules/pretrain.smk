@@ -7,6 +7,7 @@
 rule pretrain:
     input:
         images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
+        stats=dataset_stats_input,
     output:
         checkpoint="results/pretrain/{model}/checkpoint.pt",
         summary="results/pretrain/{model}/pretrain.json",

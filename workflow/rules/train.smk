@@ -10,6 +10,8 @@ rule train:
         splits="results/splits/splits.csv",
         pretrain=pretrain_input,
         weights=weights_file_input,
+        stats=dataset_stats_input,
+        tuned=tuned_input,
     output:
         best="results/train/{model}/f{fraction}_s{seed}/best.ckpt",
         curve="results/train/{model}/f{fraction}_s{seed}/curve.csv",
@@ -29,6 +31,7 @@ rule train:
         train=TRAIN_PARAMS,
         # a changed pretraining setting reruns training even where the pretrain job failed (its output missing)
         pretrain=pretrain_identity,
+        tune=tune_identity,
         code=TRAIN_CODE,
     script:
         "../../scripts/train.py"

@@ -1,0 +1,23 @@
+# Per-band normalisation statistics of the whole training pool (every chip of the train split, fraction 1),
+# for models whose `normalization` is `dataset`; train (and pretrain) read them only for those models.
+# Logic: lulc/stats.py; no config: the statistics follow from the chips and the split alone.
+
+
+rule stats:
+    input:
+        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
+        splits="results/splits/splits.csv",
+    output:
+        stats="results/stats/normalization.json",
+    log:
+        "results/logs/stats.log",
+    benchmark:
+        "results/benchmarks/stats.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["stats"],
+    params:
+        code=code_version("scripts/stats.py"),
+    script:
+        "../../scripts/stats.py"
