@@ -414,7 +414,7 @@ def _predict_runs(config: Mapping[str, Any]) -> Iterator[str]:
 
 
 #: Keys of ``train:`` that a search space may name; a tuned value overrides it for that model's runs only.
-TRAIN_TUNABLE_KEYS: tuple[str, ...] = ("warmup_epochs",)
+TRAIN_TUNABLE_KEYS: tuple[str, ...] = ("warmup_epochs", "warmup_iters")
 #: The per-trial budget: the same for every model, so never searched.
 BUDGET_KEYS: tuple[str, ...] = ("epochs", "batch_size", "type")
 
@@ -456,12 +456,30 @@ def search_space_rules(model_type: str, space: Mapping[str, Any], where: str) ->
                 problems.append(f"config key '{where}.{key}': a log range needs low > 0 (got {low})")
             elif is_integer_key(node) and (low != int(low) or high != int(high)):
                 problems.append(f"config key '{where}.{key}': {key} is an integer; low and high must be whole")
+            else:
+                problems += _values_allowed(node, {"low": low, "high": high}, f"{where}.{key}")
+        else:
+            problems += _values_allowed(node, dict(enumerate(spec["choices"])), f"{where}.{key}.choices")
+    return problems
+
+
+def _values_allowed(node: Mapping[str, Any], values: Mapping[Any, Any], where: str) -> list[str]:
+    """Each value a search may draw checked against the key's own schema (a range's ends, every choice): a value
+    the key refuses would fail every trial that draws it, after the start-up."""
+    validator = jsonschema.Draft202012Validator(_subschema(schema(), node))
+    problems = []
+    for label, value in values.items():
+        for error in validator.iter_errors(copy.deepcopy(value)):
+            problems.append(f"config key '{where}': {label} {value!r} is not a valid value: {error.message}")
+            break
     return problems
 
 
 def _tune_rules(config: Mapping[str, Any]) -> Iterator[str]:
     """tune.models are trained, tune.fraction and tune.seed are configured, and every search space is valid."""
     tune = config["tune"]
+    if not tune["enabled"]:  # nothing is tuned: its settings are not used
+        return
     for name in tune["models"] or []:
         if name not in config["train"]["models"]:
             yield f"config key 'tune.models': {name!r} is not trained (train.models: {list(config['train']['models'])})"
@@ -475,6 +493,12 @@ def _tune_rules(config: Mapping[str, Any]) -> Iterator[str]:
         yield f"config key 'tune.seed': {tune['seed']} is not one of splits.seeds {list(config['splits']['seeds'])}"
     for family, space in tune["search_space"].items():
         yield from search_space_rules(family, space, f"tune.search_space.{family}")
+        if "warmup_epochs" in space and config["train"]["warmup_iters"] is not None:
+            yield (
+                f"config key 'tune.search_space.{family}.warmup_epochs': train.warmup_iters "
+                f"({config['train']['warmup_iters']}) sets the warm-up, so warmup_epochs has no effect; search "
+                "warmup_iters instead"
+            )
 
 
 def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
@@ -495,6 +519,12 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
         problems.append(
             f"config key 'chips.stride': {stride} is larger than chips.size {chip_size} (pixels between chips "
             "would never be seen)"
+        )
+    evaluate = config["evaluate"]
+    if evaluate["crop"] is None and evaluate["stride"] is not None and evaluate["stride"] > chip_size:
+        problems.append(
+            f"config key 'evaluate.stride': {evaluate['stride']} is larger than the crop, which is the chip size "
+            f"{chip_size} (evaluate.crop: null); pixels between windows would get no prediction"
         )
     for name, entry in config["models"].items():
         problems += model_rules(name, entry, chip_size)

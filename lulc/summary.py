@@ -104,6 +104,7 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
             "model_type": model_type,
             "weights_source": weights_source,
             "role": model_role(model_type, weights_source),
+            "encoder": run_encoder(run),
             "fraction": float(run["fraction"]),
             "seed": int(run["seed"]),
             "miou": result["miou"],
@@ -172,6 +173,19 @@ def run_weights_source(run: Mapping[str, Any]) -> str | None:
             return value
     spec = _field(run, "model_config", "weights")
     return _WEIGHTS_SOURCES.get(spec, "file") if isinstance(spec, str) else None
+
+
+#: The model config keys that define a Prithvi encoder: a foundation model and its from-scratch control must
+#: agree on them (decoder settings may differ, e.g. when tuned separately).
+ENCODER_KEYS = ("type", "backbone", "backbone_kwargs")
+
+
+def run_encoder(run: Mapping[str, Any]) -> str | None:
+    """The encoder a run trained (:data:`ENCODER_KEYS` of its model config, as sorted JSON); None if unrecorded."""
+    config = run.get("model_config")
+    if not isinstance(config, Mapping):
+        return None
+    return json.dumps({key: config.get(key) for key in ENCODER_KEYS}, sort_keys=True)
 
 
 def _field(record: Mapping[str, Any], key: str, name: str) -> Any:
@@ -444,9 +458,12 @@ def compare(
 
 def comparisons(runs: pd.DataFrame) -> list[tuple[str, str, str, float]]:
     """``(model, reference, reference role, fraction)`` for every foundation model and training fraction it ran:
-    against the best baseline at that fraction, and against each scratch control of its type that ran there."""
+    against the best baseline at that fraction, and against each scratch control of the same encoder (type,
+    backbone and its arguments, :data:`ENCODER_KEYS`) that ran there."""
     roles = model_roles(runs)
-    types = runs.groupby("model")["model_type"].first().to_dict()
+    if "encoder" not in runs:  # tables without the column: the model type stands for the encoder
+        runs = runs.assign(encoder=runs["model_type"])
+    encoders = runs.groupby("model")["encoder"].first().to_dict()
     best = best_baselines(runs)
     pairs = []
     for model in _model_order([m for m, role in roles.items() if role == FOUNDATION]):
@@ -456,7 +473,7 @@ def comparisons(runs: pd.DataFrame) -> list[tuple[str, str, str, float]]:
                 pairs.append((model, best[fraction], BASELINE, fraction))
             ran = set(runs.loc[runs["fraction"] == fraction, "model"])
             for control in sorted(ran):
-                if roles.get(control) == SCRATCH and types.get(control) == types.get(model):
+                if roles.get(control) == SCRATCH and encoders.get(control) == encoders.get(model):
                     pairs.append((model, control, SCRATCH, fraction))
     return pairs
 

@@ -5,8 +5,9 @@ models. The ``tune`` rule gives every model the same search: ``tune.trials`` tri
 epochs each, on the same training subset (``tune.fraction``, ``tune.seed``), each scored by its best
 validation mIoU (:func:`lulc.train.train` reads the ``train`` and ``val`` splits only; the test split is
 never read). The sampler is Optuna's TPE, seeded (``tune.sampler_seed``), after ``tune.startup_trials``
-random trials; with ``tune.pruning: median`` a trial whose validation mIoU after an epoch falls below the
-median of earlier trials at that epoch stops early. Trials run in sequence in one job per model, so the
+random trials; with ``tune.pruning: median`` a trial whose validation mIoU after an epoch of the second half of
+its budget falls below the median of earlier trials at that epoch stops early (never in the first half: a trial
+with a longer warm-up starts slower, not worse). Trials run in sequence in one job per model, so the
 search is reproducible on CPU (each trial trains with the same seed; only the hyperparameters differ).
 
 Search spaces are per model family (``tune.search_space.<type>``): a hyperparameter is a key of the family's
@@ -224,9 +225,17 @@ def tune(
     trials, epochs = int(cfg["trials"]), int(cfg["epochs"])
     sampler = optuna.samplers.TPESampler(seed=int(cfg["sampler_seed"]),
                                          n_startup_trials=min(int(cfg["startup_trials"]), trials))
+    pruning = cfg["pruning"]
+    if pruning == "median" and int(train_settings["devices"]) > 1:
+        # spawned training processes report to a copy of the trial, which the study never sees
+        logger.warning("tune %s: median pruning is off with train.devices > 1; every trial trains its budget",
+                       model_name)
+        pruning = "none (train.devices > 1)"
     pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=min(int(cfg["startup_trials"]), trials), n_warmup_steps=0)
-        if cfg["pruning"] == "median" else optuna.pruners.NopPruner()
+        # never in the first half of a trial: a trial with a longer warm-up starts slower, not worse
+        optuna.pruners.MedianPruner(n_startup_trials=min(int(cfg["startup_trials"]), trials),
+                                    n_warmup_steps=epochs // 2)
+        if pruning == "median" else optuna.pruners.NopPruner()
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
@@ -295,7 +304,7 @@ def tune(
         "search_space": space,
         "sampler": {"name": "TPESampler", "seed": int(cfg["sampler_seed"]),
                     "startup_trials": min(int(cfg["startup_trials"]), trials)},
-        "pruning": cfg["pruning"],
+        "pruning": pruning,
         "trials_complete": len(complete),
         "trials_pruned": sum(r["state"] == "pruned" for r in rows),
         "trials_failed": sum(r["state"] == "failed" for r in rows),

@@ -45,6 +45,9 @@ def test_preset_is_valid_once_the_released_weights_are_cached(tmp_path, monkeypa
     assert config["stac"]["imagery"]["collections"] == ["hls2-l30"] and config["download"]["frames"] == 1
     assert config["models"]["prithvi"]["weights"] == "hf" and config["models"]["prithvi"]["normalization"] == "dataset"
     assert config["evaluate"]["mode"] == "sliding_window" and config["train"]["schedule"] == "poly"
+    tuned = yaml.safe_load(PRESET.read_text())
+    tuned["tune"]["enabled"] = True  # the README's "tuned" column: one key away
+    assert load_config(tuned)["tune"]["search_space"]["prithvi"]["warmup_iters"]["choices"]
 
 
 def test_preset_without_the_released_weights_stops_at_start_up(tmp_path, monkeypatch):

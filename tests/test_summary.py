@@ -225,6 +225,17 @@ def test_the_foundation_model_is_compared_with_its_scratch_control():
     }
 
 
+def test_a_scratch_control_of_another_encoder_is_not_paired():
+    """Prithvi-100M against a from-scratch Prithvi-tiny says nothing about pretraining: no such comparison."""
+    rows = [(m, 1.0, seed, 0.4) for seed in range(3) for m in ("prithvi", "prithvi_scratch", "unet")]
+    runs = _runs(rows)
+    runs["encoder"] = runs["model"].map({"prithvi": '{"backbone": "prithvi_eo_v1_100"}',
+                                         "prithvi_scratch": '{"backbone": "prithvi_eo_tiny"}', "unet": "unet"})
+    assert {r.reference for r in answer_table(runs).itertuples()} == {"unet"}
+    runs["encoder"] = runs["model"].map({"prithvi": "tiny", "prithvi_scratch": "tiny", "unet": "unet"})
+    assert {r.reference for r in answer_table(runs).itertuples()} == {"unet", "prithvi_scratch"}
+
+
 @pytest.mark.parametrize(
     ("low", "high", "n", "expected"),
     [

@@ -64,7 +64,7 @@ def test_apply_tuned_overrides_and_names_every_source():
     assert model_out["lr"] == 2e-3 and train_out["warmup_epochs"] == 2
     assert model_cfg["lr"] == 5e-4 and train_cfg["warmup_epochs"] == 1, "inputs are not modified"
     assert sources == {"lr": "tune", "warmup_epochs": "tune", "epochs": "config", "weight_decay": "default",
-                       "batch_size": "default"}
+                       "batch_size": "default", "warmup_iters": "default"}
     _, _, untuned = apply_tuned("unet", model_cfg, train_cfg, None)
     assert untuned["lr"] == "config" and untuned["warmup_epochs"] == "default"
     with pytest.raises(ValueError, match="neither a model nor a train key"):
@@ -176,3 +176,24 @@ def test_tune_section_rules_at_start_up():
     for expected in ("'tune.models': 'segformer' is not trained", "'tune.fraction': 0.3 is not one of",
                      "'tune.seed': 9 is not one of", "'tune.search_space.vit.depth': not a hyperparameter"):
         assert expected in message
+
+
+def test_unused_tune_settings_are_not_checked_and_searched_values_are():
+    from lulc.config import check_config, validate_config
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    config["splits"]["train_fractions"] = [0.5, 0.25]  # tune.fraction's default 1.0 is not among them
+    config["tune"] = {"enabled": False}
+    check_config(validate_config(config))
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    config["tune"]["search_space"] = {"unet": {"encoder_depth": {"choices": [3, 7]},
+                                               "decoder_channels": {"low": 16, "high": 64}},
+                                      "vit": {"warmup_epochs": {"choices": [0, 1]}}}
+    config["train"]["warmup_iters"] = 100
+    validate_config(config)
+    with pytest.raises(ConfigError) as error:
+        check_config(config)
+    message = str(error.value)
+    assert "'tune.search_space.unet.encoder_depth.choices': 1 7 is not a valid value" in message
+    assert "'tune.search_space.unet.decoder_channels': low 16 is not a valid value" in message
+    assert "'tune.search_space.vit.warmup_epochs': train.warmup_iters (100) sets the warm-up" in message

@@ -175,6 +175,25 @@ def tune_params(model):
     return canonical({"tune": settings, "seed": seed})
 
 
+def searched_keys(model):
+    """The hyperparameters the model's family space searches: their configured values never reach a trial."""
+    family = config["models"][model].get("type", model)
+    return set(TUNE["search_space"][family])
+
+
+def tune_model_params(wildcards):
+    """The model entry as its search sees it: without `epochs` (trials train tune.epochs) and the searched keys."""
+    skip = searched_keys(wildcards.model) | {"epochs"}
+    entry = config["models"][wildcards.model]
+    return canonical({k: v for k, v in entry.items() if k not in skip})
+
+
+def tune_train_params(wildcards):
+    """TRAIN_PARAMS without the searched train keys (warmup_epochs, warmup_iters)."""
+    skip = searched_keys(wildcards.model)
+    return {k: v for k, v in TRAIN_PARAMS.items() if k not in skip}
+
+
 def tuned_input(wildcards):
     """The tune rule's best values, where this model trains with them."""
     if wildcards.model in tune_models():

@@ -32,8 +32,9 @@ rule tune:
         mem_mb=MEM_MB["tune"],
         gpu=gpus(config["train"]["accelerator"], config["train"]["devices"]),
     params:
-        model=lambda w: canonical(config["models"][w.model]),
-        train=TRAIN_PARAMS,
+        # without the keys a trial never uses: changing them reruns no search
+        model=tune_model_params,
+        train=tune_train_params,
         tune=lambda w: tune_params(w.model),
         pretrain=pretrain_identity,
         code=TUNE_CODE,
