@@ -44,13 +44,15 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 #: Hard limit per snakemake call: the plugin can hang (e.g. on a failing status command) and ignores Ctrl-C.
 #: Generous: on the 2-CPU test node the runs of this module share two CPU slots and one (placeholder) GPU.
 KILL_AFTER_S = 540
-#: One model's evaluation: demo, search, download, chips (both AOIs), splits, the four unet runs of the tiny
-#: config (fractions 1 and 0.5 x seeds 0 and 1) and one evaluate job for all of them: 13 SLURM jobs
+#: One model's evaluation: demo, search, download, chips (both AOIs), splits, the unet's tune job (the tiny
+#: config tunes it), its four runs (fractions 1 and 0.5 x seeds 0 and 1) and one evaluate job for all of them:
+#: 14 SLURM jobs
 #: (`snakemake -n --configfile tests/config/tiny.yaml results/evaluate/unet/f1_s0/metrics.json`).
 TARGETS = ("results/evaluate/unet/f1_s0/metrics.json",)
-REMOTE_RULES = {"demo": 1, "search": 2, "download": 2, "chips": 2, "splits": 1, "train": 4, "evaluate": 1}
+REMOTE_RULES = {"demo": 1, "search": 2, "download": 2, "chips": 2, "splits": 1, "tune": 1, "train": 4,
+                "evaluate": 1}
 #: Rules the profiles send to the GPU partition with a GPU (set-resources).
-GPU_RULES = {"train", "evaluate"}
+GPU_RULES = {"tune", "train", "evaluate"}
 FAILING_TARGET = "results/search/tiny_iowa/imagery.json"
 #: One retry instead of the profile's two for the failing search: the plugin does not shorten its polling
 #: interval after a failed job (only after a finished one), so each further failed attempt is noticed 10 s
@@ -63,6 +65,8 @@ NOT_COMPARED = ("logs", "benchmarks")
 #: curve.csv: time_s; metrics.json: seconds, and its copy of run.json under "run".
 TRAIN_TIMINGS = ("wall_time_s", "train_time_s", "samples_per_s")
 CURVE_TIMINGS = ("time_s",)
+#: tune's trials.csv: seconds per trial.
+TRIAL_TIMINGS = ("time_s",)
 EVALUATE_TIMINGS = ("seconds",)
 
 #: The preempted run: one unet training run of the tiny config with more epochs, so that it is still training
@@ -254,6 +258,7 @@ def preemption_config(tmp: Path) -> Path:
     config = yaml.safe_load(TINY.read_text())
     config["models"]["unet"]["epochs"] = PREEMPTED_EPOCHS
     config["train"]["patience"] = PREEMPTED_EPOCHS
+    config["tune"]["enabled"] = False  # the cancelled job is the training job itself
     path = tmp / "preempted.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -368,9 +373,9 @@ def _same_checkpoint(a: Path, b: Path) -> bool:
     )
 
 
-def _curve_without_timings(path: Path) -> list[dict[str, str]]:
+def _curve_without_timings(path: Path, timings: tuple[str, ...] = CURVE_TIMINGS) -> list[dict[str, str]]:
     with path.open(newline="") as f:
-        return [_without(row, CURVE_TIMINGS) for row in csv.DictReader(f)]
+        return [_without(row, timings) for row in csv.DictReader(f)]
 
 
 def test_outputs_identical_to_a_local_run(runs):
@@ -406,6 +411,8 @@ def test_outputs_identical_to_a_local_run(runs):
             same = _without(_read_json(a, local), TRAIN_TIMINGS) == _without(_read_json(b, on_slurm), TRAIN_TIMINGS)
         elif stage == "train" and leaf == "curve.csv":
             same = _curve_without_timings(a) == _curve_without_timings(b)
+        elif stage == "tune" and leaf == "trials.csv":
+            same = _curve_without_timings(a, TRIAL_TIMINGS) == _curve_without_timings(b, TRIAL_TIMINGS)
         elif stage == "evaluate" and leaf == "metrics.json":
             metrics_a, metrics_b = _read_json(a, local), _read_json(b, on_slurm)
             # "run" is a copy of the evaluated run's run.json
