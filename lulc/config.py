@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import datetime
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -297,29 +297,60 @@ def _download_crs(download: Mapping[str, Any]) -> Iterator[str]:
     """``download.crs`` is ``utm`` or a known EPSG code whose unit is the metre (``download.resolution`` is in
     metres): a geographic CRS would make a 30-degree pixel."""
     crs = str(download["crs"])
-    if crs == "utm":
-        return
+    if crs != "utm":
+        yield from _metric_crs(crs, "download.crs", download["resolution"], "utm or ")
+
+
+def _metric_crs(crs: str, key: str, resolution: float, alternative: str = "") -> Iterator[str]:
+    """``crs`` is ``EPSG:<code>`` of a known projected CRS in metres (pixel sizes are in metres)."""
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
 
     if not crs.upper().startswith("EPSG:") or not crs[5:].isdigit():
-        yield f"config key 'download.crs': expected utm or EPSG:<code>, got {crs!r}"
+        yield f"config key '{key}': expected {alternative}EPSG:<code>, got {crs!r}"
         return
     try:
         parsed = CRS.from_epsg(int(crs[5:]))
     except CRSError:
-        yield f"config key 'download.crs': {crs} is not a known EPSG code"
+        yield f"config key '{key}': {crs} is not a known EPSG code"
         return
     if parsed.is_geographic:
         yield (
-            f"config key 'download.crs': {crs} is geographic (degrees), but download.resolution "
-            f"({download['resolution']}) is in metres; use utm or a projected EPSG code"
+            f"config key '{key}': {crs} is geographic (degrees), but download.resolution "
+            f"({resolution}) is in metres; use {alternative}a projected EPSG code"
         )
     elif abs(parsed.linear_units_factor[1] - 1.0) > 1e-9:
         yield (
-            f"config key 'download.crs': {crs} measures in {parsed.linear_units_factor[0]}, but "
-            "download.resolution is in metres; use utm or a projected EPSG code in metres"
+            f"config key '{key}': {crs} measures in {parsed.linear_units_factor[0]}, but "
+            f"download.resolution is in metres; use {alternative}a projected EPSG code in metres"
         )
+
+
+def _map_rules(config: Mapping[str, Any], aois: Mapping[str, Any], base_dir: Path) -> Iterator[str]:
+    """Each ``maps.regions`` entry: where and when it is, runs that are trained, a metric CRS, change pairs of
+    its own periods, and a static imagery catalog that exists."""
+    from lulc.maps import MapConfigError, parse_region
+
+    for name, entry in config["maps"]["regions"].items():
+        where = f"maps.regions.{name}"
+        try:
+            region = parse_region(name, entry, aois, base_dir)
+        except MapConfigError as error:
+            yield str(error)
+            continue
+        except (ValueError, OSError) as error:
+            yield f"config key '{where}': {error}"
+            continue
+        yield from _runs_rules(config, entry["runs"], f"{where}.runs")
+        if entry["crs"] is not None:
+            yield from _metric_crs(str(entry["crs"]), f"{where}.crs", config["download"]["resolution"])
+        labels = [period.label for period in region.periods]
+        for i, pair in enumerate(entry["change"] or []):
+            for label in (str(v) for v in pair):
+                if label not in labels:
+                    yield f"config key '{where}.change.{i}': {label!r} is not one of the region's periods {labels}"
+        if entry["imagery"] is not None:
+            yield from _static_catalog(entry["imagery"]["source"], f"{where}.imagery.source", base_dir)
 
 
 def _parse_aois(config: Mapping[str, Any], base_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -360,16 +391,20 @@ def _aoi_grid_sizes(config: Mapping[str, Any], aois: Mapping[str, Any]) -> Itera
 
 def _static_catalogs(config: Mapping[str, Any], base_dir: Path) -> Iterator[str]:
     for kind in ("imagery", "labels"):
-        source = str(config["stac"][kind]["source"])
-        if source == "demo" or source.lower().startswith(("http://", "https://")):
-            continue
-        path = Path(source).expanduser()
-        path = path if path.is_absolute() else base_dir / path
-        if not (path / "catalog.json" if path.is_dir() else path).is_file():
-            yield (
-                f"config key 'stac.{kind}.source': {source!r} is neither 'demo', an http(s) URL of a STAC API, nor "
-                f"an existing static catalog.json (looked for {path})"
-            )
+        yield from _static_catalog(str(config["stac"][kind]["source"]), f"stac.{kind}.source", base_dir)
+
+
+def _static_catalog(source: str, key: str, base_dir: Path) -> Iterator[str]:
+    """A source that is not ``demo`` or a URL is an existing static catalog."""
+    if source == "demo" or source.lower().startswith(("http://", "https://")):
+        return
+    path = Path(source).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if not (path / "catalog.json" if path.is_dir() else path).is_file():
+        yield (
+            f"config key '{key}': {source!r} is neither 'demo', an http(s) URL of a STAC API, nor "
+            f"an existing static catalog.json (looked for {path})"
+        )
 
 
 def _hf_weights_cached(config: Mapping[str, Any]) -> Iterator[str]:
@@ -399,9 +434,14 @@ def _hf_weights_cached(config: Mapping[str, Any]) -> Iterator[str]:
 
 def _predict_runs(config: Mapping[str, Any]) -> Iterator[str]:
     """Each run of ``predict.runs`` is trained: its model in train.models, its fraction and seed configured."""
+    yield from _runs_rules(config, config["predict"]["runs"], "predict.runs")
+
+
+def _runs_rules(config: Mapping[str, Any], runs: Sequence[Mapping[str, Any]] | None, where: str) -> Iterator[str]:
+    """Each run of a list of runs to map (``predict.runs``, ``maps.regions.<name>.runs``) is trained."""
     fractions = [f"{float(f):g}" for f in config["splits"]["train_fractions"]]
-    for i, run in enumerate(config["predict"]["runs"] or []):
-        key = f"config key 'predict.runs.{i}'"
+    for i, run in enumerate(runs or []):
+        key = f"config key '{where}.{i}'"
         if run["model"] not in config["train"]["models"]:
             yield f"{key}: model {run['model']!r} is not trained (train.models: {list(config['train']['models'])})"
         if f"{float(run.get('fraction', 1.0)):g}" not in fractions:
@@ -531,6 +571,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
         if entry.get("weights") == "pretrain" and entry["type"] != "prithvi":
             problems.append(f"config key 'models.{name}.weights': 'pretrain' pretrains Prithvi encoders only")
     problems += _predict_runs(config)
+    problems += _map_rules(config, aois, base_dir)
     problems += _tune_rules(config)
     for name in config["train"]["models"]:
         if name not in config["models"]:
@@ -547,7 +588,8 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
 def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate ``config`` in place against the schema (filling defaults, model entries with the defaults of
     their type) and return it; raise :class:`ConfigError`."""
-    for entry in (config.get("aois") or {}).values():  # YAML reads an unquoted 2023-03-01 as a date
+    regions = (config.get("maps") or {}).get("regions") or {} if isinstance(config.get("maps"), dict) else {}
+    for entry in [*(config.get("aois") or {}).values(), *regions.values()]:  # YAML reads 2023-03-01 as a date
         if isinstance(entry, dict):
             for key in ("start", "end"):
                 if isinstance(entry.get(key), datetime.date):

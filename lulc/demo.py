@@ -23,6 +23,27 @@ How a region is made, and why:
   the sun, adjacent rings, thin cirrus, and an Fmask with HLS bit semantics. ``eo:cloud_cover`` is
   computed from that Fmask the way NASA does (:func:`lulc.hls.cloud_coverage`).
 
+Per region (config ``demo.regions.<name>``), besides ``center``, ``size_px`` and ``landscape``:
+
+* ``labels`` (default ``true``): ``false`` makes an imagery-only region, a place to map that has no
+  labels: its granules are written, but ``io-lulc-annual-v02`` gets no item for it. The label collection
+  then holds the other regions' items only; when no region has labels it is still written, empty (its
+  extent is the regions' tiles and the year), so the catalog always has the same three collections and a
+  label search over it finds nothing rather than failing on a missing collection.
+* ``years`` (default ``null``: ``[year]``): imagery is generated for every listed year, each year with
+  its own dates (item ids and datetimes in that year, e.g. ``HLS.S30.T15TVG.2022080T164412.v2.0``),
+  clouds and noise, drawn from ``(seed, region, year)``. ``year``'s draws are keyed exactly as for a
+  region without ``years``, so adding years never changes that year's files. Labels (when ``labels``
+  is true) are written for ``year`` only.
+
+Between years the landscape changes a little (:func:`landscape_in_year`), so that a change table
+between two years is not all zero: ``year``'s landscape is the one drawn (and labelled). In every later
+year another :data:`CHANGE_SHARE_PER_YEAR` of the region's crop fields (cumulative, drawn among the
+fields within :data:`CHANGE_BUFFER_M` of built area) are built over; in every earlier year another
+such share (drawn among all crop fields) was still rangeland, broken to cropland later. Changed fields
+change whole (the parcel's crop pixels), keep their brightness and take the new class's spectrum,
+phenology and partner-cover mix.
+
 Layout under ``out_dir`` (every href relative, so the folder can be moved)::
 
     catalog.json
@@ -40,6 +61,7 @@ Item JSON carries both ``proj:epsg`` and ``proj:code``; note that pystac, when i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -102,6 +124,13 @@ MODERATE_MAX_COVER = 38.0
 REFLECTANCE_RANGE = (-100, 16000)
 #: Landscape kinds a region can be drawn as (config key ``landscape``; default alternates by position).
 LANDSCAPES: tuple[str, ...] = ("agricultural", "valley")
+#: Imagery years a region may list (config key ``years``).
+YEAR_RANGE = (1980, 2100)
+#: Share of a region's crop fields that change per year away from ``demo.year`` (built over later,
+#: still rangeland earlier); cumulative, at least one field per year where there is a candidate.
+CHANGE_SHARE_PER_YEAR = 0.015
+#: Crop fields within this distance of built area are the candidates for being built over.
+CHANGE_BUFFER_M = 300
 
 _CODE = {name: code for code, name in IO_CLASSES.items()}
 WATER, TREES, FLOODED = _CODE["water"], _CODE["trees"], _CODE["flooded_vegetation"]
@@ -753,6 +782,53 @@ def make_landscape(
     )
 
 
+def _mixing_range(code: int) -> tuple[float, float]:
+    """The (lo, hi) partner-cover fraction of an IO class (:data:`CLASS_MIXING`; (0, 0) if none)."""
+    _, lo, hi = CLASS_MIXING.get(IO_CLASSES[code], ("", 0.0, 0.0))
+    return lo, hi
+
+
+def landscape_in_year(
+    scene: Landscape, rng: np.random.Generator, years_after: int, core: tuple[slice, slice] | None = None
+) -> Landscape:
+    """The landscape ``years_after`` years after (negative: before) the year ``scene`` was drawn for.
+
+    Later years: another :data:`CHANGE_SHARE_PER_YEAR` of the crop fields in ``core`` (the latent window
+    whose fields count; default the whole tile) per year is built over, drawn among the fields within
+    :data:`CHANGE_BUFFER_M` of built area (towns spreading, roads drawing houses). Earlier years: another
+    such share, drawn among all crop fields, was still rangeland. ``rng`` must be a fresh generator of
+    the region's (``_child_rng(seed, region, "change")``): the order in which fields change is drawn
+    from it, so every year sees the same order and change accumulates. ``scene`` is not modified;
+    ``years_after == 0`` returns it unchanged.
+    """
+    if years_after == 0:
+        return scene
+    classes = scene.classes
+    crop = classes == CROPS
+    if core is not None:
+        in_core = np.zeros(classes.shape, dtype=bool)
+        in_core[core] = True
+        crop &= in_core
+    crop_fields = np.unique(scene.parcels[crop])
+    near_built = _dilate(classes == BUILT, max(round(CHANGE_BUFFER_M / LABEL_PIXEL_M), 1))
+    growth_fields = np.unique(scene.parcels[crop & near_built])
+    growth_order = rng.permutation(growth_fields)  # both drawn always: the order never depends on the year
+    clearing_order = rng.permutation(crop_fields)
+    count = math.ceil(CHANGE_SHARE_PER_YEAR * crop_fields.size * abs(years_after))
+    changed, new_class = (growth_order[:count], BUILT) if years_after > 0 else (clearing_order[:count], RANGELAND)
+    if changed.size == 0:
+        return scene
+    # All crop pixels of a changed field change (also those outside core: a field changes whole).
+    mask = (classes == CROPS) & np.isin(scene.parcels, changed)
+    new_classes = classes.copy()
+    new_classes[mask] = new_class
+    (old_lo, old_hi), (new_lo, new_hi) = _mixing_range(CROPS), _mixing_range(new_class)
+    share = (scene.mixing[mask] - old_lo) / (old_hi - old_lo)  # the smooth share field behind the mix
+    mixing = scene.mixing.copy()
+    mixing[mask] = (new_lo + (new_hi - new_lo) * share).astype(np.float32)
+    return dataclasses.replace(scene, classes=new_classes, mixing=mixing)
+
+
 def _labels_from_latent(rng: np.random.Generator, latent: np.ndarray) -> np.ndarray:
     """IO-like labels from the latent map: some edge pixels take a neighbour's class (the label model's
     uncertainty at boundaries) and a few pixels are nodata."""
@@ -1257,8 +1333,14 @@ def _write_label_item(item_dir: Path, grid: RegionGrid, year: int, labels: np.nd
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _collection(collection_id: str, items: list[pystac.Item], year: int) -> pystac.Collection:
-    """A collection shaped like the real one, with ``item_assets`` for the assets we write only."""
+def _collection(
+    collection_id: str, items: list[pystac.Item], year: int, tile_bboxes: Sequence[Sequence[float]]
+) -> pystac.Collection:
+    """A collection shaped like the real one, with ``item_assets`` for the assets we write only.
+
+    Only the label collection can be empty (no region has labels): its spatial extent is then the
+    regions' tiles (``tile_bboxes``), the area it was asked for.
+    """
     if collection_id == LABEL_COLLECTION:
         title = "10m Annual Land Use Land Cover (9-class) V2"
         description = (
@@ -1266,6 +1348,8 @@ def _collection(collection_id: str, items: list[pystac.Item], year: int) -> pyst
             "(9 classes, IO codes 1 2 4 5 7 8 9 10 11, nodata 0), generated by lulc.demo for offline runs. "
             "Yearly items with datetime null and start/end datetimes, one per UTM zone and latitude band."
         )
+        if not items:
+            description += " No demo region has labels in this catalog: the collection is empty."
         start = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
         end = dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC)
         item_assets = {
@@ -1316,7 +1400,7 @@ def _collection(collection_id: str, items: list[pystac.Item], year: int) -> pyst
             "https://stac-extensions.github.io/projection/v1.2.0/schema.json",
             "https://stac-extensions.github.io/view/v1.0.0/schema.json",
         ]
-    bboxes = [item.bbox for item in items if item.bbox is not None]
+    bboxes = [item.bbox for item in items if item.bbox is not None] or [list(b) for b in tile_bboxes]
     spatial = [
         min(b[0] for b in bboxes),
         min(b[1] for b in bboxes),
@@ -1351,11 +1435,23 @@ def _collection(collection_id: str, items: list[pystac.Item], year: int) -> pyst
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _validated_regions(regions: Mapping[str, Mapping[str, Any]]) -> list[tuple[RegionGrid, str]]:
-    """Region grids and landscape kinds from the config mapping, with errors that name the bad key."""
+@dataclass(frozen=True)
+class DemoRegion:
+    """A validated ``demo.regions`` entry: where, what kind of landscape, whether it gets labels, and
+    the years of its imagery (sorted)."""
+
+    grid: RegionGrid
+    kind: str
+    labels: bool
+    years: tuple[int, ...]
+
+
+def _validated_regions(regions: Mapping[str, Mapping[str, Any]], year: int) -> list[DemoRegion]:
+    """Regions from the config mapping (``year``: ``demo.year``, the default imagery year), with errors
+    that name the bad key."""
     if not isinstance(regions, Mapping) or not regions:
         raise ValueError("demo.regions must be a non-empty mapping of region name -> {center, size_px}")
-    grids: list[tuple[RegionGrid, str]] = []
+    validated: list[DemoRegion] = []
     for position, (name, spec) in enumerate(regions.items()):
         key = f"demo.regions.{name}"
         if not isinstance(spec, Mapping):
@@ -1377,14 +1473,32 @@ def _validated_regions(regions: Mapping[str, Mapping[str, Any]]) -> list[tuple[R
         kind = spec.get("landscape", LANDSCAPES[position % len(LANDSCAPES)])
         if kind not in LANDSCAPES:
             raise ValueError(f"{key}.landscape must be one of {list(LANDSCAPES)}, got {kind!r}")
-        grids.append((region_grid(str(name), center, size), kind))
+        labels = spec.get("labels", True)
+        if not isinstance(labels, bool):
+            raise ValueError(f"{key}.labels must be true or false, got {labels!r}")
+        years = spec.get("years")
+        if years is None:
+            years = [year]
+        lo, hi = YEAR_RANGE
+        if (
+            not isinstance(years, Sequence)
+            or isinstance(years, str)
+            or not years
+            or not all(isinstance(y, int) and not isinstance(y, bool) and lo <= y <= hi for y in years)
+        ):
+            raise ValueError(f"{key}.years must be null or a non-empty list of years in [{lo}, {hi}], got {years!r}")
+        if len(set(years)) != len(years):
+            raise ValueError(f"{key}.years lists a year twice: {years!r}")
+        grid = region_grid(str(name), center, size)
+        validated.append(DemoRegion(grid=grid, kind=kind, labels=labels, years=tuple(sorted(years))))
     seen_tiles: dict[str, str] = {}
     seen_zones: dict[str, str] = {}
-    for grid, _ in grids:
-        for seen, code, what in (
-            (seen_tiles, grid.mgrs, "MGRS tile"),
-            (seen_zones, grid.utm_zone, "IO LULC tile"),
-        ):
+    for region in validated:
+        grid = region.grid
+        checks = [(seen_tiles, grid.mgrs, "MGRS tile")]
+        if region.labels:  # only labelled regions write an IO LULC item
+            checks.append((seen_zones, grid.utm_zone, "IO LULC tile"))
+        for seen, code, what in checks:
             if code in seen:
                 raise ValueError(
                     f"demo.regions.{seen[code]} and demo.regions.{grid.name} fall in the same {what} "
@@ -1392,7 +1506,7 @@ def _validated_regions(regions: Mapping[str, Mapping[str, Any]]) -> list[tuple[R
                     "latitude band"
                 )
             seen[code] = grid.name
-    return grids
+    return validated
 
 
 def generate_demo(
@@ -1407,10 +1521,13 @@ def generate_demo(
     self-contained STAC catalog under ``out_dir``, deterministically from ``seed``.
 
     ``regions`` maps a name to ``{"center": [lon, lat], "size_px": n}`` (optionally ``"landscape":
-    "agricultural" | "valley"``; by default regions alternate, the first agricultural). Each region gets
-    ``dates_per_sensor`` S30 and as many L30 dates spread over ``year``, of which ``cloudy_dates`` are
-    heavily clouded. Everything is written to a temporary sibling folder that replaces ``out_dir`` only
-    when complete, so a crash never leaves a half-written demo. Returns ``out_dir / "catalog.json"``.
+    "agricultural" | "valley"``, by default alternating, the first agricultural; ``"labels": false`` for
+    imagery only; ``"years": [...]`` for imagery of several years, by default ``[year]``: see the module
+    docstring). Each region gets, per imagery year, ``dates_per_sensor`` S30 and as many L30 dates
+    spread over that year, of which ``cloudy_dates`` are heavily clouded, and (unless ``labels`` is
+    false) labels for ``year``. Everything is written to a temporary sibling folder that replaces
+    ``out_dir`` only when complete, so a crash never leaves a half-written demo. Returns
+    ``out_dir / "catalog.json"``.
     """
     out_dir = Path(out_dir).absolute()
     if not isinstance(year, int) or isinstance(year, bool) or not 1950 <= year <= 2200:
@@ -1424,7 +1541,7 @@ def generate_demo(
             f"cloudy_dates must be an integer in [0, {2 * dates_per_sensor}] (2 x dates_per_sensor), "
             f"got {cloudy_dates!r}"
         )
-    grids = _validated_regions(regions)
+    validated = _validated_regions(regions, year)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # No dot after the leading one: pystac takes a root href with a file extension for a file path and
@@ -1433,19 +1550,24 @@ def generate_demo(
     staging.mkdir()
     try:
         items: dict[str, list[pystac.Item]] = {collection_id: [] for collection_id in DEMO_COLLECTIONS}
-        for grid, kind in grids:
-            _generate_region(staging, grid, kind, year, seed, dates_per_sensor, cloudy_dates, items)
-        catalog = pystac.Catalog(
-            id="lulc-demo",
-            title="LULC workflow offline demo",
-            description=(
-                "Synthetic HLS v2.0 imagery and IO LULC-like labels for the workflow's offline demo regions "
-                f"({', '.join(grid.name for grid, _ in grids)}; year {year}, seed {seed}). Same collections, "
-                "asset keys and file formats as Planetary Computer; every href is relative."
-            ),
+        for region in validated:
+            _generate_region(staging, region, year, seed, dates_per_sensor, cloudy_dates, items)
+        description = (
+            "Synthetic HLS v2.0 imagery and IO LULC-like labels for the workflow's offline demo regions "
+            f"({', '.join(region.grid.name for region in validated)}; year {year}, seed {seed}). Same "
+            "collections, asset keys and file formats as Planetary Computer; every href is relative."
         )
+        other_years = [r for r in validated if r.years != (year,)]
+        if other_years:
+            listed = "; ".join(f"{r.grid.name} ({', '.join(map(str, r.years))})" for r in other_years)
+            description += f" Imagery years, where not {year} alone: {listed}."
+        unlabelled = [r.grid.name for r in validated if not r.labels]
+        if unlabelled:
+            description += f" Imagery only, without labels: {', '.join(unlabelled)}."
+        catalog = pystac.Catalog(id="lulc-demo", title="LULC workflow offline demo", description=description)
+        tile_bboxes = [_footprint(r.grid.epsg, r.grid.hls_transform, r.grid.hls_shape)[1] for r in validated]
         for collection_id in DEMO_COLLECTIONS:
-            catalog.add_child(_collection(collection_id, items[collection_id], year))
+            catalog.add_child(_collection(collection_id, items[collection_id], year, tile_bboxes))
         catalog.normalize_and_save(str(staging), catalog_type=pystac.CatalogType.SELF_CONTAINED)
         _replace_dir(staging, out_dir)
     except BaseException:
@@ -1456,29 +1578,40 @@ def generate_demo(
 
 def _generate_region(
     root: Path,
-    grid: RegionGrid,
-    kind: str,
+    region: DemoRegion,
     year: int,
     seed: int,
     dates_per_sensor: int,
     cloudy_dates: int,
     items: dict[str, list[pystac.Item]],
 ) -> None:
-    """Draw one region's landscape, write its labels and granules, and collect their items."""
-    scene = make_landscape(_child_rng(seed, grid.name, "landscape"), grid.latent_shape, kind)
-    off_r, off_c = grid.label_offset
-    latent_labels = scene.classes[off_r : off_r + grid.label_shape[0], off_c : off_c + grid.label_shape[1]]
-    labels = _labels_from_latent(_child_rng(seed, grid.name, "labels"), latent_labels)
-    label_id = f"{grid.utm_zone}-{year}"
-    items[LABEL_COLLECTION].append(_write_label_item(root / LABEL_COLLECTION / label_id, grid, year, labels))
+    """Draw one region's landscape, write its labels (for ``year``) and its granules (for each of its
+    imagery years), and collect their items."""
+    grid = region.grid
+    scene = make_landscape(_child_rng(seed, grid.name, "landscape"), grid.latent_shape, region.kind)
+    if region.labels:
+        off_r, off_c = grid.label_offset
+        latent_labels = scene.classes[off_r : off_r + grid.label_shape[0], off_c : off_c + grid.label_shape[1]]
+        labels = _labels_from_latent(_child_rng(seed, grid.name, "labels"), latent_labels)
+        label_id = f"{grid.utm_zone}-{year}"
+        items[LABEL_COLLECTION].append(_write_label_item(root / LABEL_COLLECTION / label_id, grid, year, labels))
 
-    water_share = _block_mean((scene.classes == WATER).astype(np.float32))
-    plan = _plan_acquisitions(_child_rng(seed, grid.name, "dates"), grid, year, dates_per_sensor, cloudy_dates)
-    for acq in plan:
-        bands, fmask = _render(scene, acq, _child_rng(seed, grid.name, "acquisition", acq.index), water_share)
-        collection_id = HLS_COLLECTIONS[acq.sensor]
-        item_id = hls_item_id(acq.sensor, grid.mgrs, acq.datetime)
-        items[collection_id].append(_write_hls_granule(root / collection_id / item_id, grid, acq, bands, fmask))
+    water_share = _block_mean((scene.classes == WATER).astype(np.float32))  # water never changes
+    row, col, height, width = grid.region_window
+    core = (slice(row * _SUB, (row + height) * _SUB), slice(col * _SUB, (col + width) * _SUB))
+    for imagery_year in region.years:
+        # demo.year keeps the keys of a single-year region; other years get their own.
+        suffix = "" if imagery_year == year else f"-{imagery_year}"
+        year_scene = landscape_in_year(scene, _child_rng(seed, grid.name, "change"), imagery_year - year, core)
+        plan = _plan_acquisitions(
+            _child_rng(seed, grid.name, f"dates{suffix}"), grid, imagery_year, dates_per_sensor, cloudy_dates
+        )
+        for acq in plan:
+            rng = _child_rng(seed, grid.name, f"acquisition{suffix}", acq.index)
+            bands, fmask = _render(year_scene, acq, rng, water_share)
+            collection_id = HLS_COLLECTIONS[acq.sensor]
+            item_id = hls_item_id(acq.sensor, grid.mgrs, acq.datetime)
+            items[collection_id].append(_write_hls_granule(root / collection_id / item_id, grid, acq, bands, fmask))
 
 
 def _replace_dir(staging: Path, out_dir: Path) -> None:

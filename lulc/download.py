@@ -14,6 +14,10 @@ Outputs (``write_aoi_stack``):
 * ``frames.json``: every candidate date with its clear fraction, the chosen frames and the dropped ones.
 * ``dates.csv``: the same per-date report as a table (date, sensor, clear fraction, status, items).
 
+``write_imagery_stack`` writes the same files but ``label.tif`` (:data:`IMAGERY_OUTPUT_NAMES`) on a grid it is
+given (a tile of a map region without labels), never touching a label source; dates of which no item overlaps
+that grid are not candidates there (a region's imagery holds tiles that miss some of its map tiles).
+
 Real data (Planetary Computer, NASA CMR-STAC):
 
 * Credentials are checked before anything is downloaded (:func:`lulc.access.check_signing`). Planetary
@@ -57,12 +61,14 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +105,8 @@ CLEAR_FRACTION_BATCH = 8
 
 #: The files the download stage writes in its output folder (all removed when it fails).
 OUTPUT_NAMES: tuple[str, ...] = ("image.tif", "mask.tif", "label.tif", "frames.json", "dates.csv")
+#: The files :func:`write_imagery_stack` writes (no labels; all removed when it fails).
+IMAGERY_OUTPUT_NAMES: tuple[str, ...] = ("image.tif", "mask.tif", "frames.json", "dates.csv")
 
 
 #: The asset key of IO LULC label items.
@@ -117,6 +125,10 @@ class AssetContentError(DownloadError):
 
 class LabelCodeError(ValueError):
     """Label items whose class codes are not the IO LULC v02 classes the workflow maps (:mod:`lulc.classes`)."""
+
+
+class _NoOverlap(ValueError):
+    """None of the HLS items of one acquisition overlaps the output grid (a ValueError, as it always was)."""
 
 
 # --------------------------------------------------------------------------- GDAL environment
@@ -143,7 +155,8 @@ def gdal_env(signing: str) -> Iterator[stackstac.rio_env.LayeredEnv]:
         "GDAL_HTTP_CONNECTTIMEOUT": str(GDAL_HTTP_CONNECT_TIMEOUT_S),
         "GDAL_HTTP_TIMEOUT": str(GDAL_HTTP_TIMEOUT_S),
     }
-    with tempfile.TemporaryDirectory(prefix="lulc-gdal-") as private:
+    private = tempfile.mkdtemp(prefix="lulc-gdal-")
+    try:
         header, cookies, no_netrc = (Path(private) / name for name in ("headers.txt", "cookies.txt", "netrc"))
         content = ""
         netrc_options = {"GDAL_HTTP_NETRC": "NO", "GDAL_HTTP_NETRC_FILE": str(no_netrc)}
@@ -163,6 +176,31 @@ def gdal_env(signing: str) -> Iterator[stackstac.rio_env.LayeredEnv]:
             GDAL_HTTP_HEADER_FILE=str(header), GDAL_HTTP_COOKIEFILE=str(cookies), GDAL_HTTP_COOKIEJAR=str(cookies)
         )
         yield stackstac.DEFAULT_GDAL_ENV.updated(always=options)
+    finally:
+        _remove_private_folder(Path(private))
+
+
+#: How long the private GDAL folder's removal keeps trying while reads still running close their handles.
+_PRIVATE_REMOVAL_WAIT_S = 5.0
+
+
+def _remove_private_folder(folder: Path) -> None:
+    """Remove ``folder`` (credentials, cookie jar) even while reads that outlived a failure write to it.
+
+    When one read fails, the others that dask already started still run; curl writes the cookie jar when
+    they close their handles, so a single removal can meet a file that appeared after it listed the folder
+    (``Directory not empty``). Retrying for a few seconds removes those too; a folder that still cannot be
+    removed is logged, never allowed to hide the error that ended the block.
+    """
+    deadline = time.monotonic() + _PRIVATE_REMOVAL_WAIT_S
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        if time.monotonic() > deadline:
+            log.warning("could not remove the private GDAL folder %s; remove it by hand", folder)
+            return
+        time.sleep(0.05)
 
 
 _URL = re.compile(r"(?:/vsicurl/)?https?://[^\s'\"<>]+")
@@ -498,7 +536,7 @@ def _stack_acquisition(
             )
         layers.append(stack.data[0])
     if not layers:
-        raise ValueError(
+        raise _NoOverlap(
             f"none of the HLS items {[i.id for i in acq.items]} of {acq.date} {acq.sensor} overlaps the AOI grid "
             f"(EPSG:{grid.epsg}, bounds {grid.bounds}) according to its footprint metadata"
         )
@@ -937,6 +975,42 @@ def label_stack(
     return mosaic.map_blocks(classes.remap_codes, dtype=np.uint8)
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The ``download`` config values the stage works with (``resolution`` and ``crs`` only make an AOI's grid)."""
+
+    block_size: int
+    frames: int
+    mask_flags: tuple[str, ...]
+    min_clear: float
+    seasons: list[tuple[str, str]]
+
+
+def _download_settings(cfg: dict[str, Any]) -> tuple[dict[str, Any], _Settings]:
+    """The validated ``download`` section (defaults filled) and the values the stage works with."""
+    cfg = section("download", cfg)
+    frames = int(cfg["frames"])
+    settings = _Settings(
+        block_size=int(cfg["block_size"]),
+        frames=frames,
+        mask_flags=tuple(cfg["mask_flags"]),
+        min_clear=float(cfg["min_clear_fraction"]),
+        seasons=parse_season_windows(cfg["season_windows"], frames),
+    )
+    return cfg, settings
+
+
+@dataclass(frozen=True)
+class _Place:
+    """What is downloaded: ``where`` names it in messages (``AOI tiny``), ``name`` in the record and the
+    progress bars; ``start``..``end`` (inclusive) is the period the frames are chosen from."""
+
+    where: str
+    name: str
+    start: date
+    end: date
+
+
 def write_aoi_stack(
     aoi: AOI,
     imagery: pystac.ItemCollection,
@@ -956,46 +1030,113 @@ def write_aoi_stack(
     Only the items' assets are used: their links (``root``, ``self``, ``parent``, ...) are dropped, so the
     stage needs the cached search results and the asset hosts, never the STAC API.
     """
-    out_dir = Path(out_dir)
-    cfg = section("download", cfg)
-    block_size = int(cfg["block_size"])
-    frames = int(cfg["frames"])
-    mask_flags = tuple(cfg["mask_flags"])
-    min_clear = float(cfg["min_clear_fraction"])
-    seasons = parse_season_windows(cfg["season_windows"], frames)
+    cfg, settings = _download_settings(cfg)
     grid = aoi_grid(aoi, float(cfg["resolution"]), cfg["crs"])
+    place = _Place(where=f"AOI {aoi.name}", name=aoi.name, start=aoi.start, end=aoi.end)
+    return _write_stack(place, grid, imagery, labels, settings, Path(out_dir), imagery_signing, labels_signing)
+
+
+def write_imagery_stack(
+    name: str,
+    start: date,
+    end: date,
+    grid: Grid,
+    imagery: pystac.ItemCollection,
+    cfg: dict[str, Any],
+    out_dir: Path,
+    imagery_signing: str = "none",
+) -> dict[str, Any]:
+    """Build ``image.tif``, ``mask.tif``, ``frames.json`` and ``dates.csv`` (:data:`IMAGERY_OUTPUT_NAMES`, no
+    labels) on ``grid`` exactly as given: a tile of a map region that has no labels, say.
+
+    ``name`` is what messages call the place (``map region iowa_big 2023 tile 32615_r000_c001``) and the
+    record's ``aoi``; frames are chosen from ``start``..``end`` (inclusive) as for an AOI. ``cfg`` is the
+    ``download`` config section (its ``resolution`` and ``crs`` are not used: ``grid`` is). Files, tags, the
+    checks before any download (asset keys, local files, signing, whether the imagery host answers), the
+    removal of every output on failure and the returned record are those of :func:`write_aoi_stack`; no label
+    source and no STAC API is contacted. Only ``grid``'s window of each asset is read, on the same pixel
+    lattice, so tiles of a region line up pixel for pixel with a download of the whole region (for the same
+    frames). Dates of which no item overlaps ``grid`` are not candidates (a region's imagery may hold tiles
+    that miss this one); none at all is an error.
+    """
+    _, settings = _download_settings(cfg)
+    _check_grid(grid, name)
+    if not isinstance(start, date) or not isinstance(end, date) or end < start:
+        raise ValueError(f"{name}: the period must be two dates, start <= end; got {start!r} .. {end!r}")
+    place = _Place(where=name, name=name, start=start, end=end)
+    return _write_stack(place, grid, imagery, None, settings, Path(out_dir), imagery_signing, "none")
+
+
+def _check_grid(grid: Grid, name: str) -> None:
+    """Refuse a grid without pixels, a resolution that is not a positive number or an unknown EPSG code."""
+    if not isinstance(grid, Grid):
+        raise TypeError(f"{name}: the grid must be a lulc.download.Grid, got {type(grid).__name__}")
+    for key in ("width", "height"):
+        value = getattr(grid, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name}: the grid's {key} must be a positive number of pixels, got {value!r}")
+    if not (isinstance(grid.resolution, (int, float)) and math.isfinite(grid.resolution) and grid.resolution > 0):
+        raise ValueError(f"{name}: the grid's resolution must be a positive number of metres, got {grid.resolution!r}")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (grid.left, grid.top)):
+        raise ValueError(f"{name}: the grid's left and top must be finite numbers, got {grid.left!r}, {grid.top!r}")
+    try:
+        grid.crs  # noqa: B018  # parses the EPSG code
+    except rasterio.errors.CRSError as exc:
+        raise ValueError(f"{name}: the grid's EPSG code {grid.epsg!r} is not a known CRS: {exc}") from None
+
+
+def _write_stack(
+    place: _Place,
+    grid: Grid,
+    imagery: pystac.ItemCollection,
+    labels: pystac.ItemCollection | None,
+    settings: _Settings,
+    out_dir: Path,
+    imagery_signing: str,
+    labels_signing: str,
+) -> dict[str, Any]:
+    """The checks before any download, then :func:`_write_aoi_stack`, removing every output when it fails.
+    Without ``labels`` (None) the label source is neither checked nor contacted and no ``label.tif`` is made."""
     if not len(imagery):
-        raise ValueError(f"AOI {aoi.name}: the imagery ItemCollection is empty")
-    if not len(labels):
-        raise ValueError(f"AOI {aoi.name}: the labels ItemCollection is empty")
+        raise ValueError(f"{place.where}: the imagery ItemCollection is empty")
+    if labels is not None and not len(labels):
+        raise ValueError(f"{place.where}: the labels ItemCollection is empty")
     imagery = pystac.ItemCollection([_offline_item(i) for i in imagery], clone_items=False)
-    labels = pystac.ItemCollection([_offline_item(i) for i in labels], clone_items=False)
+    if labels is not None:
+        labels = pystac.ItemCollection([_offline_item(i) for i in labels], clone_items=False)
     # before any download: asset keys and local files, the labels' class tables, credentials, then whether
     # the asset hosts can be reached at all
-    for item in labels:
+    for item in labels or []:
         if LABEL_ASSET not in item.assets:
             raise ValueError(
-                f"AOI {aoi.name}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: "
+                f"{place.where}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: "
                 f"{sorted(item.assets)}"
             )
-    _check_local_assets(imagery, None, f"AOI {aoi.name}: imagery")
-    _check_local_assets(labels, [LABEL_ASSET], f"AOI {aoi.name}: labels")
-    check_label_classes(list(labels))
+    _check_local_assets(imagery, None, f"{place.where}: imagery")
+    if labels is not None:
+        _check_local_assets(labels, [LABEL_ASSET], f"{place.where}: labels")
+        check_label_classes(list(labels))
     check_signing(imagery_signing, "stac.imagery.signing")
-    check_signing(labels_signing, "stac.labels.signing")
-    for kind, items in (("imagery", imagery), ("labels", labels)):
+    if labels is not None:
+        check_signing(labels_signing, "stac.labels.signing")
+    sources = [("imagery", imagery)] if labels is None else [("imagery", imagery), ("labels", labels)]
+    for kind, items in sources:
         href = _first_http_href(list(items))
         if href is not None:
             check_reachable(href, f"the stac.{kind} assets, e.g.")
     log.info(
-        "AOI %s: grid EPSG:%d, %d x %d pixels of %g m", aoi.name, grid.epsg, grid.width, grid.height, grid.resolution
+        "%s: grid EPSG:%d, %d x %d pixels of %g m", place.where, grid.epsg, grid.width, grid.height, grid.resolution
     )
-    outputs = [out_dir / name for name in OUTPUT_NAMES]
+    outputs = [out_dir / name for name in (OUTPUT_NAMES if labels is not None else IMAGERY_OUTPUT_NAMES)]
     try:
-        with gdal_env(imagery_signing) as imagery_env, gdal_env(labels_signing) as labels_env:
+        # one GDAL environment per source (credentials go to their own host only); none for absent labels
+        with (
+            gdal_env(imagery_signing) as imagery_env,
+            gdal_env(labels_signing) if labels is not None else contextlib.nullcontext(None) as labels_env,
+        ):
             return _write_aoi_stack(
-                aoi, imagery, labels, grid, out_dir, block_size, frames, mask_flags, min_clear, seasons,
-                imagery_signing, labels_signing, imagery_env, labels_env,
+                place, imagery, labels, grid, out_dir, settings, imagery_signing, labels_signing, imagery_env,
+                labels_env,
             )  # fmt: skip
     except BaseException:
         for path in outputs:
@@ -1004,67 +1145,68 @@ def write_aoi_stack(
 
 
 def _write_aoi_stack(
-    aoi: AOI,
+    place: _Place,
     imagery: pystac.ItemCollection,
-    labels: pystac.ItemCollection,
+    labels: pystac.ItemCollection | None,
     grid: Grid,
     out_dir: Path,
-    block_size: int,
-    frames: int,
-    mask_flags: tuple[str, ...],
-    min_clear: float,
-    seasons: list[tuple[str, str]],
+    settings: _Settings,
     imagery_signing: str,
     labels_signing: str,
     imagery_env: stackstac.rio_env.LayeredEnv,
-    labels_env: stackstac.rio_env.LayeredEnv,
+    labels_env: stackstac.rio_env.LayeredEnv | None,
 ) -> dict[str, Any]:
-    with _asset_errors(f"AOI {aoi.name}: imagery"):
+    """Write the outputs of one place on ``grid``: the label COG (only with ``labels``), then the clear fraction
+    of every date, the frame choice, the image and mask COGs, ``dates.csv`` and ``frames.json``.
+
+    Without labels, dates of which no item overlaps ``grid`` are left out of the candidates (with labels, i.e.
+    an AOI whose items were searched by its own bbox, such a date is an error as it always was)."""
+    block_size, frames, mask_flags = settings.block_size, settings.frames, settings.mask_flags
+    min_clear, seasons = settings.min_clear, settings.seasons
+    with _asset_errors(f"{place.where}: imagery"):
         hls_items = with_projection([sign_item(i, imagery_signing) for i in imagery], imagery_env)
-    with _asset_errors(f"AOI {aoi.name}: labels"):
-        label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
+    label_items: list[pystac.Item] = []
+    if labels is not None:
+        with _asset_errors(f"{place.where}: labels"):
+            label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
     assets = _AssetIndex([*hls_items, *label_items])
     acquisitions = group_acquisitions(hls_items)
 
     with dask.config.set(scheduler="threads"):
-        # labels first (one band, and refused outright when they hold codes the workflow does not map)
-        counter = _CodeCounter()
-        label = label_stack(label_items, grid, block_size, env=labels_env, code_counter=counter)[None]
-        with _asset_errors(f"AOI {aoi.name}: labels", assets):
-            _write_cog(
-                label,
-                out_dir / "label.tif",
-                grid,
-                classes.IGNORE_INDEX,
-                ["class_index"],
-                block_size,
-                colormap=classes.index_colormap(),
-                tags={
-                    **classes.class_tags(),
-                    "SOURCE_ITEMS": ",".join(i.id for i in labels),
-                    "RESAMPLING": "mode",
-                },
-                overview_resampling="mode",
-            )
-        counter.check(grid.resolution)
+        if labels is not None:
+            # labels first (one band, and refused outright when they hold codes the workflow does not map)
+            _write_label_cog(place, labels, label_items, grid, out_dir, block_size, labels_env, assets)
 
-        stacks = {a.key: _stack_acquisition(a, grid, block_size, imagery_env) for a in acquisitions}
+        stacks: dict[str, da.Array] = {}
+        for acq in acquisitions:
+            try:
+                stacks[acq.key] = _stack_acquisition(acq, grid, block_size, imagery_env)
+            except _NoOverlap:
+                if labels is not None:
+                    raise
+                log.info("%s: no item of %s %s overlaps the grid: not a candidate", place.where, acq.date, acq.sensor)
+        if not stacks:
+            raise ValueError(
+                f"{place.where}: none of the {len(hls_items)} imagery items overlaps the grid (EPSG:{grid.epsg}, "
+                f"bounds {grid.bounds}) according to its footprint metadata"
+            )
+        acquisitions = [a for a in acquisitions if a.key in stacks]
         # several dates per dask computation: the Fmask windows of remote dates are read concurrently
-        with tqdm(total=len(acquisitions), desc=f"{aoi.name}: clear fraction per date", unit="date") as bar:
+        with tqdm(total=len(acquisitions), desc=f"{place.name}: clear fraction per date", unit="date") as bar:
             for first in range(0, len(acquisitions), CLEAR_FRACTION_BATCH):
                 batch = acquisitions[first : first + CLEAR_FRACTION_BATCH]
-                with _asset_errors(f"AOI {aoi.name}: Fmask of {batch[0].date}..{batch[-1].date}", assets):
+                with _asset_errors(f"{place.where}: Fmask of {batch[0].date}..{batch[-1].date}", assets):
                     shares = dask.compute(*[_clear_share(stacks[a.key], mask_flags) for a in batch])
                 for acq, share in zip(batch, shares, strict=True):
                     acq.clear_fraction = float(share)
                     log.info("%s %s: clear fraction %.3f", acq.date, acq.sensor, acq.clear_fraction)
                 bar.update(len(batch))
-        start, end = aoi.start.isoformat(), aoi.end.isoformat()
+        start, end = place.start.isoformat(), place.end.isoformat()
         chosen, records = select_frames(acquisitions, frames, min_clear, start, end, seasons)
-        log.info("AOI %s: frames %s", aoi.name, [a.key for a in chosen])
+        log.info("%s: frames %s", place.where, [a.key for a in chosen])
         for record in records:
             if record["status"].startswith("dropped"):
-                log.info("AOI %s: %s %s %s", aoi.name, record["date"], record["sensor"], record["status"])
+                log.info("%s: %s %s %s", place.where, record["date"], record["sensor"], record["status"])
 
         masked = [_masked_frame(stacks[a.key], mask_flags) for a in chosen]
         image = da.concatenate([m[0] for m in masked], axis=0)
@@ -1075,7 +1217,7 @@ def _write_aoi_stack(
         order_tag = {
             "BAND_ORDER": "time-major: band t*6+b = frame t, Prithvi band b (" + ",".join(hls.PRITHVI_BANDS) + ")"
         }
-        with _asset_errors(f"AOI {aoi.name}: imagery", assets):
+        with _asset_errors(f"{place.where}: imagery", assets):
             _write_cog(
                 image,
                 out_dir / "image.tif",
@@ -1096,7 +1238,7 @@ def _write_aoi_stack(
                 tags={**frame_tags, "VALUES": "0 clear, 1 masked by Fmask flags, 255 no data"},
             )
     record = {
-        "aoi": aoi.name,
+        "aoi": place.name,
         "grid": {
             "epsg": grid.epsg,
             "resolution": grid.resolution,
@@ -1124,6 +1266,39 @@ def _write_aoi_stack(
     _write_dates_csv(records, out_dir / "dates.csv")
     write_json(record, out_dir / "frames.json")
     return record
+
+
+def _write_label_cog(
+    place: _Place,
+    labels: pystac.ItemCollection,
+    label_items: Sequence[pystac.Item],
+    grid: Grid,
+    out_dir: Path,
+    block_size: int,
+    labels_env: stackstac.rio_env.LayeredEnv | None,
+    assets: _AssetIndex,
+) -> None:
+    """``label.tif`` on ``grid``; raises :class:`LabelCodeError` when the items hold codes the workflow does not
+    map (counted while it is written)."""
+    counter = _CodeCounter()
+    label = label_stack(label_items, grid, block_size, env=labels_env, code_counter=counter)[None]
+    with _asset_errors(f"{place.where}: labels", assets):
+        _write_cog(
+            label,
+            out_dir / "label.tif",
+            grid,
+            classes.IGNORE_INDEX,
+            ["class_index"],
+            block_size,
+            colormap=classes.index_colormap(),
+            tags={
+                **classes.class_tags(),
+                "SOURCE_ITEMS": ",".join(i.id for i in labels),
+                "RESAMPLING": "mode",
+            },
+            overview_resampling="mode",
+        )
+    counter.check(grid.resolution)
 
 
 def _write_dates_csv(records: Sequence[dict[str, Any]], path: Path) -> None:

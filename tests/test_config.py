@@ -210,18 +210,29 @@ def test_config_readme_documents_every_schema_key_with_its_default():
         "pretrain": root["properties"]["pretrain"],
         "evaluate": root["properties"]["evaluate"],
         "predict": root["properties"]["predict"],
+        "maps": root["properties"]["maps"],
         **{f"models.{t}": definitions[f"{t}_model"] for t in ("prithvi", "unet", "vit")},
     }
     for name, node in sections.items():
         expected = _schema_keys(node, definitions)
         expected.pop("type", None)  # a model entry's type is the table's heading
+        region_keys: set[str] = set()  # regions.<name>.* of maps: a table of meanings, without defaults
         if name == "demo":  # regions.<name>.* are documented per region
             expected.pop("regions")
-            expected |= {"regions.<name>.center": "required", "regions.<name>.size_px": 512}
+            expected |= {"regions.<name>.center": "required", "regions.<name>.size_px": 512,
+                         "regions.<name>.landscape": "alternating", "regions.<name>.labels": True,
+                         "regions.<name>.years": None}  # fmt: skip
+        if name == "maps":
+            expected.pop("regions")
+            entry = root["properties"]["maps"]["properties"]["regions"]["additionalProperties"]
+            region_keys = {f"regions.<name>.{key}" for key in entry["properties"]}
         documented = tables.get(name, {})
-        assert set(documented) == set(expected), (name, sorted(set(expected) ^ set(documented)))
+        keys = set(expected) | region_keys
+        assert set(documented) == keys, (name, sorted(keys ^ set(documented)))
         rows: dict[str, list[str]] = {}
         for key, cell in documented.items():
+            if key in region_keys:
+                continue
             rows.setdefault(cell, []).append(key)
         for cell, keys in rows.items():
             values = _as_value(cell) if len(keys) > 1 else [_value(cell)]

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import rasterio
 from rasterio.warp import Resampling, reproject
 
 from lulc import demo
+from lulc.aoi import AOI
 from lulc.classes import IO_CLASSES, IO_NODATA
 from lulc.hls import (
     FMASK_ASSET,
@@ -24,6 +26,7 @@ from lulc.hls import (
     cloud_coverage,
     fmask_flags,
 )
+from lulc.search import SearchError, search_items
 
 SIZE_PX = 96
 DATES_PER_SENSOR = 3
@@ -423,7 +426,12 @@ def test_scene_means_land_near_prithvi_pretraining_means(catalog: pystac.Catalog
 
 
 def test_same_arguments_give_byte_identical_files(catalog_path: Path, tmp_path: Path) -> None:
-    again = _generate(tmp_path / "again")
+    """Also with the per-region defaults spelled out (labels, years): they change nothing."""
+    explicit = {
+        "demo_iowa": {**REGIONS["demo_iowa"], "labels": True, "years": None},
+        "demo_valley": {**REGIONS["demo_valley"], "labels": True, "years": [YEAR]},
+    }
+    again = demo.generate_demo(tmp_path / "again", explicit, YEAR, SEED, DATES_PER_SENSOR, CLOUDY_DATES)
     first_root, second_root = catalog_path.parent, again.parent
     first = sorted(p.relative_to(first_root) for p in first_root.rglob("*") if p.is_file())
     second = sorted(p.relative_to(second_root) for p in second_root.rglob("*") if p.is_file())
@@ -480,6 +488,11 @@ def test_a_crash_leaves_no_half_written_demo(tmp_path: Path, monkeypatch: pytest
             r"demo\.regions\.a and demo\.regions\.b",
         ),
         ({}, r"demo\.regions"),
+        ({"bad": {"center": [-93.4, 42.0], "size_px": 64, "labels": "no"}}, r"demo\.regions\.bad\.labels"),
+        ({"bad": {"center": [-93.4, 42.0], "size_px": 64, "years": []}}, r"demo\.regions\.bad\.years"),
+        ({"bad": {"center": [-93.4, 42.0], "size_px": 64, "years": 2022}}, r"demo\.regions\.bad\.years"),
+        ({"bad": {"center": [-93.4, 42.0], "size_px": 64, "years": [1900]}}, r"demo\.regions\.bad\.years"),
+        ({"bad": {"center": [-93.4, 42.0], "size_px": 64, "years": [2022, 2022]}}, r"bad\.years.*twice"),
     ],
 )
 def test_bad_regions_fail_clearly_before_writing(regions: dict, message: str, tmp_path: Path) -> None:
@@ -505,3 +518,167 @@ def test_grid_helpers_match_known_tiles() -> None:
     grid = demo.region_grid("x", [-93.45, 42.05], 100)
     assert grid.hls_shape == (164, 164) and grid.label_shape == (396, 396)
     assert grid.hls_transform.c % 30 == 0 and grid.label_transform.c % 30 == demo.LABEL_GRID_OFFSET_M
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-region options: imagery without labels, imagery for several years
+# ---------------------------------------------------------------------------------------------------------
+
+SMALL_PX = 64
+OTHER_YEAR = YEAR - 1
+#: demo_iowa: a place to map (no labels) with imagery for two years; demo_valley: as by default.
+MIXED_REGIONS = {
+    "demo_iowa": {"center": [-93.45, 42.05], "size_px": SMALL_PX, "labels": False, "years": [YEAR, OTHER_YEAR]},
+    "demo_valley": {"center": [-121.05, 38.65], "size_px": SMALL_PX},
+}
+MIXED_DATES = 2
+
+
+def _generate_mixed(out_dir: Path, regions: dict = MIXED_REGIONS) -> Path:
+    return demo.generate_demo(out_dir, regions, YEAR, SEED, MIXED_DATES, CLOUDY_DATES)
+
+
+@pytest.fixture(scope="module")
+def mixed_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _generate_mixed(tmp_path_factory.mktemp("mixed") / "demo")
+
+
+@pytest.fixture(scope="module")
+def mixed(mixed_path: Path) -> pystac.Catalog:
+    return pystac.Catalog.from_file(str(mixed_path))
+
+
+def _overlaps(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _region_aoi(catalog: pystac.Catalog, region: str, year: int) -> AOI:
+    """An AOI over the region's imagery tile (its centre half), for ``year``."""
+    _, item = _region_items(catalog, region)[0]
+    left, bottom, right, top = item.bbox
+    dx, dy = (right - left) / 4, (top - bottom) / 4
+    return AOI(region, (left + dx, bottom + dy, right - dx, top - dy), date(year, 1, 1), date(year, 12, 31))
+
+
+def test_a_region_without_labels_gets_imagery_but_no_label_item(mixed: pystac.Catalog) -> None:
+    iowa = _region_items(mixed, "demo_iowa")
+    assert {sensor for sensor, _ in iowa} == {"S30", "L30"}
+    for sensor, item in iowa:
+        assert set(item.assets) == {*SENSOR_ASSETS[sensor], FMASK_ASSET}
+        assert all(Path(asset.get_absolute_href()).is_file() for asset in item.assets.values())
+    labels = _items(mixed, demo.LABEL_COLLECTION)
+    assert not any(_overlaps(label.bbox, item.bbox) for label in labels for _, item in iowa)
+    assert not any(_epsg(label) == EXPECTED_EPSG["demo_iowa"] for label in labels)
+    valley_label = _label_item(mixed, "demo_valley")  # the other region keeps its labels
+    assert valley_label.id.endswith(f"-{YEAR}")
+    assert any(_overlaps(valley_label.bbox, item.bbox) for _, item in _region_items(mixed, "demo_valley"))
+    assert "without labels: demo_iowa" in mixed.description
+
+
+def test_search_finds_imagery_of_an_unlabelled_region_and_labels_of_the_others(mixed_path: Path) -> None:
+    catalog = pystac.Catalog.from_file(str(mixed_path))
+    imagery = {"source": str(mixed_path), "collections": list(demo.HLS_COLLECTIONS.values())}
+    labels = {"source": str(mixed_path), "collections": [demo.LABEL_COLLECTION]}
+    for year in (YEAR, OTHER_YEAR):
+        found = search_items(_region_aoi(catalog, "demo_iowa", year), imagery)
+        assert len(found) == 2 * MIXED_DATES and {item.datetime.year for item in found} == {year}
+    with pytest.raises(SearchError, match="no STAC items"):
+        search_items(_region_aoi(catalog, "demo_iowa", YEAR), labels)
+    assert len(search_items(_region_aoi(catalog, "demo_valley", YEAR), labels)) == 1
+
+
+def test_without_any_labelled_region_the_label_collection_is_empty_but_valid(tmp_path: Path) -> None:
+    regions = {"solo": {"center": [-93.45, 42.05], "size_px": demo.MIN_REGION_PX, "labels": False}}
+    path = demo.generate_demo(tmp_path / "demo", regions, YEAR, SEED, 1, 0)
+    catalog = pystac.Catalog.from_file(str(path))
+    assert sorted(child.id for child in catalog.get_children()) == sorted(demo.DEMO_COLLECTIONS)
+    collection = catalog.get_child(demo.LABEL_COLLECTION)
+    assert isinstance(collection, pystac.Collection)
+    assert list(collection.get_items()) == []
+    (bbox,) = collection.extent.spatial.bboxes
+    ((start, end),) = collection.extent.temporal.intervals
+    (_, item) = _region_items(catalog, "demo_iowa")[0]  # "solo" lies where demo_iowa does (same EPSG)
+    assert bbox == pytest.approx(item.bbox)
+    assert (start.year, end.year) == (YEAR, YEAR + 1)
+    pystac.Collection.from_dict(collection.to_dict())  # round-trips as a collection
+    labels = {"source": str(path), "collections": [demo.LABEL_COLLECTION]}
+    with pytest.raises(SearchError, match="no STAC items"):
+        search_items(_region_aoi(catalog, "demo_iowa", YEAR), labels)
+
+
+def test_years_give_imagery_in_each_year_with_the_real_naming(mixed: pystac.Catalog) -> None:
+    id_pattern = re.compile(r"^HLS\.(S30|L30)\.T(\d{2}[C-X][A-Z]{2})\.(\d{4})(\d{3})T(\d{6})\.v2\.0$")
+    by_year: dict[int, list[tuple[str, pystac.Item]]] = {}
+    for sensor, item in _region_items(mixed, "demo_iowa"):
+        match = id_pattern.match(item.id)
+        assert match and match.group(1) == sensor, item.id
+        assert int(match.group(3)) == item.datetime.year
+        assert int(match.group(4)) == item.datetime.timetuple().tm_yday
+        by_year.setdefault(item.datetime.year, []).append((sensor, item))
+    assert sorted(by_year) == [OTHER_YEAR, YEAR]
+    for year, entries in by_year.items():
+        sensors = [sensor for sensor, _ in entries]
+        assert sensors.count("S30") == sensors.count("L30") == MIXED_DATES, year
+        covers = [item.properties["eo:cloud_cover"] for _, item in entries]
+        assert sum(cover > 85 for cover in covers) == CLOUDY_DATES, year  # clouds drawn per year
+    ids = [item.id for _, item in _region_items(mixed, "demo_iowa")]
+    assert len(set(ids)) == len(ids) == 2 * 2 * MIXED_DATES
+    days = {year: sorted(i.datetime.timetuple().tm_yday for _, i in entries) for year, entries in by_year.items()}
+    assert days[YEAR] != days[OTHER_YEAR]  # dates drawn per year
+    # A single-year region is unaffected; the HLS collections' extents span both years.
+    assert {item.datetime.year for _, item in _region_items(mixed, "demo_valley")} == {YEAR}
+    for collection_id in demo.HLS_COLLECTIONS.values():
+        collection = mixed.get_child(collection_id)
+        assert isinstance(collection, pystac.Collection)
+        ((start, end),) = collection.extent.temporal.intervals
+        assert (start.year, end.year) == (OTHER_YEAR, YEAR)
+    assert f"demo_iowa ({OTHER_YEAR}, {YEAR})" in mixed.description
+
+
+def test_years_are_deterministic_and_leave_the_demo_years_imagery_unchanged(mixed_path: Path, tmp_path: Path) -> None:
+    """Two generations give the same ids and bytes; adding a year (or dropping labels) does not change
+    the imagery of ``demo.year``, whose draws are keyed as for a single-year region."""
+    again = pystac.Catalog.from_file(str(_generate_mixed(tmp_path / "again")))
+    first = pystac.Catalog.from_file(str(mixed_path))
+    first_items = _region_items(first, "demo_iowa")
+    assert [item.id for _, item in first_items] == [item.id for _, item in _region_items(again, "demo_iowa")]
+    again_by_id = {item.id: item for _, item in _region_items(again, "demo_iowa")}
+    for sensor, item in first_items:
+        key = SENSOR_ASSETS[sensor][3]
+        first_nir, second_nir = _read(item, key)[0], _read(again_by_id[item.id], key)[0]
+        assert first_nir.tobytes() == second_nir.tobytes(), item.id
+
+    single = {"demo_iowa": {"center": MIXED_REGIONS["demo_iowa"]["center"], "size_px": SMALL_PX}}
+    plain = pystac.Catalog.from_file(str(_generate_mixed(tmp_path / "single", single)))
+    plain_items = _region_items(plain, "demo_iowa")
+    demo_year = [(s, i) for s, i in first_items if i.datetime.year == YEAR]
+    assert [i.id for _, i in demo_year] == [i.id for _, i in plain_items]
+    for (sensor, item), (_, plain_item) in zip(demo_year, plain_items, strict=True):
+        for key in (SENSOR_ASSETS[sensor][0], FMASK_ASSET):
+            first_href = Path(item.assets[key].get_absolute_href())
+            assert first_href.read_bytes() == Path(plain_item.assets[key].get_absolute_href()).read_bytes()
+
+
+def test_the_landscape_changes_a_little_between_years_but_not_in_the_demo_year() -> None:
+    grid = demo.region_grid("x", [-93.45, 42.05], 128)
+    scene = demo.make_landscape(demo._child_rng(SEED, "x", "landscape"), grid.latent_shape, "agricultural")
+    row, col, height, width = grid.region_window
+    core = (slice(3 * row, 3 * (row + height)), slice(3 * col, 3 * (col + width)))
+
+    def in_year(years_after: int) -> demo.Landscape:
+        return demo.landscape_in_year(scene, demo._child_rng(SEED, "x", "change"), years_after, core)
+
+    assert in_year(0) is scene
+    classes = scene.classes.copy()
+    changed = {}
+    for years_after, new_class in ((1, demo.BUILT), (2, demo.BUILT), (-1, demo.RANGELAND), (-2, demo.RANGELAND)):
+        other = in_year(years_after)
+        diff = other.classes != classes
+        assert 0 < diff[core].mean() < 0.05 * abs(years_after), years_after  # a little, not nothing
+        assert (classes[diff] == CROPS).all() and (other.classes[diff] == new_class).all()
+        lo, hi = demo.CLASS_MIXING[IO_CLASSES[new_class]][1:]
+        assert ((other.mixing[diff] >= lo - 1e-6) & (other.mixing[diff] <= hi + 1e-6)).all()
+        assert np.array_equal(other.mixing[~diff], scene.mixing[~diff])
+        changed[years_after] = diff
+    assert (changed[1] <= changed[2]).all() and (changed[-1] <= changed[-2]).all()  # change accumulates
+    assert np.array_equal(scene.classes, classes)  # the drawn landscape is not modified

@@ -35,6 +35,7 @@ from lulc.download import (
     sensor_assets,
     utm_epsg,
     write_aoi_stack,
+    write_imagery_stack,
 )
 from lulc.search import load_item_collection, save_item_collection, search_items
 from tests.conftest import make_hls_item, make_label_item
@@ -450,6 +451,27 @@ def test_netrc_credentials_go_to_gdal_by_path(tmp_path, monkeypatch):
         assert Path(options["GDAL_HTTP_HEADER_FILE"]).read_text() == "" and options["GDAL_HTTP_MAX_RETRY"] == "5"
 
 
+def test_private_gdal_folder_is_removed_even_when_a_late_read_writes_to_it(monkeypatch):
+    """A read that outlives a failed one writes the cookie jar after the first removal listed the folder:
+    the folder must still go, and the error that ended the block must be the one the caller sees."""
+    real_rmtree = download.shutil.rmtree
+    calls = []
+
+    def rmtree_then_late_write(path, ignore_errors=False):
+        calls.append(path)
+        real_rmtree(path, ignore_errors=ignore_errors)
+        if len(calls) == 1:  # a still-running read closes its curl handle: the cookie jar reappears
+            Path(path).mkdir()
+            (Path(path) / "cookies.txt").write_text("# Netscape HTTP Cookie File\n")
+
+    monkeypatch.setattr(download.shutil, "rmtree", rmtree_then_late_write)
+    with pytest.raises(download.AssetContentError, match="the real error"):
+        with download.gdal_env("planetary_computer") as env:
+            private = Path(env.always.options["GDAL_HTTP_COOKIEJAR"]).parent
+            raise download.AssetContentError("the real error")
+    assert len(calls) == 2 and not private.exists()
+
+
 def test_missing_earthdata_credentials_fail_before_any_request(scene, tmp_path, monkeypatch):
     imagery, labels = scene
     monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
@@ -748,3 +770,210 @@ def test_real_io_lulc_v02_items_declare_exactly_the_mapped_classes():
         assert table is not None and tuple(table) == classes.CLASS_CODES, item.id
         assert table[11] == "Rangeland" and table[1] == "Water"
     download.check_label_classes(items)
+
+
+# ------------------------------------------------------------------ imagery only, on an explicit grid
+
+REGION_TILE = "map region tiny 2023 tile 32615_r000_c001"
+
+
+def _imagery_only(grid, imagery, out, cfg=CFG, **kwargs):
+    aoi = _aoi()
+    return write_imagery_stack(REGION_TILE, aoi.start, aoi.end, grid, imagery, cfg, out, **kwargs)
+
+
+def _outputs(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.exists() else []
+
+
+@pytest.fixture
+def gradient_scene(tmp_path):
+    """Three acquisitions (one per equal window of 2023, so every window of the AOI grid chooses all three) whose
+    pixels all differ (row, column, band and date make the value), and a cloud in the first one's south-east:
+    a window read one pixel off cannot match."""
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    items = []
+    for t, (when, sensor) in enumerate(
+        [(datetime(2023, 2, 10), "S30"), (datetime(2023, 6, 1), "L30"), (datetime(2023, 10, 5), "S30")]
+    ):
+        bands = np.stack([(1 + rows * SIZE + cols + 2500 * b + 300 * t).astype(np.int16) for b in range(6)])
+        fmask = np.zeros((SIZE, SIZE), np.uint8)
+        if t == 0:
+            fmask[30:34, 30:33] = 1 << hls.FMASK_BITS["cloud"]
+        items.append(make_hls_item(tmp_path / "hls", sensor, when, bands, fmask, origin=ORIGIN))
+    return pystac.ItemCollection(items)
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as src:
+        meta = {
+            "crs": src.crs, "transform": src.transform, "shape": (src.count, src.height, src.width),
+            "dtype": src.dtypes[0], "nodata": src.nodata, "descriptions": src.descriptions, "tags": src.tags(),
+        }  # fmt: skip
+        return src.read(), meta
+
+
+def test_imagery_only_on_the_aoi_grid_equals_the_aoi_download_without_labels(scene, tmp_path):
+    imagery, labels = scene
+    grid = aoi_grid(_aoi(), 30.0)
+    reference = write_aoi_stack(_aoi(), imagery, labels, CFG, tmp_path / "aoi")
+    record = _imagery_only(grid, imagery, tmp_path / "tile")
+
+    assert _outputs(tmp_path / "tile") == sorted(download.IMAGERY_OUTPUT_NAMES)
+    assert "label.tif" not in download.IMAGERY_OUTPUT_NAMES
+    assert set(download.IMAGERY_OUTPUT_NAMES) | {"label.tif"} == set(download.OUTPUT_NAMES)
+    assert record["aoi"] == REGION_TILE and json.loads((tmp_path / "tile" / "frames.json").read_text()) == record
+    assert record["grid"] == {"epsg": grid.epsg, "resolution": grid.resolution, "bounds": list(grid.bounds),
+                              "width": grid.width, "height": grid.height}  # fmt: skip
+    assert {**record, "aoi": "tiny"} == reference
+    assert (tmp_path / "tile" / "dates.csv").read_text() == (tmp_path / "aoi" / "dates.csv").read_text()
+    for name in ("image.tif", "mask.tif"):
+        valid, errors, _ = cog_validate(tmp_path / "tile" / name)
+        assert valid, (name, errors)
+        tile, tile_meta = _read(tmp_path / "tile" / name)
+        aoi, aoi_meta = _read(tmp_path / "aoi" / name)
+        assert tile_meta == aoi_meta and np.array_equal(tile, aoi), name
+        assert tile_meta["crs"].to_epsg() == grid.epsg and tile_meta["transform"] == grid.transform
+        assert tile_meta["shape"][1:] == (grid.height, grid.width)
+    assert _read(tmp_path / "tile" / "image.tif")[1]["descriptions"] == tuple(hls.band_names(3))
+
+
+def _window(grid: download.Grid, row0: int, col0: int, height: int, width: int) -> download.Grid:
+    """The part of ``grid`` from pixel (row0, col0), ``height`` x ``width`` pixels: the same pixel lattice."""
+    left, top = grid.left + col0 * grid.resolution, grid.top - row0 * grid.resolution
+    return download.Grid(grid.epsg, grid.resolution, left, top, width, height)
+
+
+def test_tiles_of_a_region_line_up_pixel_for_pixel_with_the_whole_region(gradient_scene, tmp_path):
+    full = aoi_grid(_aoi(), 30.0)
+    whole = _imagery_only(full, gradient_scene, tmp_path / "whole")
+    image, image_meta = _read(tmp_path / "whole" / "image.tif")
+    mask, _ = _read(tmp_path / "whole" / "mask.tif")
+    assert len(np.unique(image[6])) == full.width * full.height  # every pixel differs: a shift shows
+    assert (mask == 1).sum() == 12  # the cloud
+    half_w, third_h = full.width // 2, full.height // 3
+    windows = {
+        "right half": (0, half_w, full.height, full.width - half_w),
+        "south-east": (third_h, half_w, full.height - third_h, full.width - half_w),
+        "interior": (third_h, 7, third_h + 2, half_w + 3),
+    }
+    for label, (row0, col0, height, width) in windows.items():
+        grid = _window(full, row0, col0, height, width)
+        out = tmp_path / label.replace(" ", "_")
+        record = _imagery_only(grid, gradient_scene, out)
+        assert [f["date"] for f in record["frames"]] == [f["date"] for f in whole["frames"]], label
+        tile, tile_meta = _read(out / "image.tif")
+        assert tile_meta["transform"] == grid.transform and tile_meta["shape"] == (18, height, width), label
+        assert tile_meta["tags"] == image_meta["tags"] and tile_meta["descriptions"] == image_meta["descriptions"]
+        assert np.array_equal(tile, image[:, row0 : row0 + height, col0 : col0 + width]), label
+        tile_mask, _ = _read(out / "mask.tif")
+        assert np.array_equal(tile_mask, mask[:, row0 : row0 + height, col0 : col0 + width]), label
+    assert (_read(tmp_path / "south-east" / "mask.tif")[0] == 1).sum() == 12  # the cloud is in that tile
+
+
+def test_imagery_only_leaves_out_dates_that_miss_the_grid(gradient_scene, tmp_path):
+    """A region's imagery holds tiles that miss some of its map tiles: their dates are not candidates there."""
+    east = (ORIGIN[0] + SIZE * 30 + 3000.0, ORIGIN[1])
+    bands = np.full((6, SIZE, SIZE), 500, np.int16)
+    elsewhere = make_hls_item(tmp_path / "hls", "L30", datetime(2023, 7, 1), bands, np.zeros((SIZE, SIZE), np.uint8),
+                              origin=east, tile="T15TWG")  # fmt: skip
+    imagery = pystac.ItemCollection([*gradient_scene, elsewhere])
+    scene_grid = download.Grid(32615, 30.0, ORIGIN[0], ORIGIN[1], SIZE, SIZE)
+    record = _imagery_only(scene_grid, imagery, tmp_path / "out")
+    assert [c["date"] for c in record["candidates"]] == ["2023-02-10", "2023-06-01", "2023-10-05"]
+    far = download.Grid(32615, 30.0, ORIGIN[0] + 100_000.0, ORIGIN[1], SIZE, SIZE)
+    with pytest.raises(ValueError, match=rf"^{REGION_TILE}: none of the 4 imagery items overlaps the grid"):
+        _imagery_only(far, imagery, tmp_path / "far")
+    assert _outputs(tmp_path / "far") == []
+    # an AOI (items searched by its own bbox) still refuses such a date, as it always did
+    labels = pystac.ItemCollection([make_label_item(tmp_path / "io", np.full((SIZE * 3, SIZE * 3), 5, np.uint8),
+                                                    origin=ORIGIN)])  # fmt: skip
+    with pytest.raises(ValueError, match="of 2023-07-01 L30 overlaps the AOI grid"):
+        write_aoi_stack(_aoi(), imagery, labels, CFG, tmp_path / "aoi")
+
+
+def test_imagery_only_over_http_reads_the_imagery_host_only(scene, tmp_path, monkeypatch):
+    """Served imagery with an Earthdata token, items linked to a STAC API that counts requests: only the imagery
+    host is checked, given credentials and read; there is no label source, and no GDAL environment for one."""
+    imagery, _ = scene
+    token = "EDL-t0ken-tile"
+    monkeypatch.setenv("EARTHDATA_TOKEN", token)
+    reachable, environments = [], []
+    real_check, real_env = download.check_reachable, download.gdal_env
+    monkeypatch.setattr(
+        download, "check_reachable", lambda href, what: reachable.append(href) or real_check(href, what)
+    )
+    monkeypatch.setattr(download, "gdal_env", lambda signing: environments.append(signing) or real_env(signing))
+    grid = aoi_grid(_aoi(), 30.0)
+    (tmp_path / "api").mkdir()
+    with serve_files(tmp_path / "hls") as nasa, serve_files(tmp_path / "api") as stac_api:
+        served = _with_api_links(_served(imagery, nasa, tmp_path / "hls"), stac_api.url)
+        record = _imagery_only(grid, served, tmp_path / "http", imagery_signing="earthdata")
+        assert nasa.hits() and all(r.headers.get("Authorization") == f"Bearer {token}" for r in nasa.hits())
+        assert stac_api.hits() == []
+    assert len(reachable) == 1 and reachable[0].startswith(nasa.url) and environments == ["earthdata"]
+    assert [f["date"] for f in record["frames"]] == ["2023-02-10", "2023-05-20", "2023-09-15"]
+    _imagery_only(grid, imagery, tmp_path / "local")
+    for name in ("image.tif", "mask.tif"):
+        assert np.array_equal(_read(tmp_path / "http" / name)[0], _read(tmp_path / "local" / name)[0]), name
+    for path in (tmp_path / "http").iterdir():
+        assert token.encode() not in path.read_bytes(), path
+
+
+def test_imagery_only_failure_midway_leaves_no_output(scene, tmp_path, monkeypatch):
+    imagery, _ = scene
+    grid = aoi_grid(_aoi(), 30.0)
+    out = tmp_path / "out"
+    # frames.json, the last output, fails: image.tif, mask.tif and dates.csv were written and go again
+    written = []
+
+    def fail(record, path):
+        written.extend(_outputs(out))
+        raise OSError(f"disk full writing {path}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(download, "write_json", fail)
+        with pytest.raises(OSError, match="disk full"):
+            _imagery_only(grid, imagery, out)
+    assert written == ["dates.csv", "image.tif", "mask.tif"] and _outputs(out) == []
+    # a damaged band of a chosen frame (its Fmask is fine, so the failure comes once writing has begun), after a
+    # run that succeeded: none of the four outputs is left, the old ones included
+    _imagery_only(grid, imagery, out)
+    assert _outputs(out) == sorted(download.IMAGERY_OUTPUT_NAMES)
+    red = Path(imagery[1].assets["B04"].href)
+    red.write_bytes(red.read_bytes()[: red.stat().st_size // 2])
+    with pytest.raises(download.AssetContentError) as excinfo:
+        _imagery_only(grid, imagery, out)
+    message = str(excinfo.value)
+    assert message.startswith(f"{REGION_TILE}: imagery: asset 'B04' of STAC item '{imagery[1].id}'")
+    assert "cannot be read (a damaged, truncated or non-raster file" in message
+    assert _outputs(out) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"width": 0}, "the grid's width must be a positive number of pixels, got 0"),
+        ({"height": -3}, "the grid's height must be a positive number of pixels, got -3"),
+        ({"width": 10.5}, "the grid's width must be a positive number of pixels, got 10.5"),
+        ({"resolution": 0.0}, "the grid's resolution must be a positive number of metres, got 0.0"),
+        ({"top": float("nan")}, "the grid's left and top must be finite numbers"),
+        ({"epsg": 999999}, "the grid's EPSG code 999999 is not a known CRS"),
+    ],
+)
+def test_imagery_only_refuses_a_bad_grid_naming_the_place(scene, tmp_path, change, problem):
+    imagery, _ = scene
+    grid = download.Grid(**{**vars(aoi_grid(_aoi(), 30.0)), **change})
+    with pytest.raises(ValueError, match=f"^{re.escape(REGION_TILE)}: {re.escape(problem)}"):
+        _imagery_only(grid, imagery, tmp_path / "out")
+    assert _outputs(tmp_path / "out") == []
+
+
+def test_imagery_only_refuses_a_bad_period_or_no_imagery_naming_the_place(scene, tmp_path):
+    imagery, _ = scene
+    grid = aoi_grid(_aoi(), 30.0)
+    with pytest.raises(ValueError, match=f"^{re.escape(REGION_TILE)}: the period must be two dates, start <= end"):
+        write_imagery_stack(REGION_TILE, date(2023, 12, 31), date(2023, 1, 1), grid, imagery, CFG, tmp_path / "out")
+    with pytest.raises(ValueError, match=f"^{re.escape(REGION_TILE)}: the imagery ItemCollection is empty"):
+        _imagery_only(grid, pystac.ItemCollection([]), tmp_path / "out")
+    assert _outputs(tmp_path / "out") == []

@@ -7,14 +7,15 @@ LULC_REQUIRE_SLURM=1 (CI sets it, so that a broken cluster cannot pass as a skip
 
 Every run uses the repository's profile followed by profiles/slurm-ci (the first status check after 2 s, GPU
 jobs sized for the 2-CPU test node, whose one GPU is a placeholder: GPU jobs run on the CPU). Checked, on the
-tiny config up to one model's evaluation (data stages, the four unet training runs, their evaluation): every
-job went through SLURM (job-completion log, or sacct where the cluster has accounting), the GPU stages (train,
-evaluate) on the GPU partition with one GPU; the results equal those of a local run (data stages byte for
-byte, trained weights and evaluation metrics exactly; only timings differ); nothing is left to do afterwards;
-a failing rule fails the workflow after the profile's retries, each with a longer time limit; and a real
-training job of the workflow, cancelled by `scancel` once it has saved its first resume checkpoint (as a
-preemption or an administrator would), is resubmitted to the GPU partition with a longer time limit and
-continues from that checkpoint.
+tiny config up to one model's evaluation (data stages, the four unet training runs, their evaluation) and the
+map region's mosaic of one year (one download and one predict job per processing tile): every job went
+through SLURM (job-completion log, or sacct where the cluster has accounting), the GPU stages (train,
+evaluate, map_predict) on the GPU partition with one GPU; the results equal those of a local run (data stages
+and maps byte for byte, trained weights and evaluation metrics exactly; only timings differ); nothing is left
+to do afterwards; a failing rule fails the workflow after the profile's retries, each with a longer time
+limit; and a real training job of the workflow, cancelled by `scancel` once it has saved its first resume
+checkpoint (as a preemption or an administrator would), is resubmitted to the GPU partition with a longer time
+limit and continues from that checkpoint.
 """
 
 from __future__ import annotations
@@ -48,11 +49,14 @@ KILL_AFTER_S = 540
 #: config tunes it), its four runs (fractions 1 and 0.5 x seeds 0 and 1) and one evaluate job for all of them:
 #: 14 SLURM jobs
 #: (`snakemake -n --configfile tests/config/tiny.yaml results/evaluate/unet/f1_s0/metrics.json`).
-TARGETS = ("results/evaluate/unet/f1_s0/metrics.json",)
+#: And the tiled map region of one year: its tiles checkpoint, one search, and per processing tile (4) one
+#: download and one predict job, then the mosaic: 11 more jobs.
+TARGETS = ("results/evaluate/unet/f1_s0/metrics.json", "results/maps/tiny_beyond/2023/unet_f1_s0/landcover.tif")
 REMOTE_RULES = {"demo": 1, "search": 2, "download": 2, "chips": 2, "splits": 1, "tune": 1, "train": 4,
-                "evaluate": 1}
+                "evaluate": 1, "map_tiles": 1, "map_search": 1, "map_download": 4, "map_predict": 4,
+                "map_mosaic": 1}  # fmt: skip
 #: Rules the profiles send to the GPU partition with a GPU (set-resources).
-GPU_RULES = {"tune", "train", "evaluate"}
+GPU_RULES = {"tune", "train", "evaluate", "map_predict"}
 FAILING_TARGET = "results/search/tiny_iowa/imagery.json"
 #: One retry instead of the profile's two for the failing search: the plugin does not shorten its polling
 #: interval after a failed job (only after a finished one), so each further failed attempt is noticed 10 s
@@ -399,6 +403,9 @@ def test_outputs_identical_to_a_local_run(runs):
         "splits/splits.csv",
         "train/unet/f0.5_s1/best.ckpt",
         "evaluate/unet/f1_s0/metrics.json",
+        "maps/tiny_beyond/2023/unet_f1_s0/landcover.tif",
+        "maps/tiny_beyond/2023/unet_f1_s0/tiles/32615_r001_c001/landcover.tif",
+        "maps/tiny_beyond/2023/tiles/32615_r001_c001/image.tif",
     } <= names
     assert not any("/work/" in name for name in names), "resume state left behind after training"
     different = []

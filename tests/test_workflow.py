@@ -144,6 +144,68 @@ def test_outputs_of_every_stage(workflow_run):
                 assert (maps / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_label_free_map_region_is_tiled_predicted_mosaicked_and_compared(workflow_run):
+    """The map region has no labels: imagery only, no label request, no chips or splits; four tiles per year,
+    one COG per year in the region's zone, and a transition table between the years."""
+    wd = workflow_run
+    region = wd / "results/maps/tiny_beyond"
+    tiles = pd.read_csv(region / "tiles.csv")
+    assert len(tiles) == 4 and set(tiles["epsg"]) == {32615}
+    for year in ("2022", "2023"):
+        imagery = json.loads((region / year / "imagery.json").read_text())
+        assert {f["collection"] for f in imagery["features"]} <= {"hls2-s30", "hls2-l30"}
+        assert all(f["properties"]["datetime"].startswith(year) for f in imagery["features"])
+        for tile in tiles["tile"]:
+            assert sorted(p.name for p in (region / year / "tiles" / tile).iterdir()) == [
+                "dates.csv", "frames.json", "image.tif", "mask.tif"
+            ]  # no label.tif
+            assert (region / year / "unet_f1_s0/tiles" / tile / "landcover.tif").exists()
+        run = region / year / "unet_f1_s0"
+        for name in ("landcover.tif", "confidence.tif"):
+            valid, errors, _ = cog_validate(run / name)
+            assert valid, (year, name, errors)
+        with rasterio.open(run / "landcover.tif") as src:
+            assert src.crs.to_epsg() == 32615 and src.nodata == 255  # (no overviews below one 256-px block)
+            assert src.colormap(1)[0][:3] == classes.IO_COLOURS[1]
+            assert src.tags()["TILES"] == "4" and src.tags()["REGION"] == "tiny_beyond"
+            mapped = src.read(1)
+        assert (mapped != 255).mean() > 0.9 and len(np.unique(mapped[mapped != 255])) >= 2
+        assert (run / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    change = pd.read_csv(region / "unet_f1_s0/change_2022_to_2023.csv")
+    assert {"from_class", "to_class", "pixels", "km2"} <= set(change.columns) and change["pixels"].sum() > 0
+    assert (region / "unet_f1_s0/change_2022_to_2023.png").read_bytes()[:4] == b"\x89PNG"
+    # imagery only: nothing of the map region reached the label, chip or split stages
+    assert not list((wd / "results").glob("**/tiny_beyond/labels.json"))
+    assert not (wd / "results/search/tiny_beyond").exists() and not (wd / "results/chips/tiny_beyond").exists()
+    assert "tiny_beyond" not in (wd / "results/splits/splits.csv").read_text()
+
+
+def plan_files(workdir: Path, configfile: Path) -> dict[str, str]:
+    """Output file -> plan ('no update', 'update pending', ...) from `snakemake --summary`."""
+    out = snakemake(workdir, "--summary", configfile=configfile).stdout
+    rows = csv.DictReader(io.StringIO(out[out.index("output_file") :]), delimiter="\t")
+    return {row["output_file"]: row["plan"] for row in rows}
+
+
+def test_adding_a_year_or_a_region_reruns_only_their_own_jobs(workflow_run, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["maps"]["regions"]["tiny_beyond"]["years"].append(2024)
+    config["maps"]["regions"]["tiny_second"] = {"bbox": [-92.31, 42.04, -92.29, 42.06], "year": 2023,
+                                                 "runs": [{"model": "unet"}]}  # fmt: skip
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    plans = plan_files(workflow_run, changed)
+    pending = {path for path, plan in plans.items() if plan != "no update"}
+    assert pending, "adding a year and a region planned nothing"
+    assert all("/2024/" in path or "tiny_second" in path or "change_2022_to_2024" in path
+               for path in pending if path.startswith("results/")), sorted(pending)  # fmt: skip
+    assert "results/maps/tiny_second/2023/unet_f1_s0/landcover.tif" in pending
+    assert "results/maps/tiny_beyond/2024/unet_f1_s0/landcover.tif" in pending
+    assert plans["results/maps/tiny_beyond/2023/unet_f1_s0/landcover.tif"] == "no update"
+    assert plans["results/maps/tiny_beyond/tiles.csv"] == "no update"
+    assert plans["results/maps/tiny_beyond/2022/imagery.json"] == "no update"
+
+
 def test_nothing_pending_after_a_complete_run(workflow_run):
     plans = plan(workflow_run)
     assert plans, "snakemake --summary listed no outputs"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lulc.code_version import code_version as package_code_version
+from lulc.maps import map_predict_geometry, map_tiles_in, parse_map_regions, region_crs
 from lulc.config import (
     EVALUATE_RUNTIME_KEYS,
     PREDICT_RUNTIME_KEYS,
@@ -52,6 +53,8 @@ MEM_MB = {
     "evaluate": 4000,
     "summary": 2000,
     "predict": 4000,
+    "map_tiles": 1000,
+    "map_mosaic": 2000,
 }
 
 
@@ -332,3 +335,138 @@ def confidence_output():
             "confidence": "results/predict/{aoi}/{model}_f{fraction}_s{seed}/confidence.tif"
         }
     return {}
+
+
+# ---- map regions (label-free maps of any size: lulc/maps.py) ----
+
+MAPS = config["maps"]
+MAP_REGIONS = parse_map_regions(config)  # checked at start-up (lulc.config)
+MAP_TILE, MAP_STRIDE = map_predict_geometry(config)
+
+
+def map_runs(region):
+    """(model, fraction label, seed) of every run that maps `region`: its `runs`, else predict.runs' runs."""
+    runs = MAPS["regions"][region]["runs"]
+    if runs is None:
+        return predict_runs()
+    return sorted(
+        {
+            (
+                run["model"],
+                f"{float(run.get('fraction', 1.0)):g}",
+                int(run.get("seed", config["splits"]["seeds"][0])),
+            )
+            for run in runs
+        }
+    )
+
+
+def map_periods(region):
+    return [period.label for period in MAP_REGIONS[region].periods]
+
+
+def map_change_pairs(region):
+    """(from, to) period pairs of the region's change tables: its `change` pairs, else first -> last."""
+    pairs = MAPS["regions"][region]["change"]
+    if pairs is not None:
+        return [(str(a), str(b)) for a, b in pairs]
+    periods = map_periods(region)
+    return [(periods[0], periods[-1])] if len(periods) > 1 else []
+
+
+def map_outputs():
+    """Every region's mosaics (map, confidence, preview) per period x run, and its change tables (rule all)."""
+    names = ["landcover.tif", "preview.png"]
+    if PREDICT["confidence"]:
+        names.append("confidence.tif")
+    outputs = []
+    for region in MAP_REGIONS:
+        for model, fraction, seed in map_runs(region):
+            run = f"{model}_f{fraction}_s{seed}"
+            outputs += [
+                f"results/maps/{region}/{period}/{run}/{name}"
+                for period in map_periods(region)
+                for name in names
+            ]
+            outputs += [
+                f"results/maps/{region}/{run}/change_{a}_to_{b}.{ext}"
+                for a, b in map_change_pairs(region)
+                for ext in ("csv", "png")
+            ]
+    return outputs
+
+
+def map_imagery(region):
+    """The region's imagery query: its own `imagery`, else stac.imagery."""
+    return MAPS["regions"][region]["imagery"] or config["stac"]["imagery"]
+
+
+def map_demo_inputs(wildcards):
+    """The demo catalog, where the region's imagery comes from it."""
+    if uses_demo(map_imagery(wildcards.region)):
+        return "results/demo/catalog.json"
+    return []
+
+
+def map_region_file(wildcards):
+    """The region's vector file (tracked: editing it re-tiles the region)."""
+    path = MAP_REGIONS[wildcards.region].file
+    return [path] if path else []
+
+
+def map_tiling_params(wildcards):
+    """What the region's tiles depend on: its extent, the tile and halo sizes, the pixel size and the
+    predictor's tile and stride (cores and halos are whole strides). Not its years, runs or imagery."""
+    region = MAP_REGIONS[wildcards.region]
+    entry = MAPS["regions"][wildcards.region]
+    return canonical(
+        {
+            "bbox": list(region.bbox),
+            "file": entry.get("file"),
+            "tile_km": MAPS["tile_km"],
+            "halo_px": MAPS["halo_px"],
+            "resolution": config["download"]["resolution"],
+            "predict_tile": MAP_TILE,
+            "predict_stride": MAP_STRIDE,
+        }
+    )
+
+
+def map_period_params(wildcards):
+    """The region in one period, as the search and download stages take it (name, bbox, dates)."""
+    region = MAP_REGIONS[wildcards.region]
+    period = region.period(wildcards.period)
+    return {
+        "bbox": list(region.bbox),
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+    }
+
+
+def map_tile_ids(region):
+    """The region's processing tiles, from its `map_tiles` checkpoint (evaluated once it has run)."""
+    tiles_csv = checkpoints.map_tiles.get(region=region).output.tiles
+    return map_tiles_in(tiles_csv)
+
+
+def map_tile_maps(name):
+    """Input function: `name` (landcover.tif or confidence.tif) of every processing tile of the region."""
+
+    def tile_maps(wildcards):
+        run = f"{wildcards.model}_f{wildcards.fraction}_s{wildcards.seed}"
+        prefix = f"results/maps/{wildcards.region}/{wildcards.period}/{run}/tiles"
+        return [f"{prefix}/{tile}/{name}" for tile in map_tile_ids(wildcards.region)]
+
+    return tile_maps
+
+
+def map_confidence_output(pattern):
+    """The confidence raster, where `predict.confidence` is true."""
+    if PREDICT["confidence"]:
+        return {"confidence": pattern}
+    return {}
+
+
+def map_region_crs(region):
+    """The CRS of the region's mosaics: its `crs`, else the UTM zone of its centre."""
+    return region_crs(MAP_REGIONS[region], MAPS["regions"][region]["crs"])

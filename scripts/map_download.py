@@ -1,0 +1,22 @@
+"""Rule map_download: one processing tile (core + halo) of a map region's imagery, no labels; lulc/download.py."""
+
+from datetime import date
+from pathlib import Path
+
+from lulc.download import write_imagery_stack
+from lulc.logs import setup_script_logging
+from lulc.maps import find_tile
+from lulc.search import load_item_collection
+
+setup_script_logging(snakemake)
+wildcards, place = snakemake.wildcards, snakemake.params.place
+write_imagery_stack(
+    f"map region {wildcards.region} {wildcards.period} tile {wildcards.tile}",
+    date.fromisoformat(place["start"]),
+    date.fromisoformat(place["end"]),
+    find_tile(snakemake.input.tiles, wildcards.tile).grid(),
+    load_item_collection(snakemake.input.imagery),
+    snakemake.params.download,
+    Path(snakemake.output.image).parent,
+    imagery_signing=snakemake.params.imagery_signing,
+)
