@@ -47,12 +47,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lulc.classes import IGNORE_INDEX, NUM_CLASSES  # noqa: E402
-from lulc.config import model_entry, section  # noqa: E402
 from lulc.models import (  # noqa: E402
     NORMALIZATIONS,
     build_model,
     channels_last_convolutions,
 )
+from lulc.schema import model_entry, section  # noqa: E402
 from lulc.train import SegmentationTask, training_precision  # noqa: E402
 
 warnings.filterwarnings("ignore")

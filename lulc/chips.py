@@ -34,8 +34,8 @@ from shapely.geometry import box
 from tqdm import tqdm
 
 from lulc import classes, hls
-from lulc.config import section
 from lulc.io import atomic_path, write_json
+from lulc.schema import section
 from lulc.tiling import GridError, check_same_grid, require_crs
 
 log = logging.getLogger(__name__)

@@ -86,9 +86,9 @@ from tqdm import tqdm
 from lulc import classes, hls
 from lulc.access import check_reachable, check_signing, earthdata_credentials, is_local_path, redact_url, sign_item
 from lulc.aoi import AOI, parse_season_windows
-from lulc.config import section
 from lulc.hls import FMASK_ASSET, PRITHVI_BANDS, SENSOR_ASSETS, sensor_of, utm_epsg
 from lulc.io import atomic_path, copy_to_cog, write_json
+from lulc.schema import section
 
 log = logging.getLogger(__name__)
 
@@ -1065,6 +1065,48 @@ def write_imagery_stack(
         raise ValueError(f"{name}: the period must be two dates, start <= end; got {start!r} .. {end!r}")
     place = _Place(where=name, name=name, start=start, end=end)
     return _write_stack(place, grid, imagery, None, settings, Path(out_dir), imagery_signing, "none")
+
+
+def write_label_raster(
+    name: str,
+    grid: Grid,
+    labels: pystac.ItemCollection,
+    cfg: dict[str, Any],
+    out_dir: Path,
+    labels_signing: str = "none",
+) -> None:
+    """Build ``label.tif`` alone on ``grid`` exactly as given (a tile core of a map region with labels): the IO
+    LULC items reprojected with mode resampling and remapped to class indices, as :func:`write_aoi_stack`
+    writes an AOI's, after the same checks (asset key, local files, declared classes, signing, reachability).
+    Only ``grid``'s window of each label COG is read; no imagery host and no STAC API is contacted. On failure
+    no ``label.tif`` is left."""
+    _, settings = _download_settings(cfg)
+    _check_grid(grid, name)
+    if not len(labels):
+        raise ValueError(f"{name}: the labels ItemCollection is empty")
+    labels = pystac.ItemCollection([_offline_item(i) for i in labels], clone_items=False)
+    for item in labels:
+        if LABEL_ASSET not in item.assets:
+            raise ValueError(
+                f"{name}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: {sorted(item.assets)}"
+            )
+    _check_local_assets(labels, [LABEL_ASSET], f"{name}: labels")
+    check_label_classes(list(labels))
+    check_signing(labels_signing, "stac.labels.signing")
+    href = _first_http_href(list(labels))
+    if href is not None:
+        check_reachable(href, "the stac.labels assets, e.g.")
+    place = _Place(where=name, name=name, start=date.min, end=date.max)
+    out = Path(out_dir) / "label.tif"
+    try:
+        with gdal_env(labels_signing) as labels_env, dask.config.set(scheduler="threads"):
+            with _asset_errors(f"{name}: labels"):
+                items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
+            _write_label_cog(place, labels, items, grid, Path(out_dir), settings.block_size, labels_env,
+                             _AssetIndex(items))  # fmt: skip
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
 
 
 def _check_grid(grid: Grid, name: str) -> None:

@@ -53,9 +53,9 @@ from tqdm import tqdm
 
 from lulc import classes, hls
 from lulc.chips import ChipStore
-from lulc.config import section
 from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path, write_json
+from lulc.schema import section
 from lulc.split_table import SPLITS_CSV, load_split
 from lulc.tiling import require_crs, tile_origins
 

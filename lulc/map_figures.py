@@ -207,15 +207,17 @@ def write_comparison(
     windows: Sequence[Window] | None = None,
     title: str = "",
     max_size: int = 768,
+    whole: str = "whole AOI (includes training areas)",
 ) -> dict[str, Any]:
     """Prediction | label | agreement, side by side; the test chips (``windows``) outlined, and the agreement
     outside them faded. Accuracy and mIoU are computed at full resolution over the test chips (the only
-    pixels no model trained or selected on) and, for reference, over the whole AOI. Returns both confusions."""
+    pixels no model trained or selected on) and, for reference, over the whole map (``whole`` names it).
+    Returns both confusions."""
     pred, extent, factor = _read_small(landcover, max_size)
     truth, _, _ = _read_small(label, max_size)
     if pred.shape != truth.shape:
         raise ValueError(f"{landcover} and {label} are not on the same grid")
-    whole = agreement(landcover, label)
+    whole_confusion = agreement(landcover, label)
     test = agreement(landcover, label, windows) if windows else None
 
     in_test = np.zeros(pred.shape, dtype=bool)
@@ -253,9 +255,10 @@ def write_comparison(
     for ax in axes:
         if rectangles:
             ax.add_collection(PatchCollection(rectangles, facecolor="none", edgecolor="black", linewidth=0.6))
+    test_line = "no test chips in this AOI" if windows is not None else None  # a map region has no split
     summary = [
-        f"test chips: {_describe(test)}" if test is not None else "no test chips in this AOI",
-        f"whole AOI (includes training areas): {_describe(whole)}",
+        *([f"test chips: {_describe(test)}"] if test is not None else [test_line] if test_line else []),
+        f"{whole}: {_describe(whole_confusion)}",
     ]
     fig.suptitle((title + "\n" if title else "") + " | ".join(summary), fontsize=10)
     fig.legend(
@@ -267,7 +270,7 @@ def write_comparison(
         bbox_to_anchor=(0.5, -0.02),
     )
     _save_png(fig, png)
-    return {"whole": whole, "test": test}
+    return {"whole": whole_confusion, "test": test}
 
 
 __all__ = ["agreement", "test_windows", "write_comparison", "write_preview"]

@@ -43,7 +43,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rasterio.warp import transform_bounds
 
 from lulc.aoi import AOI
@@ -166,6 +165,18 @@ def parse_map_regions(config: Mapping[str, Any], base_dir: Path | None = None) -
     }
 
 
+def training_aois_overlapped(region: MapRegion, config: Mapping[str, Any], base_dir: Path | None = None) -> list[str]:
+    """The training AOIs (``aois``) whose bbox intersects the region's: a comparison of the region's map with
+    its labels then includes pixels the models were trained, tuned or tested on, and says so."""
+    west, south, east, north = region.bbox
+    names = []
+    for name, entry in config["aois"].items():
+        w, s, e, n = AOI.from_config(name, entry, base_dir=base_dir).bbox
+        if w < east and west < e and s < north and south < n:
+            names.append(name)
+    return names
+
+
 def map_predict_geometry(config: Mapping[str, Any]) -> tuple[int, int]:
     """(tile, stride) of the predictor for the runs of this config (:func:`predict_geometry`)."""
     return predict_geometry(config["predict"], int(config["chips"]["size"]))
@@ -239,6 +250,13 @@ class ProcessingTile:
         from lulc.download import Grid
 
         return Grid(self.epsg, self.resolution, self.left, self.top, self.width, self.height)
+
+    def core_grid(self) -> Any:
+        """The download grid (:class:`lulc.download.Grid`) of the core alone (where labels are compared)."""
+        from lulc.download import Grid
+
+        left, _, _, top = self.core_bounds()
+        return Grid(self.epsg, self.resolution, left, top, self.core_width, self.core_height)
 
     def core_bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) of the core in the tile's CRS."""
@@ -368,122 +386,3 @@ def find_tile(path: str | os.PathLike[str], tile_id: str) -> ProcessingTile:
         if tile.tile == tile_id:
             return tile
     raise KeyError(f"{path}: no processing tile {tile_id!r}")
-
-
-# --------------------------------------------------------------------------------------------- predict
-
-
-def crop_core(source: str | os.PathLike[str], destination: str | os.PathLike[str], tile: ProcessingTile,
-              tags: Mapping[str, str] | None = None, rows_per_read: int = 512) -> np.ndarray:  # fmt: skip
-    """Copy the core of a tile's map (a raster on the tile's halo grid) to ``destination``, a tiled GeoTIFF
-    (deflate) on the core's grid, strip by strip, atomically. Returns the pixels per value (256 bins)."""
-    import rasterio
-    from rasterio.windows import Window
-
-    counts = np.zeros(256, dtype=np.int64)
-    with rasterio.open(source) as src:
-        if (src.width, src.height) != (tile.width, tile.height):
-            raise ValueError(
-                f"{source}: {src.width} x {src.height} px, but processing tile {tile.tile} is {tile.width} x "
-                f"{tile.height} px with its halo"
-            )
-        profile = {
-            "driver": "GTiff", "width": tile.core_width, "height": tile.core_height, "count": 1,
-            "dtype": src.dtypes[0], "crs": src.crs, "nodata": src.nodata,
-            "transform": src.transform * src.transform.translation(tile.core_col, tile.core_row),
-            "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "zlevel": 1,
-            "BIGTIFF": "IF_SAFER",
-        }  # fmt: skip
-        colormap = None
-        try:
-            colormap = src.colormap(1)
-        except ValueError:  # no colour table
-            pass
-        with atomic_path(destination) as tmp:
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.set_band_description(1, src.descriptions[0] or "")
-                for row in range(0, tile.core_height, rows_per_read):
-                    rows = min(rows_per_read, tile.core_height - row)
-                    data = src.read(1, window=Window(tile.core_col, tile.core_row + row, tile.core_width, rows))
-                    dst.write(data, 1, window=Window(0, row, tile.core_width, rows))
-                    counts += np.bincount(data.ravel(), minlength=256)[:256]
-                if colormap is not None:
-                    dst.write_colormap(1, colormap)
-                dst.update_tags(**src.tags(), **(tags or {}))
-    return counts
-
-
-def predict_tile(
-    checkpoint: str | os.PathLike[str],
-    image: str | os.PathLike[str],
-    tiles_csv: str | os.PathLike[str],
-    tile_id: str,
-    landcover: str | os.PathLike[str],
-    cfg: Mapping[str, Any],
-    confidence: str | os.PathLike[str] | None = None,
-    run_name: str = "",
-    region: str = "",
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """The ``map_predict`` rule: predict a tile's image (core + halo) with :func:`lulc.predict.predict_scene`
-    and keep the core (class map, and the confidence where ``confidence`` is given). Outputs appear
-    atomically; on failure none is left."""
-    import tempfile
-
-    import torch
-
-    from lulc.config import section
-    from lulc.models import load_trained_model, sha256_file
-    from lulc.predict import check_image, predict_scene
-
-    cfg = section("predict", cfg)
-    if threads:
-        torch.set_num_threads(int(threads))
-    tile = find_tile(tiles_csv, tile_id)
-    outputs = [Path(p) for p in (landcover, confidence) if p is not None]
-    import rasterio
-
-    with rasterio.open(image) as src:
-        frames = check_image(image, src)
-        if (src.width, src.height) != (tile.width, tile.height):
-            raise ValueError(
-                f"{image}: {src.width} x {src.height} px, but processing tile {tile_id} of {tiles_csv} is "
-                f"{tile.width} x {tile.height} px"
-            )
-    model, record = load_trained_model(checkpoint)
-    info = record["info"]
-    if frames != info["frames"]:
-        raise ValueError(
-            f"{image} has {frames} frames but {checkpoint} was trained on {info['frames']} (download.frames)"
-        )
-    tile_px, stride = predict_geometry(cfg, int(info["chip_size"]))
-    tags = {
-        "REGION": region,
-        "MODEL_RUN": run_name,
-        "MODEL": f"{info['name']} ({info['type']})",
-        "CHECKPOINT_SHA256": sha256_file(checkpoint),
-        "PROCESSING_TILE": tile_id,
-    }
-    Path(landcover).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="lulc-map-tile-", dir=Path(landcover).parent) as work:
-            whole = Path(work) / "landcover.tif"
-            whole_confidence = Path(work) / "confidence.tif" if confidence is not None else None
-            result = predict_scene(
-                model, image, whole, tile=tile_px, stride=stride, batch_size=cfg["batch_size"],
-                device=cfg["device"], precision=cfg["precision"], confidence_path=whole_confidence,
-                min_valid_frames=cfg["min_valid_frames"], tags={k: v for k, v in tags.items() if v},
-                threads=threads or cfg["threads"], progress=False,
-            )  # fmt: skip
-            counts = crop_core(whole, landcover, tile)
-            if confidence is not None and whole_confidence is not None:
-                crop_core(whole_confidence, confidence, tile)
-    except BaseException:
-        for path in outputs:
-            path.unlink(missing_ok=True)
-        raise
-    from lulc import classes
-
-    result["core_class_pixels"] = {name: int(counts[i]) for i, name in enumerate(classes.CLASS_NAMES)}
-    result["tile"] = tile_id
-    return result

@@ -54,8 +54,8 @@ import torch
 from torch import nn
 
 from lulc.classes import NUM_CLASSES
-from lulc.config import model_entry
 from lulc.hls import PRITHVI_BANDS, REFLECTANCE_NODATA
+from lulc.schema import model_entry
 
 #: Pretraining statistics of the Prithvi releases (reflectance x 10000), per band in PRITHVI_BANDS order.
 NORMALIZATIONS: dict[str, dict[str, tuple[float, ...]]] = {
@@ -69,9 +69,17 @@ NORMALIZATIONS: dict[str, dict[str, tuple[float, ...]]] = {
     },
 }
 
-#: Normalised input beyond this absolute value is taken for raw reflectance. Normalised HLS stays within
-#: about +-10 (saturated snow: (16000 - 775) / 1282 = 11.9); raw reflectance is in the hundreds to thousands.
+#: Normalised input beyond this absolute value is taken for raw reflectance, whatever the statistics: with the
+#: pretraining ones normalised HLS stays within about +-12 (saturated snow: (16000 - 775) / 1282 = 11.9); raw
+#: reflectance is in the hundreds to thousands. Statistics with small deviations (``normalization:
+#: dataset`` of a homogeneous region) widen the bound to what valid reflectance gives under them
+#: (:func:`normalised_bound`).
 MAX_ABS_NORMALISED = 50.0
+#: The valid range of HLS surface reflectance (x 10000), from the HLS v2.0 user guide.
+HLS_VALID_RANGE: tuple[int, int] = (-100, 16000)
+#: Statistics under which valid reflectance would normalise beyond this are refused: they do not normalise
+#: (a std of 1 reflectance unit, statistics of raw counts, ...). Needs a std of 16 or more in every band.
+MAX_PLAUSIBLE_NORMALISED = 1000.0
 
 #: Format tag of the checkpoints written by :func:`save_trained_model`.
 CHECKPOINT_FORMAT = "lulc-model/1"
@@ -275,6 +283,27 @@ def channels_last_convolutions(model: nn.Module) -> nn.Module:
     return model
 
 
+def normalised_bound(normalization: Normalization) -> float:
+    """The largest absolute value valid HLS reflectance (:data:`HLS_VALID_RANGE`) normalises to under
+    ``normalization``, and never below :data:`MAX_ABS_NORMALISED`: the plausibility bound of a model's input.
+
+    A cloud over a region of low variance is a legitimate 50 standard deviations from that region's mean;
+    the bound follows the statistics so that such pixels pass, while raw reflectance (thousands) does not.
+    Statistics under which the bound would exceed :data:`MAX_PLAUSIBLE_NORMALISED` raise
+    :class:`UnnormalisedInputError`: they do not normalise.
+    """
+    low, high = HLS_VALID_RANGE
+    reach = max(max(high - m, m - low) / s for m, s in zip(normalization.mean, normalization.std, strict=True))
+    if reach > MAX_PLAUSIBLE_NORMALISED:
+        raise UnnormalisedInputError(
+            f"the statistics {normalization.name!r} (mean {list(normalization.mean)}, std "
+            f"{list(normalization.std)}) do not normalise: valid HLS reflectance would reach {reach:.4g} "
+            f"standard deviations (at most {MAX_PLAUSIBLE_NORMALISED:g}); HLS reflectance (x 10000) must be "
+            "normalised with the pretraining mean / std or the dataset's (models.<name>.normalization)"
+        )
+    return max(MAX_ABS_NORMALISED, reach)
+
+
 def check_normalised(x: torch.Tensor, max_abs: float = MAX_ABS_NORMALISED) -> None:
     """Raise :class:`UnnormalisedInputError` unless ``x`` is a float tensor within ``+-max_abs``."""
     if not x.is_floating_point():
@@ -293,15 +322,16 @@ class LULCModel(nn.Module):
     Args:
         net: maps normalised ``(B, T, 6, H, W)`` float input to logits ``(B, classes, H, W)``.
         normalization: the statistics (kept as buffers, so checkpoints carry them).
-        max_abs: the plausibility bound of :func:`check_normalised`.
+        max_abs: the plausibility bound of :func:`check_normalised`; None = :func:`normalised_bound` of the
+            statistics.
     """
 
-    def __init__(self, net: nn.Module, normalization: Normalization, max_abs: float = MAX_ABS_NORMALISED) -> None:
+    def __init__(self, net: nn.Module, normalization: Normalization, max_abs: float | None = None) -> None:
         super().__init__()
         self.normalize = HLSNormalize(normalization)
         self.net = net
         self.normalization = normalization
-        self.max_abs = max_abs
+        self.max_abs = normalised_bound(normalization) if max_abs is None else max_abs
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         return self.forward_normalised(self.normalize(raw))
@@ -590,7 +620,7 @@ class _ChannelLayerNorm(nn.LayerNorm):
 
 
 def _upscale_convs(patch: int) -> int:
-    """Upsampling convolutions of the FCN decoder (a power-of-two patch: :func:`lulc.config.model_rules`)."""
+    """Upsampling convolutions of the FCN decoder (a power-of-two patch: :func:`lulc.schema.model_rules`)."""
     return round(math.log2(patch))
 
 
@@ -792,7 +822,7 @@ def build_unet(
     """segmentation-models-pytorch U-Net from scratch (``encoder_weights=None``), ``T x 6`` input channels."""
     import segmentation_models_pytorch as smp
 
-    depth = int(cfg["encoder_depth"])  # against the chip size: lulc.config.model_rules
+    depth = int(cfg["encoder_depth"])  # against the chip size: lulc.schema.model_rules
     model = smp.Unet(
         encoder_name=cfg["encoder"],
         encoder_weights=None,
@@ -950,17 +980,22 @@ def build_model(
 
 
 def save_trained_model(built: BuiltModel, config: Mapping[str, Any], path: Path, extra: Mapping[str, Any]) -> None:
-    """Write a self-contained trained model: weights, the resolved model config and the build record."""
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "config": dict(config),
-            "info": built.info,
-            "state_dict": {k: v.detach().cpu() for k, v in built.model.state_dict().items()},
-            **extra,
-        },
-        path,
-    )
+    """Write a self-contained trained model: weights, the resolved model config and the build record.
+
+    Written through a file object: given a path, ``torch.save`` names the archive's inner folder after the file,
+    and the temporary name of an atomic write would make two equal checkpoints (and the maps that tag their
+    SHA-256) differ in their bytes."""
+    with open(path, "wb") as file:
+        torch.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": dict(config),
+                "info": built.info,
+                "state_dict": {k: v.detach().cpu() for k, v in built.model.state_dict().items()},
+                **extra,
+            },
+            file,
+        )
 
 
 def load_trained_model(

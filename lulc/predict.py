@@ -69,10 +69,10 @@ from torch import nn
 from tqdm import tqdm
 
 from lulc import classes, hls
-from lulc.config import PREDICT_RUNTIME_KEYS, section
 from lulc.io import atomic_path, copy_to_cog
 from lulc.map_figures import test_windows, write_comparison, write_preview
 from lulc.models import auto_precision, channels_last_convolutions, enforce_fp32_matmul_precision
+from lulc.schema import PREDICT_RUNTIME_KEYS, section
 from lulc.tiling import BLEND_FLOOR, TileGrid, axis_weight_sum, blend_window, check_same_grid, require_crs
 from lulc.tiling import area_km2 as scene_area_km2
 
@@ -84,7 +84,7 @@ CONFIDENCE_NODATA = 255
 #: Block size of the COGs.
 COG_BLOCK = 256
 
-#: Keys that do not change the map: not part of the rule's params (:data:`lulc.config.PREDICT_RUNTIME_KEYS`).
+#: Keys that do not change the map: not part of the rule's params (:data:`lulc.schema.PREDICT_RUNTIME_KEYS`).
 RUNTIME_KEYS = PREDICT_RUNTIME_KEYS
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 

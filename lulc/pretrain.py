@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from lulc.chips import ChipStore
-from lulc.config import model_entry, section
 from lulc.dataset import ChipStoreDataset
 from lulc.hls import PRITHVI_BANDS
 from lulc.io import atomic_path
@@ -39,8 +38,10 @@ from lulc.models import (
     check_normalised,
     import_terratorch,
     load_prithvi_encoder,
+    normalised_bound,
     resolve_normalization,
 )
+from lulc.schema import model_entry, section
 from lulc.train import augment_batch, chip_geometry, lr_multiplier
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def pretrain(
     mae = build_mae(backbone, frames, chip_size, model_cfg["backbone_kwargs"]).to(device)
     normalization = resolve_normalization(model_cfg["normalization"], model_name, backbone, dataset_stats)
     normalize = HLSNormalize(normalization).to(device)
+    bound = normalised_bound(normalization)
 
     dataset = ChipStoreDataset(store_paths, all_chips(store_paths))
     generator = torch.Generator().manual_seed(cfg["seed"])
@@ -131,7 +133,7 @@ def pretrain(
         for batch in loader:
             image, _ = augment_batch(batch["image"].to(device), batch["mask"].to(device))
             x = normalize(image).transpose(1, 2)  # (B, 6, T, H, W): Prithvi's layout
-            check_normalised(x)
+            check_normalised(x, bound)
             with autocast:
                 loss = mae(x, mask_ratio=cfg["mask_ratio"])[0]["loss"]
             optimizer.zero_grad(set_to_none=True)
@@ -166,7 +168,8 @@ def pretrain(
     }
     checkpoint = out_dir / "checkpoint.pt"
     with atomic_path(checkpoint) as tmp_checkpoint, atomic_path(out_dir / "pretrain.json") as tmp_json:
-        torch.save({k: v.detach().cpu() for k, v in mae.state_dict().items()}, tmp_checkpoint)
+        with open(tmp_checkpoint, "wb") as file:  # a file object: the archive is not named after the temp file
+            torch.save({k: v.detach().cpu() for k, v in mae.state_dict().items()}, file)
         # The fine-tuning loader must accept what we write: check it with the very same function.
         encoder = import_terratorch("terratorch.registry").BACKBONE_REGISTRY.build(
             f"terratorch_{backbone}", pretrained=False, num_frames=frames, img_size=chip_size,

@@ -58,8 +58,8 @@ import numpy as np
 import pandas as pd
 
 from lulc.classes import CLASS_NAMES, NUM_CLASSES
-from lulc.config import section
 from lulc.io import atomic_path
+from lulc.schema import section
 from lulc.split_table import SPLITS, SPLITS_CSV, fraction_label, subset_column
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ _RELATIVE_AREA_TOLERANCE = 1e-6
 
 
 def resolve_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``splits`` section (:func:`lulc.config.section`: validated, defaults from the schema) in the form
+    """The ``splits`` section (:func:`lulc.schema.section`: validated, defaults from the schema) in the form
     this module computes with: numbers as floats, training fractions largest first, seeds ascending."""
     resolved = section("splits", cfg)
     resolved["block_size_km"] = float(resolved["block_size_km"])

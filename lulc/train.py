@@ -73,7 +73,6 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.chips import ChipStore
 from lulc.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from lulc.config import TRAIN_RUNTIME_KEYS, model_entry, section
 from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path
 from lulc.models import (
@@ -89,12 +88,13 @@ from lulc.models import (
     sha256_file,
     vit_encoder,
 )
+from lulc.schema import TRAIN_RUNTIME_KEYS, model_entry, section
 from lulc.split_table import fraction_label, load_split
 from lulc.tune import apply_tuned, load_tuned
 
 logger = logging.getLogger(__name__)
 
-#: Keys of ``train:`` that change how a run executes, not its result (:data:`lulc.config.TRAIN_RUNTIME_KEYS`).
+#: Keys of ``train:`` that change how a run executes, not its result (:data:`lulc.schema.TRAIN_RUNTIME_KEYS`).
 RUNTIME_KEYS = TRAIN_RUNTIME_KEYS
 
 CURVE_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "val_miou", "lr", "time_s")

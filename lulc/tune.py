@@ -36,7 +36,8 @@ from typing import Any, cast
 
 import yaml
 
-from lulc.config import (
+from lulc.io import atomic_path
+from lulc.schema import (
     BUDGET_KEYS,
     TRAIN_TUNABLE_KEYS,
     ConfigError,
@@ -46,7 +47,6 @@ from lulc.config import (
     section,
     tunable_key_schema,
 )
-from lulc.io import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from lulc.config import EVALUATE_RUNTIME_KEYS
 from lulc.dataset import stores_from_paths
 from lulc.evaluate import RunToEvaluate, evaluate_runs
 from lulc.logs import setup_script_logging
+from lulc.schema import EVALUATE_RUNTIME_KEYS
 
 setup_script_logging(snakemake)
 runs = [

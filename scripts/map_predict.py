@@ -1,7 +1,7 @@
-"""Rule map_predict: one processing tile (core + halo) predicted by one trained run, its core kept (lulc/maps.py)."""
+"""Rule map_predict: one processing tile (core + halo) predicted by one trained run, its core kept."""
 
 from lulc.logs import setup_script_logging
-from lulc.maps import predict_tile
+from lulc.map_predict import predict_tile
 from lulc.predict import RUNTIME_KEYS
 
 setup_script_logging(snakemake)

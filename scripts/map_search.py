@@ -1,4 +1,4 @@
-"""Rule map_search: the imagery of a map region in one period, cached as one ItemCollection (no labels)."""
+"""Rules map_search / map_label_search: a map region's imagery (or labels) in one period, as one ItemCollection."""
 
 from datetime import date
 from pathlib import Path
@@ -16,9 +16,8 @@ region = AOI(
     end=date.fromisoformat(place["end"]),
 )
 demo_catalog = Path(snakemake.input[0]) if len(snakemake.input) else None
-items = search_items(
-    region, snakemake.params.imagery, demo_catalog, config_key=f"maps.regions.{snakemake.wildcards.region}.imagery"
-)
-log.info("map region %s: %d imagery items", region.name, len(items))
+items = search_items(region, snakemake.params.query, demo_catalog, config_key=snakemake.params.config_key)
+log.info("map region %s: %d %s items", region.name, len(items), snakemake.params.config_key)
 # results/maps/{region}/{period}/imagery.json -> results: local hrefs inside it (the demo catalog) are stored relative
-save_item_collection(items, Path(snakemake.output.imagery), relative_to=Path(snakemake.output.imagery).parents[3])
+output = Path(snakemake.output[0])
+save_item_collection(items, output, relative_to=output.parents[3])

@@ -244,3 +244,16 @@ def test_config_readme_documents_every_schema_key_with_its_default():
                     assert value == default, (name, key, cell, default)
     aoi_keys = set(_schema_keys(root["properties"]["aois"]["additionalProperties"], definitions))
     assert set(tables["aois"]) == aoi_keys
+
+
+def test_training_rules_do_not_run_the_map_region_or_start_up_check_code():
+    """Stages import lulc.schema, not lulc.config (whose start-up checks parse map regions): an edit to the
+    map-region code must not change the code version of any rule of the training chain."""
+    from lulc.code_version import package_modules
+
+    scripts = Path(__file__).parents[1] / "scripts"
+    for rule in ("download", "chips", "splits", "stats", "tune", "train", "evaluate", "predict", "summary"):
+        modules = package_modules(scripts / f"{rule}.py")
+        assert not {"config", "maps", "map_predict", "mosaic"} & set(modules), (rule, modules)
+    assert "maps" in package_modules(scripts / "map_tiles.py")
+    assert "predict" not in package_modules(scripts / "map_tiles.py"), "planning tiles runs no predictor"

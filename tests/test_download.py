@@ -977,3 +977,41 @@ def test_imagery_only_refuses_a_bad_period_or_no_imagery_naming_the_place(scene,
     with pytest.raises(ValueError, match=f"^{re.escape(REGION_TILE)}: the imagery ItemCollection is empty"):
         _imagery_only(grid, pystac.ItemCollection([]), tmp_path / "out")
     assert _outputs(tmp_path / "out") == []
+
+
+# ------------------------------------------------------------------ labels only, on an explicit grid
+
+
+def test_label_raster_of_a_tile_core_equals_the_aoi_labels_in_that_window(scene, tmp_path):
+    """A labelled map region's tile gets label.tif alone, on the tile core's grid: the same mode-resampled class
+    indices, colours and tags as the AOI download's label.tif over the same pixels."""
+    imagery, labels = scene
+    full = aoi_grid(_aoi(), 30.0)
+    write_aoi_stack(_aoi(), imagery, labels, CFG, tmp_path / "aoi")
+    whole, whole_meta = _read(tmp_path / "aoi" / "label.tif")
+    row0, col0, height, width = 1, 3, full.height - 5, full.width - 20
+    assert len(np.unique(whole[:, row0 : row0 + height, col0 : col0 + width])) >= 2, "water and crops"
+    grid = _window(full, row0, col0, height, width)
+    out = tmp_path / "tile"
+    download.write_label_raster(REGION_TILE, grid, labels, CFG, out)
+    assert _outputs(out) == ["label.tif"]
+    valid, errors, _ = cog_validate(out / "label.tif")
+    assert valid, errors
+    tile, meta = _read(out / "label.tif")
+    assert meta["transform"] == grid.transform and meta["shape"] == (1, height, width)
+    assert meta["tags"] == whole_meta["tags"] and meta["nodata"] == whole_meta["nodata"]
+    assert np.array_equal(tile, whole[:, row0 : row0 + height, col0 : col0 + width])
+    with rasterio.open(out / "label.tif") as src, rasterio.open(tmp_path / "aoi" / "label.tif") as ref:
+        assert src.colormap(1) == ref.colormap(1)
+
+
+def test_label_raster_refuses_items_without_the_label_asset_and_leaves_nothing(scene, tmp_path):
+    _, labels = scene
+    item = labels[0].clone()
+    item.assets = {"visual": item.assets[download.LABEL_ASSET]}
+    out = tmp_path / "tile"
+    with pytest.raises(ValueError, match=rf"{REGION_TILE}: label STAC item {item.id!r} has no asset"):
+        download.write_label_raster(REGION_TILE, aoi_grid(_aoi(), 30.0), pystac.ItemCollection([item]), CFG, out)
+    assert _outputs(out) == []
+    with pytest.raises(ValueError, match="the labels ItemCollection is empty"):
+        download.write_label_raster(REGION_TILE, aoi_grid(_aoi(), 30.0), pystac.ItemCollection([]), CFG, out)

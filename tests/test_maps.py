@@ -10,7 +10,8 @@ import rasterio
 import torch
 
 from lulc import hls, maps
-from lulc.maps import MapConfigError, parse_region, plan_tiles, predict_tile, tile_sizes, write_tiles, zone_grids
+from lulc.map_predict import crop_core, predict_tile
+from lulc.maps import MapConfigError, parse_region, plan_tiles, tile_sizes, write_tiles, zone_grids
 from lulc.predict import predict_scene
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -210,10 +211,23 @@ def test_crop_core_keeps_colours_tags_and_the_core_window(tmp_path):
         dst.write(data.astype(np.uint8), 1)
         dst.write_colormap(1, {0: (65, 155, 223, 255), 1: (57, 125, 73, 255)})
         dst.update_tags(CLASSES="0=water")
-    counts = maps.crop_core(source, tmp_path / "core.tif", tile, rows_per_read=7)
+    counts = crop_core(source, tmp_path / "core.tif", tile, rows_per_read=7)
     with rasterio.open(tmp_path / "core.tif") as src:
         assert (src.read(1) == data[5:35, 7:43]).all()
         assert src.transform.c == 500_000.0 + 7 * 30 and src.transform.f == 4_650_000.0 - 5 * 30
         assert src.colormap(1)[1][:3] == (57, 125, 73) and src.tags()["CLASSES"] == "0=water"
     assert counts.sum() == 30 * 36
     assert np.array_equal(counts[:9], np.bincount(data[5:35, 7:43].ravel(), minlength=9))
+
+
+def test_training_aois_overlapped_are_those_whose_bbox_meets_the_region():
+    from lulc.maps import training_aois_overlapped
+
+    config = {"aois": {
+        "inside": {"bbox": [-93.58, 41.96, -93.55, 41.99], "start": "2023-01-01", "end": "2023-12-31"},
+        "edge": {"bbox": [-93.54, 41.99, -93.50, 42.05], "start": "2023-01-01", "end": "2023-12-31"},
+        "touching": {"bbox": [-93.53, 42.0, -93.50, 42.05], "start": "2023-01-01", "end": "2023-12-31"},
+        "far": {"bbox": [-92.0, 41.0, -91.9, 41.1], "start": "2023-01-01", "end": "2023-12-31"},
+    }}  # fmt: skip
+    region = parse_region("r", {"bbox": [-93.6, 41.95, -93.53, 42.0], "year": 2023})
+    assert training_aois_overlapped(region, config) == ["inside", "edge"]

@@ -181,9 +181,25 @@ def test_every_model_maps_raw_chips_to_logits_and_rejects_unnormalised_input(nam
 
 
 def test_statistics_that_do_not_normalise_are_caught():
-    built = build_model("unet", {"normalization": {"mean": [0] * 6, "std": [1] * 6}}, FRAMES, SIZE)
-    with pytest.raises(UnnormalisedInputError, match="normalised with the pretraining mean"):
-        built.model(raw_chips())
+    with pytest.raises(UnnormalisedInputError, match=r"do not normalise: valid HLS reflectance would reach 1\.6e\+04"):
+        build_model("unet", {"normalization": {"mean": [0] * 6, "std": [1] * 6}}, FRAMES, SIZE)
+
+
+def test_the_input_bound_follows_the_statistics_so_a_cloud_over_a_quiet_region_passes():
+    """Dataset statistics of a homogeneous region have small deviations: a bright cloud is then legitimately
+    more than 50 of them from the mean, and must pass; raw reflectance must not."""
+    from lulc.models import HLS_VALID_RANGE, MAX_ABS_NORMALISED, normalised_bound
+
+    quiet = {"mean": [540.0, 790.0, 780.0, 2690.0, 2310.0, 1510.0], "std": [150.0, 185.0, 290.0, 730.0, 690.0, 540.0]}
+    built = build_model("unet", {"normalization": quiet}, FRAMES, SIZE)
+    bound = normalised_bound(built.model.normalization)
+    assert bound == pytest.approx((HLS_VALID_RANGE[1] - 540.0) / 150.0) and bound > MAX_ABS_NORMALISED
+    cloud = raw_chips()
+    cloud[:, :, 0, :4, :4] = 9000  # (9000 - 540) / 150 = 56 standard deviations in the blue band
+    with torch.no_grad():
+        assert torch.isfinite(built.model.eval()(cloud)).all()
+        with pytest.raises(UnnormalisedInputError, match="does not look normalised"):
+            built.model.forward_normalised(torch.full((1, FRAMES, 6, SIZE, SIZE), float(HLS_VALID_RANGE[1])))
 
 
 def test_baselines_see_time_major_channels():
@@ -358,3 +374,19 @@ def test_combinations_that_cannot_work_are_refused_naming_the_key(name, cfg, key
 
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
         model_entry(name, cfg)
+
+
+def test_equal_models_saved_under_different_temporary_names_are_equal_bytes(tmp_path):
+    """An atomic write saves under a random temporary name: the checkpoint's bytes (and the SHA-256 the maps
+    tag) must not depend on it, so a rerun or a SLURM run gives byte-identical maps."""
+    from lulc.io import atomic_path
+    from lulc.models import save_trained_model
+
+    built = build_model("unet", {}, FRAMES, SIZE)
+    copies = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        with atomic_path(tmp_path / folder / "best.ckpt") as tmp:
+            save_trained_model(built, {"type": "unet"}, tmp, {"epoch": 1})
+        copies.append((tmp_path / folder / "best.ckpt").read_bytes())
+    assert copies[0] == copies[1]

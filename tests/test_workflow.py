@@ -180,6 +180,31 @@ def test_a_label_free_map_region_is_tiled_predicted_mosaicked_and_compared(workf
     assert "tiny_beyond" not in (wd / "results/splits/splits.csv").read_text()
 
 
+def test_a_labelled_map_region_is_compared_with_its_labels_tile_by_tile(workflow_run):
+    """`labels: true`: the labels are searched per period, cut per tile core, mosaicked on the map's grid, and
+    every run's map is compared with them (figure + agreement.json naming the training AOIs it overlaps)."""
+    region = workflow_run / "results/maps/tiny_iowa_map"
+    tiles = pd.read_csv(region / "tiles.csv")
+    for tile in tiles["tile"]:
+        with rasterio.open(region / "2023/tiles" / tile / "label.tif") as label:
+            row = tiles.set_index("tile").loc[tile]
+            assert (label.width, label.height) == (row["core_width"], row["core_height"])
+    run = region / "2023/unet_f1_s0"
+    with rasterio.open(region / "2023/label.tif") as label, rasterio.open(run / "landcover.tif") as mapped:
+        assert (label.crs, label.transform, label.shape) == (mapped.crs, mapped.transform, mapped.shape)
+        truth, predicted = label.read(1), mapped.read(1)
+    assert len(np.unique(truth[truth != 255])) >= 2
+    agreement = json.loads((run / "agreement.json").read_text())
+    assert agreement["training_aois_overlapped"] == ["tiny_iowa"]
+    both = (truth != 255) & (predicted != 255)
+    assert agreement["pixel_accuracy"] == pytest.approx((truth[both] == predicted[both]).mean(), abs=1e-6)  # 6 decimals
+    assert np.array(agreement["confusion"]).sum() == both.sum()
+    assert (run / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    # the label-free region gets no label request and no comparison
+    assert not (workflow_run / "results/maps/tiny_beyond/2023/labels.json").exists()
+    assert not (workflow_run / "results/maps/tiny_beyond/2023/unet_f1_s0/agreement.json").exists()
+
+
 def plan_files(workdir: Path, configfile: Path) -> dict[str, str]:
     """Output file -> plan ('no update', 'update pending', ...) from `snakemake --summary`."""
     out = snakemake(workdir, "--summary", configfile=configfile).stdout
@@ -279,7 +304,8 @@ def test_search_space_change_reruns_that_tune_and_what_follows_only(workflow_run
     }
     assert {("tune", "unet"), ("train", "unet"), ("evaluate", "unet"), ("summary", "")} <= pending
     assert not {("train", "prithvi"), ("train", "vit"), ("evaluate", "vit")} & pending
-    assert {rule for rule, _ in pending} <= {"tune", "train", "evaluate", "summary", "predict", "all"}
+    maps_of_the_run = {"map_predict", "map_mosaic", "map_change", "map_compare"}  # regions mapped by unet runs
+    assert {rule for rule, _ in pending} <= {"tune", "train", "evaluate", "summary", "predict", "all"} | maps_of_the_run
 
 
 def test_a_failed_training_job_leaves_no_stale_results(workflow_run, tmp_path):
@@ -363,6 +389,7 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
     assert "predict" in deep and "evaluate" in deep, deep
     assert not {"demo", "search", "download", "chips", "splits", "train"} & set(deep), deep
     assert set(pending("summary.py")) <= {"summary", "all"}
+    assert not {"demo", "search", "download", "chips", "splits", "tune", "train", "evaluate"} & set(pending("maps.py"))
     assert not pending("code_version.py")
 
 

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from lulc.code_version import code_version as package_code_version
-from lulc.maps import map_predict_geometry, map_tiles_in, parse_map_regions, region_crs
+from lulc.maps import (
+    map_predict_geometry,
+    map_tiles_in,
+    parse_map_regions,
+    region_crs,
+    training_aois_overlapped,
+)
 from lulc.config import (
     EVALUATE_RUNTIME_KEYS,
     PREDICT_RUNTIME_KEYS,
@@ -388,6 +394,12 @@ def map_outputs():
                 for period in map_periods(region)
                 for name in names
             ]
+            if MAPS["regions"][region]["labels"]:
+                outputs += [
+                    f"results/maps/{region}/{period}/{run}/{name}"
+                    for period in map_periods(region)
+                    for name in ("comparison.png", "agreement.json")
+                ]
             outputs += [
                 f"results/maps/{region}/{run}/change_{a}_to_{b}.{ext}"
                 for a, b in map_change_pairs(region)
@@ -406,6 +418,24 @@ def map_demo_inputs(wildcards):
     if uses_demo(map_imagery(wildcards.region)):
         return "results/demo/catalog.json"
     return []
+
+
+def map_label_demo_inputs(wildcards):
+    """The demo catalog, where the labels come from it."""
+    if uses_demo(config["stac"]["labels"]):
+        return "results/demo/catalog.json"
+    return []
+
+
+def map_region_trained_on(wildcards):
+    """The training AOIs a labelled region overlaps (its comparison then includes trained-on pixels)."""
+    return training_aois_overlapped(MAP_REGIONS[wildcards.region], config)
+
+
+def map_tile_labels(wildcards):
+    """Input function: the label of every processing tile's core of the region in one period."""
+    prefix = f"results/maps/{wildcards.region}/{wildcards.period}/tiles"
+    return [f"{prefix}/{tile}/label.tif" for tile in map_tile_ids(wildcards.region)]
 
 
 def map_region_file(wildcards):

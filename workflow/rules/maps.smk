@@ -37,10 +37,106 @@ rule map_search:
         mem_mb=MEM_MB["search"],
     params:
         place=map_period_params,
-        imagery=lambda w: canonical(map_imagery(w.region)),
+        query=lambda w: canonical(map_imagery(w.region)),
+        config_key=lambda w: f"maps.regions.{w.region}.imagery",
         code=code_version("scripts/map_search.py"),
     script:
         "../../scripts/map_search.py"
+
+
+# Regions with `labels: true` only: their labels per period, per tile core, as one mosaic, and each map against it.
+
+
+rule map_label_search:
+    input:
+        map_label_demo_inputs,
+    output:
+        labels="results/maps/{region}/{period}/labels.json",
+    log:
+        "results/logs/maps/{region}/{period}/label_search.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["search"],
+    params:
+        place=map_period_params,
+        query=canonical(config["stac"]["labels"]),
+        config_key="stac.labels",
+        code=code_version("scripts/map_search.py"),
+    script:
+        "../../scripts/map_search.py"
+
+
+rule map_label:
+    input:
+        labels="results/maps/{region}/{period}/labels.json",
+        tiles="results/maps/{region}/tiles.csv",
+    output:
+        label="results/maps/{region}/{period}/tiles/{tile}/label.tif",
+    log:
+        "results/logs/maps/{region}/{period}/label/{tile}.log",
+    benchmark:
+        "results/benchmarks/maps/{region}/{period}/label/{tile}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["download"],
+    params:
+        download={"block_size": config["download"]["block_size"]},
+        labels_signing=config["stac"]["labels"]["signing"],
+        code=code_version("scripts/map_label.py"),
+    script:
+        "../../scripts/map_label.py"
+
+
+rule map_label_mosaic:
+    input:
+        labels=map_tile_labels,
+        tiles="results/maps/{region}/tiles.csv",
+    output:
+        label="results/maps/{region}/{period}/label.tif",
+    log:
+        "results/logs/maps/{region}/{period}/label_mosaic.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=MEM_MB["map_mosaic"],
+    params:
+        crs=lambda w: map_region_crs(w.region),
+        code=code_version("scripts/map_label_mosaic.py"),
+    script:
+        "../../scripts/map_label_mosaic.py"
+
+
+rule map_compare:
+    input:
+        landcover="results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/landcover.tif",
+        label="results/maps/{region}/{period}/label.tif",
+    output:
+        agreement="results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/agreement.json",
+        comparison=report(
+            "results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/comparison.png",
+            caption="../report/map_comparison.rst",
+            category="Map regions",
+            subcategory="{region}",
+            labels={
+                "region": "{region}",
+                "period": "{period}",
+                "run": "{model}_f{fraction}_s{seed} vs labels",
+            },
+        ),
+    log:
+        "results/logs/maps/{region}/{period}/{model}_f{fraction}_s{seed}/compare.log",
+    conda:
+        "../../envs/train.yaml"
+    resources:
+        mem_mb=MEM_MB["map_mosaic"],
+    params:
+        training_aois=map_region_trained_on,
+        code=code_version("scripts/map_compare.py"),
+    script:
+        "../../scripts/map_compare.py"
 
 
 rule map_download:
