@@ -122,7 +122,9 @@ CLOUDY_MIN_COVER = 88.0
 MODERATE_MAX_COVER = 38.0
 #: Reflectance values are clipped to this range before they become int16.
 REFLECTANCE_RANGE = (-100, 16000)
-#: Landscape kinds a region can be drawn as (config key ``landscape``; default alternates by position).
+#: Landscape kinds a region can be drawn as (config key ``landscape``; default the first). A region's kind never
+#: depends on the other regions: the workflow passes the regions sorted by name, so a default that alternated by
+#: position would change a region's landscape whenever a region with an earlier name was added.
 LANDSCAPES: tuple[str, ...] = ("agricultural", "valley")
 #: Imagery years a region may list (config key ``years``).
 YEAR_RANGE = (1980, 2100)
@@ -1452,7 +1454,7 @@ def _validated_regions(regions: Mapping[str, Mapping[str, Any]], year: int) -> l
     if not isinstance(regions, Mapping) or not regions:
         raise ValueError("demo.regions must be a non-empty mapping of region name -> {center, size_px}")
     validated: list[DemoRegion] = []
-    for position, (name, spec) in enumerate(regions.items()):
+    for name, spec in regions.items():
         key = f"demo.regions.{name}"
         if not isinstance(spec, Mapping):
             raise ValueError(f"{key} must be a mapping with 'center' and 'size_px', got {spec!r}")
@@ -1470,7 +1472,7 @@ def _validated_regions(regions: Mapping[str, Mapping[str, Any]], year: int) -> l
         size = spec.get("size_px")
         if not isinstance(size, int) or isinstance(size, bool) or not MIN_REGION_PX <= size <= MAX_REGION_PX:
             raise ValueError(f"{key}.size_px must be an integer in [{MIN_REGION_PX}, {MAX_REGION_PX}], got {size!r}")
-        kind = spec.get("landscape", LANDSCAPES[position % len(LANDSCAPES)])
+        kind = spec.get("landscape", LANDSCAPES[0])
         if kind not in LANDSCAPES:
             raise ValueError(f"{key}.landscape must be one of {list(LANDSCAPES)}, got {kind!r}")
         labels = spec.get("labels", True)

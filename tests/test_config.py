@@ -220,7 +220,7 @@ def test_config_readme_documents_every_schema_key_with_its_default():
         if name == "demo":  # regions.<name>.* are documented per region
             expected.pop("regions")
             expected |= {"regions.<name>.center": "required", "regions.<name>.size_px": 512,
-                         "regions.<name>.landscape": "alternating", "regions.<name>.labels": True,
+                         "regions.<name>.landscape": "agricultural", "regions.<name>.labels": True,
                          "regions.<name>.years": None}  # fmt: skip
         if name == "maps":
             expected.pop("regions")

@@ -35,7 +35,7 @@ YEAR = 2023
 SEED = 7
 REGIONS = {
     "demo_iowa": {"center": [-93.45, 42.05], "size_px": SIZE_PX},
-    "demo_valley": {"center": [-121.05, 38.65], "size_px": SIZE_PX},
+    "demo_valley": {"center": [-121.05, 38.65], "size_px": SIZE_PX, "landscape": "valley"},
 }
 EXPECTED_EPSG = {"demo_iowa": 32615, "demo_valley": 32610}
 CROPS = next(code for code, name in IO_CLASSES.items() if name == "crops")
@@ -529,7 +529,7 @@ OTHER_YEAR = YEAR - 1
 #: demo_iowa: a place to map (no labels) with imagery for two years; demo_valley: as by default.
 MIXED_REGIONS = {
     "demo_iowa": {"center": [-93.45, 42.05], "size_px": SMALL_PX, "labels": False, "years": [YEAR, OTHER_YEAR]},
-    "demo_valley": {"center": [-121.05, 38.65], "size_px": SMALL_PX},
+    "demo_valley": {"center": [-121.05, 38.65], "size_px": SMALL_PX, "landscape": "valley"},
 }
 MIXED_DATES = 2
 
@@ -682,3 +682,13 @@ def test_the_landscape_changes_a_little_between_years_but_not_in_the_demo_year()
         changed[years_after] = diff
     assert (changed[1] <= changed[2]).all() and (changed[-1] <= changed[-2]).all()  # change accumulates
     assert np.array_equal(scene.classes, classes)  # the drawn landscape is not modified
+
+
+def test_a_regions_landscape_does_not_depend_on_the_other_regions() -> None:
+    """The workflow passes demo.regions sorted by name: a region added under an earlier name must not change
+    the landscape (and with it the labels, chips and every result) of the regions already there."""
+    alone = {region.grid.name: region.kind for region in demo._validated_regions(REGIONS, YEAR)}
+    extra = {"a_first": {"center": [-92.30, 42.05], "size_px": SIZE_PX, "labels": False}, **REGIONS}
+    with_extra = {region.grid.name: region.kind for region in demo._validated_regions(extra, YEAR)}
+    assert alone == {"demo_iowa": "agricultural", "demo_valley": "valley"}
+    assert {name: with_extra[name] for name in alone} == alone and with_extra["a_first"] == "agricultural"
