@@ -446,7 +446,8 @@ def map_region_file(wildcards):
 
 def map_tiling_params(wildcards):
     """What the region's tiles depend on: its extent, the tile and halo sizes, the pixel size and the
-    predictor's tile and stride (cores and halos are whole strides). Not its years, runs or imagery."""
+    predictor's tile and stride (cores and halos are whole strides). Not its years, runs or imagery.
+    """
     region = MAP_REGIONS[wildcards.region]
     entry = MAPS["regions"][wildcards.region]
     return canonical(
