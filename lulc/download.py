@@ -1082,16 +1082,7 @@ def write_label_raster(
     no ``label.tif`` is left."""
     _, settings = _download_settings(cfg)
     _check_grid(grid, name)
-    if not len(labels):
-        raise ValueError(f"{name}: the labels ItemCollection is empty")
-    labels = pystac.ItemCollection([_offline_item(i) for i in labels], clone_items=False)
-    for item in labels:
-        if LABEL_ASSET not in item.assets:
-            raise ValueError(
-                f"{name}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: {sorted(item.assets)}"
-            )
-    _check_local_assets(labels, [LABEL_ASSET], f"{name}: labels")
-    check_label_classes(list(labels))
+    labels = _checked_labels(labels, name)
     check_signing(labels_signing, "stac.labels.signing")
     href = _first_http_href(list(labels))
     if href is not None:
@@ -1127,6 +1118,22 @@ def _check_grid(grid: Grid, name: str) -> None:
         raise ValueError(f"{name}: the grid's EPSG code {grid.epsg!r} is not a known CRS: {exc}") from None
 
 
+def _checked_labels(labels: pystac.ItemCollection, where: str) -> pystac.ItemCollection:
+    """The label items without their links (:func:`_offline_item`), after the checks that need no request: not
+    empty, the label asset on every item, local files present, the declared classes those of IO LULC."""
+    if not len(labels):
+        raise ValueError(f"{where}: the labels ItemCollection is empty")
+    labels = pystac.ItemCollection([_offline_item(i) for i in labels], clone_items=False)
+    for item in labels:
+        if LABEL_ASSET not in item.assets:
+            raise ValueError(
+                f"{where}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: {sorted(item.assets)}"
+            )
+    _check_local_assets(labels, [LABEL_ASSET], f"{where}: labels")
+    check_label_classes(list(labels))
+    return labels
+
+
 def _write_stack(
     place: _Place,
     grid: Grid,
@@ -1141,23 +1148,12 @@ def _write_stack(
     Without ``labels`` (None) the label source is neither checked nor contacted and no ``label.tif`` is made."""
     if not len(imagery):
         raise ValueError(f"{place.where}: the imagery ItemCollection is empty")
-    if labels is not None and not len(labels):
-        raise ValueError(f"{place.where}: the labels ItemCollection is empty")
-    imagery = pystac.ItemCollection([_offline_item(i) for i in imagery], clone_items=False)
-    if labels is not None:
-        labels = pystac.ItemCollection([_offline_item(i) for i in labels], clone_items=False)
     # before any download: asset keys and local files, the labels' class tables, credentials, then whether
     # the asset hosts can be reached at all
-    for item in labels or []:
-        if LABEL_ASSET not in item.assets:
-            raise ValueError(
-                f"{place.where}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: "
-                f"{sorted(item.assets)}"
-            )
-    _check_local_assets(imagery, None, f"{place.where}: imagery")
     if labels is not None:
-        _check_local_assets(labels, [LABEL_ASSET], f"{place.where}: labels")
-        check_label_classes(list(labels))
+        labels = _checked_labels(labels, place.where)
+    imagery = pystac.ItemCollection([_offline_item(i) for i in imagery], clone_items=False)
+    _check_local_assets(imagery, None, f"{place.where}: imagery")
     check_signing(imagery_signing, "stac.imagery.signing")
     if labels is not None:
         check_signing(labels_signing, "stac.labels.signing")
