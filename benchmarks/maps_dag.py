@@ -23,7 +23,7 @@ on a machine with the SLURM client but no reachable controller (this CI machine)
 every invocation, whatever the DAG. With the stub the table shows what the workflow itself costs.
 
 ``--profile N`` also runs one ``snakemake -n --quiet rules`` for the N-tile size under ``cProfile`` and prints the
-top functions by cumulative time (our input functions and params are in ``workflow/rules/common.smk``).
+top functions by cumulative time (our input functions and params are in ``workflow/rules/functions/maps.smk``).
 
 Prints a markdown table: tiles, jobs in the DAG, seconds (median), seconds per 1000 jobs.
 """
@@ -48,7 +48,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lulc.download import Grid  # noqa: E402
+from lulc.grid import Grid  # noqa: E402
 from lulc.maps import MapRegion, plan_tiles, predict_geometry, tile_sizes, zone_grids  # noqa: E402
 
 TINY = REPO / "tests" / "config" / "tiny.yaml"

@@ -122,6 +122,156 @@ def check_inputs(
         raise hls.ReflectanceError(f"AOI {aoi}: {error}") from None
 
 
+@dataclass
+class _Scan:
+    """The first pass's result: the kept chips' manifest records, and what explains an empty result."""
+
+    records: list[dict[str, Any]]
+    windows: int
+    labelled_pixels: int = 0  # labelled pixels in the whole AOI
+    best_valid: float = 0.0  # the highest valid fraction of any chip
+
+
+def _check_chip_inputs(
+    aoi: str,
+    image_path: Path,
+    image: rasterio.DatasetReader,
+    mask_path: Path,
+    mask: rasterio.DatasetReader,
+    label_path: Path,
+    label: rasterio.DatasetReader,
+    size: int,
+) -> None:
+    """:func:`check_inputs`, then what the chips need besides: uint8 single-band label and uint8 mask, six
+    image bands per mask frame, and an AOI grid at least one chip wide and high. Run before anything is written."""
+    check_inputs(aoi, image_path, image, mask_path, mask, label_path, label)
+    if label.count != 1 or label.dtypes[0] != "uint8" or mask.dtypes[0] != "uint8":
+        raise ValueError(f"AOI {aoi}: expected a single-band uint8 label raster ({label_path}) and a uint8 mask")
+    if image.count != 6 * mask.count:
+        raise ValueError(f"AOI {aoi}: {image_path} has {image.count} bands, expected 6 x {mask.count} frames")
+    if size > min(label.height, label.width):
+        raise ValueError(
+            f"AOI {aoi}: chips.size = {size} is larger than the AOI grid ({label.height} x {label.width} pixels)"
+        )
+
+
+def _chip_record(
+    aoi: str,
+    index: int,
+    row: int,
+    col: int,
+    size: int,
+    chip_labels: np.ndarray,
+    valid_fraction: float,
+    cloud_fraction: float,
+    transform: Any,
+) -> dict[str, Any]:
+    """The manifest row of one kept chip (see the module docstring): its window, footprint, fractions and
+    per-class pixel counts."""
+    counts = np.bincount(chip_labels.ravel(), minlength=256)[: classes.NUM_CLASSES]
+    left, top = transform @ (col, row)
+    right, bottom = transform @ (col + size, row + size)
+    return {
+        "chip_id": f"{aoi}_r{row:05d}_c{col:05d}",
+        "aoi": aoi,
+        "index": index,
+        "row_off": row,
+        "col_off": col,
+        "height": size,
+        "width": size,
+        "valid_fraction": round(valid_fraction, 6),
+        "cloud_fraction": round(cloud_fraction, 6),
+        **{column: int(n) for column, n in zip(PIXEL_COLUMNS, counts, strict=True)},
+        "geometry": box(left, bottom, right, top),
+    }
+
+
+def _scan_chips(
+    aoi: str, mask: rasterio.DatasetReader, label: rasterio.DatasetReader, size: int, stride: int, min_valid: float
+) -> _Scan:
+    """First pass: read only the mask and label strips and keep the chips whose valid fraction reaches
+    ``min_valid``, in raster order (their store index is their position)."""
+    cols = chip_offsets(label.width, size, stride)
+    rows = chip_offsets(label.height, size, stride)
+    scan = _Scan(records=[], windows=len(rows) * len(cols))
+    for row, _, mask_strip, label_strip in tqdm(
+        _row_strips(None, mask, label, size, stride), total=len(rows), desc=f"{aoi}: scanning chips", unit="row"
+    ):
+        scan.labelled_pixels += int(np.count_nonzero(label_strip != classes.IGNORE_INDEX))
+        for col in cols:
+            chip_labels, valid_fraction, cloud_fraction = _chip_stats(
+                mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
+            )
+            scan.best_valid = max(scan.best_valid, valid_fraction)
+            if valid_fraction < min_valid:
+                continue
+            scan.records.append(
+                _chip_record(
+                    aoi, len(scan.records), row, col, size, chip_labels, valid_fraction, cloud_fraction, label.transform
+                )
+            )
+    return scan
+
+
+def _require_kept_chips(aoi: str, label_path: Path, scan: _Scan, min_valid: float) -> None:
+    """Refuse an AOI with no kept chip, saying why: no labelled pixel at all, or no chip clear enough."""
+    if not scan.records and scan.labelled_pixels == 0:
+        raise ValueError(
+            f"AOI {aoi}: every pixel of {label_path} is nodata: the label source has no class here (check "
+            f"stac.labels and the AOI's year or dates; the labels may not cover this AOI)"
+        )
+    if not scan.records:
+        raise ValueError(
+            f"AOI {aoi}: none of the {scan.windows} chips reaches chips.min_valid_fraction = {min_valid} (the best "
+            f"has {scan.best_valid:.2f} of its pixels labelled and clear in every frame); lower the key, or choose "
+            "clearer dates (download.min_clear_fraction, download.season_windows)"
+        )
+
+
+def _pack_chips(
+    aoi: str,
+    image: rasterio.DatasetReader,
+    mask: rasterio.DatasetReader,
+    label: rasterio.DatasetReader,
+    records: list[dict[str, Any]],
+    size: int,
+    store: ChipStore,
+) -> None:
+    """Second pass: copy the kept chips' pixels and training labels into the pre-sized memory-mapped chip
+    store, reading only the strips that hold a kept chip; both files appear atomically."""
+    frames = mask.count
+    kept_by_row: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        kept_by_row.setdefault(record["row_off"], []).append(record)
+    with atomic_path(store.images) as images_tmp, atomic_path(store.labels) as labels_tmp:
+        images_out = np.lib.format.open_memmap(
+            images_tmp, mode="w+", dtype=np.int16, shape=(len(records), frames, 6, size, size)
+        )
+        labels_out = np.lib.format.open_memmap(labels_tmp, mode="w+", dtype=np.uint8, shape=(len(records), size, size))
+        for row in tqdm(sorted(kept_by_row), desc=f"{aoi}: packing chips", unit="row"):
+            window = Window(0, row, label.width, size)
+            image_strip = image.read(window=window).reshape(frames, 6, size, label.width)
+            mask_strip = mask.read(window=window)
+            label_strip = label.read(1, window=window)
+            for record in kept_by_row[row]:
+                col, index = record["col_off"], record["index"]
+                images_out[index] = image_strip[..., col : col + size]
+                labels_out[index], _, _ = _chip_stats(
+                    mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
+                )
+        images_out.flush()
+        labels_out.flush()
+        del images_out, labels_out
+
+
+def _write_manifest(records: list[dict[str, Any]], crs: Any, store: ChipStore) -> gpd.GeoDataFrame:
+    """Write the manifest (GeoParquet in the AOI's CRS) atomically and return it."""
+    manifest = gpd.GeoDataFrame(pd.DataFrame.from_records(records), geometry="geometry", crs=crs)
+    with atomic_path(store.manifest) as tmp:
+        manifest.to_parquet(tmp, index=False)
+    return manifest
+
+
 def make_chips(
     aoi: str,
     image_path: Path,
@@ -144,92 +294,16 @@ def make_chips(
     store = ChipStore(Path(out_dir))
 
     with rasterio.open(image_path) as image, rasterio.open(mask_path) as mask, rasterio.open(label_path) as label:
-        check_inputs(aoi, image_path, image, mask_path, mask, label_path, label)
-        if label.count != 1 or label.dtypes[0] != "uint8" or mask.dtypes[0] != "uint8":
-            raise ValueError(f"AOI {aoi}: expected a single-band uint8 label raster ({label_path}) and a uint8 mask")
-        if image.count != 6 * mask.count:
-            raise ValueError(f"AOI {aoi}: {image_path} has {image.count} bands, expected 6 x {mask.count} frames")
-        if size > min(label.height, label.width):
-            raise ValueError(
-                f"AOI {aoi}: chips.size = {size} is larger than the AOI grid ({label.height} x {label.width} pixels)"
-            )
+        _check_chip_inputs(aoi, image_path, image, mask_path, mask, label_path, label, size)
         frames = mask.count
-        cols = chip_offsets(label.width, size, stride)
-        rows = chip_offsets(label.height, size, stride)
-        n_windows = len(rows) * len(cols)
-
-        records: list[dict[str, Any]] = []
-        labelled_pixels, best_valid = 0, 0.0  # to say why no chip was kept, if none is
-        for row, _, mask_strip, label_strip in tqdm(
-            _row_strips(None, mask, label, size, stride), total=len(rows), desc=f"{aoi}: scanning chips", unit="row"
-        ):
-            labelled_pixels += int(np.count_nonzero(label_strip != classes.IGNORE_INDEX))
-            for col in cols:
-                chip_labels, valid_fraction, cloud_fraction = _chip_stats(
-                    mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
-                )
-                best_valid = max(best_valid, valid_fraction)
-                if valid_fraction < min_valid:
-                    continue
-                counts = np.bincount(chip_labels.ravel(), minlength=256)[: classes.NUM_CLASSES]
-                left, top = label.transform @ (col, row)
-                right, bottom = label.transform @ (col + size, row + size)
-                records.append(
-                    {
-                        "chip_id": f"{aoi}_r{row:05d}_c{col:05d}",
-                        "aoi": aoi,
-                        "index": len(records),
-                        "row_off": row,
-                        "col_off": col,
-                        "height": size,
-                        "width": size,
-                        "valid_fraction": round(valid_fraction, 6),
-                        "cloud_fraction": round(cloud_fraction, 6),
-                        **{column: int(n) for column, n in zip(PIXEL_COLUMNS, counts, strict=True)},
-                        "geometry": box(left, bottom, right, top),
-                    }
-                )
-        n_kept = len(records)
-        log.info("AOI %s: %d of %d chips kept (valid fraction >= %g)", aoi, n_kept, n_windows, min_valid)
-        if n_kept == 0 and labelled_pixels == 0:
-            raise ValueError(
-                f"AOI {aoi}: every pixel of {label_path} is nodata: the label source has no class here (check "
-                f"stac.labels and the AOI's year or dates; the labels may not cover this AOI)"
-            )
-        if n_kept == 0:
-            raise ValueError(
-                f"AOI {aoi}: none of the {n_windows} chips reaches chips.min_valid_fraction = {min_valid} (the best "
-                f"has {best_valid:.2f} of its pixels labelled and clear in every frame); lower the key, or choose "
-                "clearer dates (download.min_clear_fraction, download.season_windows)"
-            )
-
-        kept_by_row: dict[int, list[dict[str, Any]]] = {}
-        for record in records:
-            kept_by_row.setdefault(record["row_off"], []).append(record)
-        with atomic_path(store.images) as images_tmp, atomic_path(store.labels) as labels_tmp:
-            images_out = np.lib.format.open_memmap(
-                images_tmp, mode="w+", dtype=np.int16, shape=(n_kept, frames, 6, size, size)
-            )
-            labels_out = np.lib.format.open_memmap(labels_tmp, mode="w+", dtype=np.uint8, shape=(n_kept, size, size))
-            for row in tqdm(sorted(kept_by_row), desc=f"{aoi}: packing chips", unit="row"):
-                window = Window(0, row, label.width, size)
-                image_strip = image.read(window=window).reshape(frames, 6, size, label.width)
-                mask_strip = mask.read(window=window)
-                label_strip = label.read(1, window=window)
-                for record in kept_by_row[row]:
-                    col, index = record["col_off"], record["index"]
-                    images_out[index] = image_strip[..., col : col + size]
-                    labels_out[index], _, _ = _chip_stats(
-                        mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
-                    )
-            images_out.flush()
-            labels_out.flush()
-            del images_out, labels_out
+        scan = _scan_chips(aoi, mask, label, size, stride, min_valid)
+        n_kept = len(scan.records)
+        log.info("AOI %s: %d of %d chips kept (valid fraction >= %g)", aoi, n_kept, scan.windows, min_valid)
+        _require_kept_chips(aoi, label_path, scan, min_valid)
+        _pack_chips(aoi, image, mask, label, scan.records, size, store)
         crs = label.crs
 
-    manifest = gpd.GeoDataFrame(pd.DataFrame.from_records(records), geometry="geometry", crs=crs)
-    with atomic_path(store.manifest) as tmp:
-        manifest.to_parquet(tmp, index=False)
+    manifest = _write_manifest(scan.records, crs, store)
     totals = manifest[list(PIXEL_COLUMNS)].sum()
     summary = {
         "aoi": aoi,
@@ -238,9 +312,9 @@ def make_chips(
         "frames": frames,
         "band_order": hls.band_names(frames),
         "min_valid_fraction": min_valid,
-        "windows": n_windows,
+        "windows": scan.windows,
         "kept": n_kept,
-        "dropped_low_valid_fraction": n_windows - n_kept,
+        "dropped_low_valid_fraction": scan.windows - n_kept,
         "class_pixels": {name: int(totals[f"px_{name}"]) for name in classes.CLASS_NAMES},
         "crs": crs.to_string(),
     }

@@ -21,7 +21,6 @@ from typing import Any
 import yaml
 
 from lulc.schema import (  # re-exported: the configuration's public names, in one place
-    _SECTION_RULES,
     BUDGET_KEYS,
     EVALUATE_RUNTIME_KEYS,
     MODEL_TYPES,
@@ -30,6 +29,7 @@ from lulc.schema import (  # re-exported: the configuration's public names, in o
     PRITHVI_PATCH_SIZES,
     PRITHVI_RELEASES,
     SCHEMA_PATH,
+    SECTION_RULES,
     TRAIN_RUNTIME_KEYS,
     TRAIN_TUNABLE_KEYS,
     ConfigError,
@@ -241,7 +241,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
         problems += _aoi_grid_sizes(config, aois)
     problems += _static_catalogs(config, base_dir)
     problems += _hf_weights_cached(config)
-    for name, rules in _SECTION_RULES.items():
+    for name, rules in SECTION_RULES.items():
         problems += rules(config[name])
     chip_size = int(config["chips"]["size"])
     stride = config["chips"]["stride"]

@@ -42,14 +42,15 @@ class ChipStoreDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _arrays(self, aoi: str) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self, aoi: str) -> tuple[np.ndarray, np.ndarray]:
+        """The memory-mapped (images, labels) arrays of an AOI's chip store, opened on first use."""
         if aoi not in self._images:
             self._images[aoi] = np.load(self.stores[aoi].images, mmap_mode="r")
             self._labels[aoi] = np.load(self.stores[aoi].labels, mmap_mode="r")
         return self._images[aoi], self._labels[aoi]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        images, labels = self._arrays(self.aois[i])
+        images, labels = self.arrays(self.aois[i])
         index = self.indices[i]
         return {
             "image": torch.from_numpy(np.array(images[index])),

@@ -26,7 +26,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from lulc import classes
-from lulc.io import atomic_path
+from lulc.figures import save_map_png
+from lulc.metrics import metrics_from_confusion, pixel_confusion
 from lulc.tiling import check_same_grid
 
 
@@ -104,12 +105,6 @@ def _map_axes(
     ax.ticklabel_format(useOffset=False, style="plain")
 
 
-def _save_png(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-
-
 def write_preview(
     landcover: str | os.PathLike[str], png: str | os.PathLike[str], title: str = "", max_size: int = 1024
 ) -> None:
@@ -145,7 +140,7 @@ def write_preview(
         color="0.4",
         va="top",
     )
-    _save_png(fig, png)
+    save_map_png(fig, png)
 
 
 def test_windows(splits: str | os.PathLike[str], manifest: str | os.PathLike[str], aoi: str) -> list[Window]:
@@ -159,12 +154,6 @@ def test_windows(splits: str | os.PathLike[str], manifest: str | os.PathLike[str
     if len(merged) != len(test):
         raise ValueError(f"{manifest}: {len(test) - len(merged)} test chip(s) of {aoi} from {splits} are missing")
     return [Window(int(r.col_off), int(r.row_off), int(r.width), int(r.height)) for r in merged.itertuples()]
-
-
-def _confusion(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
-    n = classes.NUM_CLASSES
-    keep = (label < n) & (pred < n)
-    return np.bincount(label[keep].astype(np.int64) * n + pred[keep], minlength=n * n).reshape(n, n)
 
 
 def agreement(
@@ -184,13 +173,11 @@ def agreement(
             ]
         confusion = np.zeros((classes.NUM_CLASSES, classes.NUM_CLASSES), dtype=np.int64)
         for window in windows:
-            confusion += _confusion(pred_src.read(1, window=window), label_src.read(1, window=window))
+            confusion += pixel_confusion(pred_src.read(1, window=window), label_src.read(1, window=window))
     return confusion
 
 
 def _describe(confusion: np.ndarray) -> str:
-    from lulc.evaluate import metrics_from_confusion
-
     if not confusion.sum():
         return "no labelled pixels"
     metrics = metrics_from_confusion(confusion)
@@ -269,7 +256,7 @@ def write_comparison(
         frameon=False,
         bbox_to_anchor=(0.5, -0.02),
     )
-    _save_png(fig, png)
+    save_map_png(fig, png)
     return {"whole": whole_confusion, "test": test}
 
 

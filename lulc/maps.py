@@ -246,14 +246,14 @@ class ProcessingTile:
         return from_origin(self.left, self.top, self.resolution, self.resolution)
 
     def grid(self) -> Any:
-        """The download grid (:class:`lulc.download.Grid`) of the tile with its halo."""
-        from lulc.download import Grid
+        """The download grid (:class:`lulc.grid.Grid`) of the tile with its halo."""
+        from lulc.grid import Grid
 
         return Grid(self.epsg, self.resolution, self.left, self.top, self.width, self.height)
 
     def core_grid(self) -> Any:
-        """The download grid (:class:`lulc.download.Grid`) of the core alone (where labels are compared)."""
-        from lulc.download import Grid
+        """The download grid (:class:`lulc.grid.Grid`) of the core alone (where labels are compared)."""
+        from lulc.grid import Grid
 
         left, _, _, top = self.core_bounds()
         return Grid(self.epsg, self.resolution, left, top, self.core_width, self.core_height)
@@ -281,9 +281,9 @@ def zone_parts(bbox: Sequence[float]) -> list[tuple[int, tuple[float, float, flo
 
 
 def zone_grids(region: MapRegion, resolution: float) -> list[Any]:
-    """The grid (:class:`lulc.download.Grid`) of each zone part of the region: its bbox projected to its zone
+    """The grid (:class:`lulc.grid.Grid`) of each zone part of the region: its bbox projected to its zone
     and snapped outward to ``resolution``, as the download stage grids an AOI of that extent."""
-    from lulc.download import Grid
+    from lulc.grid import Grid
 
     grids = []
     for epsg, part in zone_parts(region.bbox):

@@ -515,7 +515,7 @@ def _transition_figure(
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    from lulc.map_figures import _save_png
+    from lulc.figures import save_map_png
 
     names = [_label(name) for name in classes.CLASS_NAMES]
     positive = km2[km2 > 0]
@@ -549,7 +549,7 @@ def _transition_figure(
     share = changed / total if total > 0 else 0.0
     heading = f"land-cover change {label_a} → {label_b}: {changed:,.2f} km² of {total:,.2f} km² changed ({share:.1%})"
     fig.suptitle((f"{title}\n" if title else "") + heading, fontsize=11)
-    _save_png(fig, png)
+    save_map_png(fig, png)
 
 
 __all__ = ["mosaic", "mosaic_grid", "transition_table"]

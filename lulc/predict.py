@@ -106,7 +106,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def inference_precision(precision: str, device: torch.device) -> str:
-    """``auto``: :func:`lulc.models.auto_precision` of the device; an explicit setting is checked and kept."""
+    """``auto``: :func:`lulc.models.precision.auto_precision` of the device; an explicit setting is checked and kept."""
     if precision not in PRECISIONS:
         raise ValueError(f"config key predict.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
@@ -275,6 +275,146 @@ class _MapWriter:
 # ---------------------------------------------------------------------------------------- prediction
 
 
+@dataclass(frozen=True)
+class _TileJob:
+    """What the tile loop needs besides the model, the image and the writer: the tiling, the batching, the
+    device and precision, the blending weights (on the device) and the nodata rule."""
+
+    grid: TileGrid
+    frames: int
+    batch_size: int
+    device: torch.device
+    precision: str
+    window_2d: torch.Tensor  # (tile, tile): the weight of each tile's logits
+    row_weight: torch.Tensor  # per padded row: the sum of the tiles' weights (the normaliser, with col_weight)
+    col_weight: torch.Tensor  # per scene column: the sum of the tiles' weights
+    min_valid_frames: int
+
+
+def _blend_weights(
+    grid: TileGrid, window_1d: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """On the device: a tile's 2-D weight window (the outer product of ``window_1d``), and the sums of the
+    tiles' 1-D weights per padded row and per scene column, whose product normalises the blended logits."""
+    m = grid.margin
+    window_2d = torch.from_numpy(np.outer(window_1d, window_1d)).to(device)
+    row_weight = axis_weight_sum(grid.padded_height, grid.rows, window_1d)
+    col_weight = axis_weight_sum(grid.padded_width, grid.cols, window_1d)[m : m + grid.width]
+    return window_2d, torch.from_numpy(row_weight).to(device), torch.from_numpy(col_weight).to(device)
+
+
+def _map_profile(src: rasterio.io.DatasetReader) -> dict[str, Any]:
+    """The rasterio profile of the tiled GeoTIFF streams (class map and confidence): uint8 on the image's
+    grid, nodata 255, blocks of :data:`COG_BLOCK`, fast deflate (the COG conversion compresses again)."""
+    return {
+        "driver": "GTiff",
+        "width": src.width,
+        "height": src.height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": src.crs,
+        "transform": src.transform,
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": COG_BLOCK,
+        "blockysize": COG_BLOCK,
+        "compress": "deflate",
+        "zlevel": 1,
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
+def _map_settings(
+    image_path: str | os.PathLike[str],
+    *,
+    tile: int,
+    stride: int,
+    blend: bool,
+    precision: str,
+    matmul_precision: str,
+    min_valid_frames: int,
+    tags: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The tags that record how the map was made, on both COGs; the caller's ``tags`` come last and win."""
+    return {
+        "TILE": str(tile),
+        "STRIDE": str(stride),
+        "BLENDING": f"raised-cosine ramp over the {tile - stride} px overlap, floor {BLEND_FLOOR}"
+        if blend
+        else "uniform (no blending)",
+        "PRECISION": precision,
+        "FP32_MATMUL_PRECISION": matmul_precision,
+        "MIN_VALID_FRAMES": str(min_valid_frames),
+        "NODATA_RULE": f"255 where fewer than {min_valid_frames} frame(s) have all 6 bands valid",
+        "SOURCE_IMAGE": Path(image_path).name,
+        **(tags or {}),
+    }
+
+
+def _finish_class_map(
+    stream: Path, final: Path, class_pixels: np.ndarray, settings: Mapping[str, str], threads: int
+) -> None:
+    """Give the class-map stream its colour table and tags (classes, pixels per class, settings), then copy it
+    to the COG ``final`` (overviews by ``mode``, the right resampling for class indices)."""
+    with rasterio.open(stream, "r+") as dst:
+        dst.write_colormap(1, classes.index_colormap())
+        dst.update_tags(
+            **classes.class_tags(),
+            CLASS_PIXELS=",".join(f"{name}={int(class_pixels[i])}" for i, name in enumerate(classes.CLASS_NAMES)),
+            NODATA_PIXELS=str(int(class_pixels[NODATA])),
+            **settings,
+        )
+    copy_to_cog(stream, final, "mode", threads=threads, block_size=COG_BLOCK)
+
+
+def _finish_confidence(stream: Path, final: Path, settings: Mapping[str, str], threads: int) -> None:
+    """Tag the confidence stream (what its values mean, the settings), then copy it to the COG ``final``."""
+    with rasterio.open(stream, "r+") as dst:
+        dst.update_tags(
+            VALUES="max softmax probability of the blended logits, percent (0-100); 255 nodata",
+            **settings,
+        )
+    copy_to_cog(stream, final, "average", threads=threads, block_size=COG_BLOCK)
+
+
+def _write_maps(
+    net: nn.Module,
+    src: rasterio.io.DatasetReader,
+    job: _TileJob,
+    out_path: str | os.PathLike[str],
+    confidence_path: str | os.PathLike[str] | None,
+    settings: Mapping[str, str],
+    threads: int,
+    progress: bool,
+) -> tuple[tuple[int, ...], float, np.ndarray]:
+    """Run the tile loop into tiled GeoTIFF streams beside the outputs, then tag them and convert them to COGs.
+
+    The outputs appear atomically (all or none) and the streams are removed whatever happens. Returns the
+    accumulator shape, the :func:`time.perf_counter` at the end of the tile loop and the pixels per class.
+    """
+    with contextlib.ExitStack() as stack:
+        final = stack.enter_context(atomic_path(out_path))
+        final_confidence = stack.enter_context(atomic_path(confidence_path)) if confidence_path is not None else None
+        streams = [final.with_name(final.name + ".stream.tif")]
+        if final_confidence is not None:
+            streams.append(final_confidence.with_name(final_confidence.name + ".stream.tif"))
+        try:
+            writer = _MapWriter(_map_profile(src), streams[0], streams[1] if final_confidence is not None else None)
+            try:
+                accumulator_shape = _run_tiles(net, src, job, writer, progress, final_confidence is not None)
+            finally:
+                writer.close()
+            model_done = time.perf_counter()
+            class_pixels = writer.class_pixels
+            _finish_class_map(streams[0], final, class_pixels, settings, threads)
+            if final_confidence is not None:
+                _finish_confidence(streams[1], final_confidence, settings, threads)
+        finally:
+            for stream in streams:
+                stream.unlink(missing_ok=True)
+    return accumulator_shape, model_done, class_pixels
+
+
 def predict_scene(
     model: nn.Module,
     image_path: str | os.PathLike[str],
@@ -295,7 +435,7 @@ def predict_scene(
     """Predict a whole ``image.tif`` (int16, ``T x 6`` time-major bands) and write the land-cover COG.
 
     ``model`` maps raw int16 ``(B, T, 6, tile, tile)`` to logits ``(B, C, tile, tile)`` (a
-    :class:`lulc.models.LULCModel`); it is prepared in place (:func:`prepare_model`). ``stride`` defaults
+    :class:`lulc.models.core.LULCModel`); it is prepared in place (:func:`prepare_model`). ``stride`` defaults
     to ``tile - tile // 4``. The image is checked first (:func:`check_image`): a bad one raises a
     ``ValueError`` before the model is prepared or anything is written.
     ``confidence_path``: also write the confidence COG there. ``blend=False`` averages overlapping tiles
@@ -321,30 +461,14 @@ def predict_scene(
         net = prepare_model(model, torch_device)
         matmul_precision = enforce_fp32_matmul_precision()  # whatever an import of TerraTorch set before
         window_1d = blend_window(tile, stride, blend=blend)
-        window_2d = torch.from_numpy(np.outer(window_1d, window_1d)).to(torch_device)
         height, width = src.height, src.width
         grid = TileGrid.of(height, width, tile, stride)
-        m = grid.margin
-        row_weight = axis_weight_sum(grid.padded_height, grid.rows, window_1d)
-        col_weight = axis_weight_sum(grid.padded_width, grid.cols, window_1d)[m : m + width]
-        profile = {
-            "driver": "GTiff",
-            "width": width,
-            "height": height,
-            "count": 1,
-            "dtype": "uint8",
-            "crs": src.crs,
-            "transform": src.transform,
-            "nodata": NODATA,
-            "tiled": True,
-            "blockxsize": COG_BLOCK,
-            "blockysize": COG_BLOCK,
-            "compress": "deflate",
-            "zlevel": 1,
-            "BIGTIFF": "IF_SAFER",
-        }
+        window_2d, row_weight, col_weight = _blend_weights(grid, window_1d, torch_device)
+        job = _TileJob(
+            grid=grid, frames=frames, batch_size=batch_size, device=torch_device, precision=precision,
+            window_2d=window_2d, row_weight=row_weight, col_weight=col_weight, min_valid_frames=min_valid_frames,
+        )  # fmt: skip
         area_km2 = scene_area_km2(src.crs, src.transform, height, width, image_path)
-        n_tiles = grid.tiles
         record: dict[str, Any] = {
             "image": str(image_path),
             "height": height,
@@ -353,7 +477,7 @@ def predict_scene(
             "tile": tile,
             "stride": stride,
             "margin": grid.margin,
-            "tiles": n_tiles,
+            "tiles": grid.tiles,
             "batch_size": batch_size,
             "device": str(torch_device),
             "precision": precision,
@@ -361,60 +485,13 @@ def predict_scene(
             "blend": blend,
             "threads": threads,
         }
-        with contextlib.ExitStack() as stack:
-            final = stack.enter_context(atomic_path(out_path))
-            final_confidence = (
-                stack.enter_context(atomic_path(confidence_path)) if confidence_path is not None else None
-            )
-            streams = [final.with_name(final.name + ".stream.tif")]
-            if final_confidence is not None:
-                streams.append(final_confidence.with_name(final_confidence.name + ".stream.tif"))
-            try:
-                writer = _MapWriter(profile, streams[0], streams[1] if final_confidence is not None else None)
-                try:
-                    accumulator_shape = _run_tiles(
-                        net, src, grid, frames, batch_size, torch_device, precision, window_2d,
-                        torch.from_numpy(row_weight).to(torch_device), torch.from_numpy(col_weight).to(torch_device),
-                        min_valid_frames, writer, progress, final_confidence is not None,
-                    )  # fmt: skip
-                finally:
-                    writer.close()
-                model_done = time.perf_counter()
-                class_pixels = writer.class_pixels
-                settings = {
-                    "TILE": str(tile),
-                    "STRIDE": str(stride),
-                    "BLENDING": f"raised-cosine ramp over the {tile - stride} px overlap, floor {BLEND_FLOOR}"
-                    if blend
-                    else "uniform (no blending)",
-                    "PRECISION": precision,
-                    "FP32_MATMUL_PRECISION": matmul_precision,
-                    "MIN_VALID_FRAMES": str(min_valid_frames),
-                    "NODATA_RULE": f"255 where fewer than {min_valid_frames} frame(s) have all 6 bands valid",
-                    "SOURCE_IMAGE": Path(image_path).name,
-                    **(tags or {}),
-                }
-                with rasterio.open(streams[0], "r+") as dst:
-                    dst.write_colormap(1, classes.index_colormap())
-                    dst.update_tags(
-                        **classes.class_tags(),
-                        CLASS_PIXELS=",".join(
-                            f"{name}={int(class_pixels[i])}" for i, name in enumerate(classes.CLASS_NAMES)
-                        ),
-                        NODATA_PIXELS=str(int(class_pixels[NODATA])),
-                        **settings,
-                    )
-                copy_to_cog(streams[0], final, "mode", threads=threads, block_size=COG_BLOCK)
-                if final_confidence is not None:
-                    with rasterio.open(streams[1], "r+") as dst:
-                        dst.update_tags(
-                            VALUES="max softmax probability of the blended logits, percent (0-100); 255 nodata",
-                            **settings,
-                        )
-                    copy_to_cog(streams[1], final_confidence, "average", threads=threads, block_size=COG_BLOCK)
-            finally:
-                for stream in streams:
-                    stream.unlink(missing_ok=True)
+        settings = _map_settings(
+            image_path, tile=tile, stride=stride, blend=blend, precision=precision,
+            matmul_precision=matmul_precision, min_valid_frames=min_valid_frames, tags=tags,
+        )  # fmt: skip
+        accumulator_shape, model_done, class_pixels = _write_maps(
+            net, src, job, out_path, confidence_path, settings, threads, progress
+        )
     seconds = time.perf_counter() - started
     record |= {
         "accumulator_shape": list(accumulator_shape),
@@ -427,108 +504,136 @@ def predict_scene(
     }
     log.info(
         "%s: %d x %d px (%.1f km2), %d tiles of %d px (stride %d) on %s (%s): %.1f s, %.2f km2/s",
-        out_path, height, width, area_km2, n_tiles, tile, stride, torch_device, precision, seconds,
+        out_path, height, width, area_km2, grid.tiles, tile, stride, torch_device, precision, seconds,
         record["km2_per_s"],
     )  # fmt: skip
     return record
 
 
-def _run_tiles(
-    net: nn.Module,
-    src: rasterio.io.DatasetReader,
-    grid: TileGrid,
-    frames: int,
-    batch_size: int,
-    device: torch.device,
-    precision: str,
-    window_2d: torch.Tensor,
-    row_weight: torch.Tensor,
-    col_weight: torch.Tensor,
-    min_valid_frames: int,
-    writer: _MapWriter,
-    progress: bool,
-    confidence: bool,
-) -> tuple[int, ...]:
-    """The tile loop: batches in raster order, the strip accumulator, finished rows to ``writer``.
+class _Accumulator:
+    """The weighted logits of the padded rows ``[base, base + tile)``, the rows that tiles still in flight can
+    touch: ``(classes, tile, padded width)`` float32 on the device, created at the first batch (when the
+    number of classes is known). ``valid`` holds the valid-frame counts of the strips read and not yet final.
 
     Coordinates are those of the padded scene (:class:`lulc.tiling.TileGrid`); scene row ``y`` is padded row
     ``y + margin``.
     """
-    tile, m = grid.tile, grid.margin
-    accumulator: torch.Tensor | None = None  # (classes, tile, padded width): the rows tiles can still touch
-    base = 0  # padded row of accumulator row 0 (the row origin of the tiles being accumulated)
-    valid: dict[int, np.ndarray] = {}
-    bar = tqdm(total=grid.tiles, desc=f"predicting {Path(src.name).name}", unit="tile", leave=False,
-               disable=not progress)  # fmt: skip
 
-    def flush(upto: int) -> None:
+    def __init__(self, job: _TileJob, writer: _MapWriter, confidence: bool) -> None:
+        self.job = job
+        self.writer = writer
+        self.confidence = confidence
+        self.logits: torch.Tensor | None = None
+        self.base = 0  # padded row of accumulator row 0 (the row origin of the tiles being accumulated)
+        self.valid: dict[int, np.ndarray] = {}
+
+    def add(self, batch: list[tuple[int, int, torch.Tensor]], weighted: torch.Tensor) -> None:
+        """Add a batch's weighted logits at its tiles' places; a tile of a new tile row first flushes the rows
+        above it, which no later tile touches."""
+        tile = self.job.grid.tile
+        if self.logits is None:
+            self.logits = torch.zeros((weighted.shape[1], tile, self.job.grid.padded_width), device=self.job.device)
+        for (row, col, _), tile_logits in zip(batch, weighted, strict=True):
+            if row > self.base:
+                self.flush(row)
+            self.logits[:, :, col : col + tile] += tile_logits
+
+    def flush(self, upto: int) -> None:
         """Padded rows ``[base, upto)`` are final: the scene rows among them are normalised, turned into
         classes (and confidence), masked where nodata and handed to the writer; the accumulator shifts."""
-        nonlocal base
+        accumulator = self.logits
         assert accumulator is not None, "flush before the first tile"
+        job, grid, base = self.job, self.job.grid, self.base
+        tile, m = grid.tile, grid.margin
         n = upto - base
         first, last = max(base, m), min(upto, m + grid.height)  # padded rows that are scene rows
         if last > first:
             block = accumulator[:, first - base : last - base, m : m + grid.width]
-            nodata = torch.from_numpy(valid[base][first - base : last - base] < min_valid_frames).to(device)
+            valid_frames = self.valid[base][first - base : last - base]
+            nodata = torch.from_numpy(valid_frames < job.min_valid_frames).to(job.device)
             class_rows = block.argmax(dim=0).to(torch.uint8).masked_fill_(nodata, NODATA).cpu().numpy()
             confidence_rows = None
-            if confidence:
-                logits = block / (row_weight[first:last, None] * col_weight[None, :])
+            if self.confidence:
+                logits = block / (job.row_weight[first:last, None] * job.col_weight[None, :])
                 scores = torch.softmax(logits, dim=0).amax(dim=0).mul_(100).round_().to(torch.uint8)
                 confidence_rows = scores.masked_fill_(nodata, CONFIDENCE_NODATA).cpu().numpy()
-            writer.write(first - m, class_rows, confidence_rows)
+            self.writer.write(first - m, class_rows, confidence_rows)
         # shift the accumulator up by n rows; the freed rows at the bottom start from zero
         if n < tile:
             accumulator[:, : tile - n] = accumulator[:, n:].clone()
         accumulator[:, max(tile - n, 0) :] = 0
-        for row in [r for r in valid if r < upto]:
-            del valid[row]
-        base = upto
+        for row in [r for r in self.valid if r < upto]:
+            del self.valid[row]
+        self.base = upto
 
-    def tiles() -> Iterator[tuple[int, int, torch.Tensor]]:
-        for strip in _strips(src, grid, frames):
-            valid[strip.row] = strip.valid_frames
-            for col in grid.cols:
-                yield strip.row, col, strip.pixels[..., col : col + tile]
 
-    def batches() -> Iterator[list[tuple[int, int, torch.Tensor]]]:
-        batch: list[tuple[int, int, torch.Tensor]] = []
-        for item in tiles():
-            batch.append(item)
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-        if batch:
+def _tiles(
+    src: rasterio.io.DatasetReader, grid: TileGrid, frames: int, valid: dict[int, np.ndarray]
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Every tile as (padded row, padded column, pixels), in raster order, strip by strip; each strip's
+    valid-frame counts go into ``valid`` when it is read, before its first tile."""
+    for strip in _strips(src, grid, frames):
+        valid[strip.row] = strip.valid_frames
+        for col in grid.cols:
+            yield strip.row, col, strip.pixels[..., col : col + grid.tile]
+
+
+def _batches(
+    tiles: Iterator[tuple[int, int, torch.Tensor]], batch_size: int
+) -> Iterator[list[tuple[int, int, torch.Tensor]]]:
+    """The tiles in consecutive batches of ``batch_size`` (the last one may be shorter)."""
+    batch: list[tuple[int, int, torch.Tensor]] = []
+    for item in tiles:
+        batch.append(item)
+        if len(batch) == batch_size:
             yield batch
+            batch = []
+    if batch:
+        yield batch
 
-    with torch.inference_mode(), autocast(device, precision):  # one autocast context: weights cast once
-        for batch in batches():
-            x = torch.stack([pixels for _, _, pixels in batch]).to(device, non_blocking=True)
-            try:
-                logits = net(x)
-            except Exception as error:
-                if accumulator is not None:  # the first batch went through: not a question of tile size
-                    raise
-                raise ValueError(
-                    f"the model cannot predict tiles of {tile} x {tile} px with {frames} frames "
-                    f"(config keys predict.tile / predict.stride; a ViT needs its training chip size): "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            if logits.dim() != 4 or tuple(logits.shape[-2:]) != (tile, tile) or logits.shape[0] != len(batch):
-                raise ValueError(f"the model returned {tuple(logits.shape)} for input {tuple(x.shape)}")
-            weighted = logits.float().mul_(window_2d)
-            if accumulator is None:
-                accumulator = torch.zeros((logits.shape[1], tile, grid.padded_width), device=device)
-            for (row, col, _), tile_logits in zip(batch, weighted, strict=True):
-                if row > base:
-                    flush(row)
-                accumulator[:, :, col : col + tile] += tile_logits
+
+def _predict_batch(net: nn.Module, x: torch.Tensor, job: _TileJob, first: bool) -> torch.Tensor:
+    """The model's logits of a batch, checked to be ``(B, C, tile, tile)``. A failure of the ``first`` batch
+    is reported as a tile size / frame count the model cannot take (a ViT needs its training chip size)."""
+    tile = job.grid.tile
+    try:
+        logits = net(x)
+    except Exception as error:
+        if not first:  # an earlier batch went through: not a question of tile size
+            raise
+        raise ValueError(
+            f"the model cannot predict tiles of {tile} x {tile} px with {job.frames} frames "
+            f"(config keys predict.tile / predict.stride; a ViT needs its training chip size): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if logits.dim() != 4 or tuple(logits.shape[-2:]) != (tile, tile) or logits.shape[0] != len(x):
+        raise ValueError(f"the model returned {tuple(logits.shape)} for input {tuple(x.shape)}")
+    return logits
+
+
+def _run_tiles(
+    net: nn.Module,
+    src: rasterio.io.DatasetReader,
+    job: _TileJob,
+    writer: _MapWriter,
+    progress: bool,
+    confidence: bool,
+) -> tuple[int, ...]:
+    """The tile loop: batches in raster order, the strip accumulator, finished rows to ``writer``; return the
+    accumulator's shape."""
+    accumulator = _Accumulator(job, writer, confidence)
+    bar = tqdm(total=job.grid.tiles, desc=f"predicting {Path(src.name).name}", unit="tile", leave=False,
+               disable=not progress)  # fmt: skip
+    with torch.inference_mode(), autocast(job.device, job.precision):  # one autocast context: weights cast once
+        for batch in _batches(_tiles(src, job.grid, job.frames, accumulator.valid), job.batch_size):
+            x = torch.stack([pixels for _, _, pixels in batch]).to(job.device, non_blocking=True)
+            logits = _predict_batch(net, x, job, first=accumulator.logits is None)
+            accumulator.add(batch, logits.float().mul_(job.window_2d))
             bar.update(len(batch))
-        flush(grid.padded_height)
+        accumulator.flush(job.grid.padded_height)
     bar.close()
-    assert accumulator is not None
-    return tuple(accumulator.shape)
+    assert accumulator.logits is not None
+    return tuple(accumulator.logits.shape)
 
 
 # -------------------------------------------------------------------------------------------- figures

@@ -5,7 +5,7 @@ TerraTorch registers one, its ``PrithviMAE`` class with the backbone's config ot
 backbone, frames, chip size and normalisation as the ``models.<name>`` entry it serves, on every chip of
 every AOI's chip store (labels unused; all splits, as in self-supervised pretraining on the target region).
 It writes the MAE's ``state_dict``: ``encoder.*`` + ``decoder.*``, the key layout of the Prithvi-EO-2.0
-releases, so ``models.<name>.weights: pretrain`` loads it through :func:`lulc.models.load_prithvi_encoder`,
+releases, so ``models.<name>.weights: pretrain`` loads it through :func:`lulc.models.prithvi.load_prithvi_encoder`,
 the same strict loader as the official weights (and the stage checks that before it writes anything).
 
 Outputs: ``checkpoint.pt`` and ``pretrain.json`` (loss curve, settings, wall time, samples/s).
@@ -41,8 +41,8 @@ from lulc.models import (
     normalised_bound,
     resolve_normalization,
 )
+from lulc.recipe import augment_batch, chip_geometry, lr_multiplier
 from lulc.schema import model_entry, section
-from lulc.train import augment_batch, chip_geometry, lr_multiplier
 
 logger = logging.getLogger(__name__)
 

@@ -133,7 +133,7 @@ def section(
         raise ConfigError(f"config key '{name}': no such section (known: {', '.join(root['properties'])})")
     instance = copy.deepcopy(dict(value or {}))
     _validate(instance, _subschema(root, root["properties"][name]), name)
-    problems = list(_SECTION_RULES.get(name, lambda _: iter(()))(instance))
+    problems = list(SECTION_RULES.get(name, lambda _: iter(()))(instance))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return instance
@@ -205,7 +205,8 @@ def _evaluate_rules(evaluate: Mapping[str, Any]) -> Iterator[str]:
         )
 
 
-_SECTION_RULES = {
+#: Cross-field rules per config section (beyond the schema), run by section() and the start-up check.
+SECTION_RULES = {
     "splits": _splits_rules,
     "predict": _predict_rules,
     "download": _download_rules,

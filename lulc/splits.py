@@ -676,83 +676,104 @@ def _balance_rows(name: str, pixels: np.ndarray) -> list[dict[str, Any]]:
     ]
 
 
-def build_splits(manifests: Sequence[Any], cfg: Mapping[str, Any] | None) -> SplitResult:
-    """Compute splits, balanced pool and nested subsets from per-AOI manifests (GeoDataFrames); no IO."""
+@dataclass
+class _Warnings:
+    """The warnings of one :func:`build_splits`: each is logged when it happens and kept, in order, for the
+    summary."""
+
+    messages: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        logger.warning("%s", message)
+        self.messages.append(message)
+
+
+@dataclass(frozen=True)
+class _Assignment:
+    """The chosen split of every chip and the training pool balanced from it: what the split table, the
+    class balance and the summary are made of."""
+
+    best: _Candidate  # split index per chip and the chips the buffer dropped, with the search's scores
+    conflicting_pairs: int
+    train_rows: np.ndarray  # chips of the train split that the buffer kept (before balancing)
+    pool_rows: np.ndarray  # the balanced training pool
+    balanced_out: np.ndarray  # train chips that balancing excluded
+
+
+def _chip_width_m(chips: ChipTable) -> float:
+    """The typical chip width in metres (the median footprint's side, the widest over the CRSs), to
+    compare with the block size."""
     import shapely
 
-    cfg = resolve_config(cfg)
-    warnings: list[str] = []
+    return max(float(np.median(np.sqrt(shapely.area(geoms)))) for _, geoms, _ in chips.geometries.values())
 
-    def warn(message: str) -> None:
-        logger.warning("%s", message)
-        warnings.append(message)
 
-    chips = chip_table(manifests, cfg["block_size_km"])
-    n_chips = len(chips.frame)
-    presence = chips.presence
-    present = presence.any(axis=0)
-    for k in np.flatnonzero(~present):
-        warn(f"class {CLASS_NAMES[k]!r} has no pixels in any chip: it cannot appear in any split")
-    n_present = int(present.sum())
-
-    block_size_m = cfg["block_size_km"] * 1000
-    chip_width_m = max(
-        float(np.median(np.sqrt(shapely.area(geoms)))) for _, geoms, _ in chips.geometries.values()
-    )
-    if chip_width_m > block_size_m:
-        warn(
+def _check_blocks(chips: ChipTable, cfg: Mapping[str, Any], chip_width_m: float, warnings: _Warnings) -> int:
+    """Warn when blocks are narrower than a chip, refuse fewer blocks than splits; return the number of blocks."""
+    if chip_width_m > cfg["block_size_km"] * 1000:
+        warnings.warn(
             f"splits.block_size_km = {cfg['block_size_km']:g} is smaller than a chip "
             f"({chip_width_m / 1000:g} km): most chips straddle block boundaries and the buffer drops many"
         )
-
     n_blocks = chips.frame["block_id"].nunique()
     if n_blocks < len(SPLITS):
         raise ValueError(
-            f"config key splits.block_size_km: too few chips for the requested splits: {n_chips} chips "
+            f"config key splits.block_size_km: too few chips for the requested splits: {len(chips.frame)} chips "
             f"fall in {n_blocks} spatial block(s) of {cfg['block_size_km']:g} km, but train, val and test "
             "need one block each (lower splits.block_size_km, or add AOIs)"
         )
+    return int(n_blocks)
 
+
+def _assign(
+    chips: ChipTable, cfg: Mapping[str, Any], n_blocks: int, chip_width_m: float, warnings: _Warnings
+) -> _Assignment:
+    """Search the block assignment (steps 2 and 3 of the module docstring), then balance its training split
+    (step 4). The search and the balancing draw from two generators spawned from ``splits.seed``."""
     targets = np.array([cfg["split_fractions"][name] for name in SPLITS])
     search_seed, balance_seed = np.random.SeedSequence(cfg["seed"]).spawn(2)
     pairs = conflict_pairs(chips, cfg["buffer_m"])
-    best = search_assignment(
-        chips, pairs, targets, cfg["search_attempts"], np.random.default_rng(search_seed)
-    )
+    best = search_assignment(chips, pairs, targets, cfg["search_attempts"], np.random.default_rng(search_seed))
     if best.coverage < 0:
         raise ValueError(
             f"config key splits.block_size_km: too few chips for the requested splits: no assignment of the "
-            f"{n_blocks} blocks ({n_chips} chips) leaves chips in train, val and test after the "
+            f"{n_blocks} blocks ({len(chips.frame)} chips) leaves chips in train, val and test after the "
             f"{cfg['buffer_m']:g} m buffer (lower splits.block_size_km or splits.buffer_m, or add AOIs)"
         )
-    split_of_chip, dropped = best.split_of_chip, best.dropped
+    dropped = best.dropped
     if dropped.mean() > BUFFER_LOSS_WARNING:
-        warn(
+        block_size_m = cfg["block_size_km"] * 1000
+        warnings.warn(
             f"the {cfg['buffer_m']:g} m buffer removed {dropped.mean():.0%} of the chips: blocks of "
             f"{cfg['block_size_km']:g} km are only {block_size_m / chip_width_m:.1f} chips wide; a larger "
             "splits.block_size_km shortens the boundaries between splits"
         )
+    train_rows = np.flatnonzero((best.split_of_chip == 0) & ~dropped)
+    keep = balance_training_pool(chips.pixels[train_rows], cfg["balance"], np.random.default_rng(balance_seed))
+    return _Assignment(best, len(pairs), train_rows, train_rows[keep], train_rows[~keep])
 
-    # Balance the training split only.
-    train_rows = np.flatnonzero((split_of_chip == 0) & ~dropped)
-    keep = balance_training_pool(
-        chips.pixels[train_rows], cfg["balance"], np.random.default_rng(balance_seed)
-    )
-    pool_rows = train_rows[keep]
-    balanced_out = train_rows[~keep]
 
-    split_names = np.array(SPLITS, dtype=object)[split_of_chip]
-    reason = np.full(n_chips, "", dtype=object)
+def _split_table(chips: ChipTable, assignment: _Assignment) -> pd.DataFrame:
+    """The split table without the subset columns: one row per chip, its split, ``excluded`` with the reason
+    (``buffer`` or ``balancing``) for the chips the buffer or the balancing dropped."""
+    dropped = assignment.best.dropped
+    split_names = np.array(SPLITS, dtype=object)[assignment.best.split_of_chip]
+    reason = np.full(len(chips.frame), "", dtype=object)
     split_names[dropped] = EXCLUDED
     reason[dropped] = "buffer"
-    split_names[balanced_out] = EXCLUDED
-    reason[balanced_out] = "balancing"
-
+    split_names[assignment.balanced_out] = EXCLUDED
+    reason[assignment.balanced_out] = "balancing"
     table = chips.frame[["chip_id", "aoi", "index", "block_id"]].copy()
     table["split"] = split_names
     table["excluded_reason"] = reason
+    return table
 
-    # Nested training subsets, one stratified order per seed.
+
+def _add_training_subsets(
+    table: pd.DataFrame, presence: np.ndarray, pool_rows: np.ndarray, cfg: Mapping[str, Any]
+) -> dict[float, int]:
+    """Add the nested training subsets to ``table`` (step 5: one 0/1 column per seed and fraction, prefixes of
+    one stratified order per seed); return the subset size per fraction. Refuse a fraction that rounds to 0."""
     pool_presence = presence[pool_rows]
     subset_sizes = {fraction: subset_size(fraction, len(pool_rows)) for fraction in cfg["train_fractions"]}
     smallest = min(cfg["train_fractions"])
@@ -764,50 +785,79 @@ def build_splits(manifests: Sequence[Any], cfg: Mapping[str, Any] | None) -> Spl
     for seed in cfg["seeds"]:
         order = pool_rows[stratified_order(pool_presence, np.random.default_rng(seed))]
         for fraction in cfg["train_fractions"]:
-            member = np.zeros(n_chips, dtype=np.int8)
+            member = np.zeros(len(table), dtype=np.int8)
             member[order[: subset_sizes[fraction]]] = 1
             table[subset_column(seed, fraction)] = member
+    return subset_sizes
 
-    # Class balance per set, and coverage warnings.
-    sets = {
-        "all": np.arange(n_chips),
-        "train_before_balancing": train_rows,
-        "train": pool_rows,
+
+def _balance_sets(table: pd.DataFrame, assignment: _Assignment) -> dict[str, np.ndarray]:
+    """The chip rows of each set of the class-balance table (:data:`SET_LABELS`), in its order."""
+    return {
+        "all": np.arange(len(table)),
+        "train_before_balancing": assignment.train_rows,
+        "train": assignment.pool_rows,
         "val": np.flatnonzero(table["split"].to_numpy() == "val"),
         "test": np.flatnonzero(table["split"].to_numpy() == "test"),
     }
+
+
+def _class_balance(
+    chips: ChipTable, sets: Mapping[str, np.ndarray], n_present: int
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The class-balance table of every set, and each set's normalised entropy over the present classes."""
     rows = []
     entropy = {}
     for name, set_rows in sets.items():
         rows.extend(_balance_rows(name, chips.pixels[set_rows]))
         entropy[name] = round(normalised_entropy(chips.pixels[set_rows].sum(axis=0), n_present), 6)
-    balance = pd.DataFrame(rows)
+    return pd.DataFrame(rows), entropy
+
+
+def _warn_missing_classes(
+    present: np.ndarray, presence: np.ndarray, sets: Mapping[str, np.ndarray], warnings: _Warnings
+) -> None:
+    """Warn about each class present in the data but absent from the train, val or test split."""
     for name in ("train", "val", "test"):
         missing = [CLASS_NAMES[k] for k in np.flatnonzero(present & ~presence[sets[name]].any(axis=0))]
         for class_name in missing:
-            warn(
+            warnings.warn(
                 f"class {class_name!r} is present in the data but not in the {name} split "
                 "(too few spatial blocks hold it)"
             )
 
-    counts = {name: int((table["split"] == name).sum()) for name in (*SPLITS, EXCLUDED)}
-    summary = {
-        "chips": n_chips,
+
+def _summary(
+    chips: ChipTable,
+    cfg: Mapping[str, Any],
+    n_blocks: int,
+    assignment: _Assignment,
+    table: pd.DataFrame,
+    present: np.ndarray,
+    entropy: Mapping[str, float],
+    subset_sizes: Mapping[float, int],
+    warnings: _Warnings,
+) -> dict[str, Any]:
+    """The ``splits_summary.json`` content (see the module docstring)."""
+    split_of_chip, dropped = assignment.best.split_of_chip, assignment.best.dropped
+    n_present = int(present.sum())
+    return {
+        "chips": len(chips.frame),
         "blocks": int(n_blocks),
         "blocks_per_split": {
             name: int(chips.frame["block_id"][split_of_chip == s].nunique()) for s, name in enumerate(SPLITS)
         },
-        "chips_per_split": counts,
+        "chips_per_split": {name: int((table["split"] == name).sum()) for name in (*SPLITS, EXCLUDED)},
         "excluded_by_buffer": int(dropped.sum()),
-        "excluded_by_balancing": len(balanced_out),
-        "conflicting_pairs": len(pairs),
+        "excluded_by_balancing": len(assignment.balanced_out),
+        "conflicting_pairs": assignment.conflicting_pairs,
         "target_fractions": cfg["split_fractions"],
         "achieved_fractions": {
             name: round(int((split_of_chip[~dropped] == s).sum()) / int((~dropped).sum()), 6)
             for s, name in enumerate(SPLITS)
         },
-        "train_pool_before_balancing": len(train_rows),
-        "train_pool": len(pool_rows),
+        "train_pool_before_balancing": len(assignment.train_rows),
+        "train_pool": len(assignment.pool_rows),
         "normalised_entropy": entropy,
         "entropy_train_before_balancing": entropy["train_before_balancing"],
         "entropy_train_after_balancing": entropy["train"],
@@ -818,23 +868,45 @@ def build_splits(manifests: Sequence[Any], cfg: Mapping[str, Any] | None) -> Spl
         "train_subset_sizes": {fraction_label(f): subset_sizes[f] for f in cfg["train_fractions"]},
         "search": {
             "attempts": cfg["search_attempts"],
-            "class_split_coverage": best.coverage,
+            "class_split_coverage": assignment.best.coverage,
             "class_split_coverage_max": n_present * len(SPLITS),
-            "cost": round(best.cost, 6),
-            **{key: round(value, 6) for key, value in best.details.items()},
+            "cost": round(assignment.best.cost, 6),
+            **{key: round(value, 6) for key, value in assignment.best.details.items()},
         },
         "config": cfg,
-        "warnings": warnings,
+        "warnings": warnings.messages,
     }
+
+
+def build_splits(manifests: Sequence[Any], cfg: Mapping[str, Any] | None) -> SplitResult:
+    """Compute splits, balanced pool and nested subsets from per-AOI manifests (GeoDataFrames); no IO."""
+    cfg = resolve_config(cfg)
+    warnings = _Warnings()
+    chips = chip_table(manifests, cfg["block_size_km"])
+    presence = chips.presence
+    present = np.asarray(presence.any(axis=0))  # bool per class: in some chip
+    for k in np.flatnonzero(~present):
+        warnings.warn(f"class {CLASS_NAMES[k]!r} has no pixels in any chip: it cannot appear in any split")
+    chip_width_m = _chip_width_m(chips)
+    n_blocks = _check_blocks(chips, cfg, chip_width_m, warnings)
+
+    assignment = _assign(chips, cfg, n_blocks, chip_width_m, warnings)
+    table = _split_table(chips, assignment)
+    subset_sizes = _add_training_subsets(table, presence, assignment.pool_rows, cfg)
+    sets = _balance_sets(table, assignment)
+    balance, entropy = _class_balance(chips, sets, int(present.sum()))
+    _warn_missing_classes(present, presence, sets, warnings)
+
+    summary = _summary(chips, cfg, n_blocks, assignment, table, present, entropy, subset_sizes, warnings)
     logger.info(
         "splits: %d chips -> train %d (of %d before balancing), val %d, test %d, excluded %d by the buffer; "
         "entropy %.3f -> %.3f",
-        n_chips,
-        len(pool_rows),
-        len(train_rows),
-        counts["val"],
-        counts["test"],
-        int(dropped.sum()),
+        summary["chips"],
+        summary["train_pool"],
+        summary["train_pool_before_balancing"],
+        summary["chips_per_split"]["val"],
+        summary["chips_per_split"]["test"],
+        summary["excluded_by_buffer"],
         entropy["train_before_balancing"],
         entropy["train"],
     )

@@ -15,8 +15,8 @@ in float64 whatever the pool size), so memory stays at one chip.
 Output ``results/stats/normalization.json``: ``mean``, ``std`` and ``pixels`` (valid values counted) per band,
 the chips used (``chip_ids``, per-AOI counts), and the identity of the inputs: the SHA-256 of ``splits.csv`` and
 a SHA-256 of the bytes of every chip read (in the order read), with each store's path and array shape.
-:func:`lulc.models.dataset_normalization` reads it; the trained checkpoints carry the statistics, so evaluation
-and prediction never need this file.
+:func:`lulc.models.normalization.dataset_normalization` reads it; the trained checkpoints carry the statistics,
+so evaluation and prediction never need this file.
 """
 
 from __future__ import annotations

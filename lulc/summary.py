@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from lulc import classes
+from lulc.figures import save_png
 from lulc.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -317,9 +318,7 @@ def plot_confusions(confusions: dict[str, np.ndarray], path: Path) -> None:
 
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def markdown_table(aggregate: pd.DataFrame) -> str:

@@ -25,7 +25,7 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
   state whose checksum does not match (a full disk, a killed copy) is discarded with a warning, and it is
   loaded with ``weights_only=True`` (tensors and plain types only: no code runs from ``results/``).
 * Matmul precision: fp32 matmuls run in full fp32 in every training process
-  (:data:`lulc.models.FP32_MATMUL_PRECISION`, recorded in run.json as ``matmul_precision``).
+  (:data:`lulc.models.precision.FP32_MATMUL_PRECISION`, recorded in run.json as ``matmul_precision``).
 * Precision (``train.precision: auto``): ``bf16-mixed`` on GPUs with bf16 and on CPUs with native bf16
   (AVX512-BF16 / AMX; 1.3-1.9x faster than fp32 there), with channels-last convolutions; ``32-true`` elsewhere.
 * Devices: ``train.devices`` GPUs (on CPU: processes) per run, data-parallel (DDP, spawned processes); each
@@ -33,7 +33,7 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
   ``devices x batch_size``. Only global rank 0 writes outputs.
 
 Outputs in the run directory (``results/train/{model}/f{fraction}_s{seed}/``): ``best.ckpt`` (the best
-epoch's weights, self-contained: :func:`lulc.models.load_trained_model`), ``curve.csv`` (epoch, step,
+epoch's weights, self-contained: :func:`lulc.models.checkpoint.load_trained_model`), ``curve.csv`` (epoch, step,
 train loss, val loss, val mIoU, lr, seconds; NaN validation columns on epochs without validation) and
 ``run.json`` (what was trained on what, the weights and normalisation statistics used, the optimiser, schedule
 and auxiliary head, best epoch and val mIoU, wall time, samples/s). They are written
@@ -46,7 +46,6 @@ import contextlib
 import csv
 import functools
 import hashlib
-import io
 import json
 import logging
 import math
@@ -56,6 +55,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -63,14 +63,13 @@ import lightning
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.environments import LightningEnvironment
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, RandomSampler
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from lulc.checkpoint_io import VerifiedCheckpointIO, verified_checkpoint
 from lulc.chips import ChipStore
 from lulc.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from lulc.dataset import ChipStoreDataset
@@ -88,9 +87,17 @@ from lulc.models import (
     sha256_file,
     vit_encoder,
 )
+from lulc.recipe import (
+    augment_batch,
+    chip_geometry,
+    class_pixel_counts,
+    class_weights,
+    lr_multiplier,
+    weighted_cross_entropy,
+)
 from lulc.schema import TRAIN_RUNTIME_KEYS, model_entry, section
 from lulc.split_table import fraction_label, load_split
-from lulc.tune import apply_tuned, load_tuned
+from lulc.tuned import apply_tuned, load_tuned
 
 logger = logging.getLogger(__name__)
 
@@ -105,110 +112,6 @@ ADAMW_BETAS = (0.9, 0.999)
 # ---------------------------------------------------------------------------------- data and loss
 
 
-def class_pixel_counts(dataset: ChipStoreDataset) -> np.ndarray:
-    """Labelled pixels per class over a dataset's chips (ignore index excluded)."""
-    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
-    for aoi, index in zip(dataset.aois, dataset.indices, strict=True):
-        _, labels = dataset._arrays(aoi)
-        counts += np.bincount(np.asarray(labels[index]).ravel(), minlength=256)[:NUM_CLASSES]
-    return counts
-
-
-def class_weights(
-    counts: np.ndarray, method: str = "inverse_sqrt", cap: float = 10.0, scale: str = "mean_pixel"
-) -> np.ndarray:
-    """Per-class loss weights from pixel counts: ``f ** -p`` (p = 0.5 or 1), scaled, then capped at ``cap``.
-
-    ``scale``: ``"mean_pixel"`` makes the mean per-pixel weight 1 (``sum_c f_c w_c = 1``); ``"sum"`` makes the
-    present classes' weights shares that sum to 1. Classes absent from the counts get the largest present
-    weight (they only matter for validation loss). ``method="none"``: all ones, whatever the scale.
-    """
-    if method == "none" or counts.sum() == 0:
-        return np.ones(len(counts))
-    frequency = counts / counts.sum()
-    present = frequency > 0
-    power = 0.5 if method == "inverse_sqrt" else 1.0
-    weights = np.zeros(len(counts))
-    weights[present] = frequency[present] ** -power
-    if scale == "sum":
-        weights /= float(weights[present].sum())
-    elif scale == "mean_pixel":
-        weights /= float((frequency * weights).sum())
-    else:
-        raise ValueError(f"class weight scale {scale!r} is not mean_pixel or sum")
-    weights = np.minimum(weights, cap)
-    weights[~present] = weights[present].max()
-    return weights
-
-
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Class-weighted cross-entropy with the ignore index; 0 (not NaN) for a batch without labelled pixels."""
-    total = F.cross_entropy(logits.float(), target, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum")
-    valid = target != IGNORE_INDEX
-    norm = (weights[target.masked_fill(~valid, 0)] * valid).sum()
-    return total / norm.clamp_min(1e-12)
-
-
-def augment_batch(
-    image: torch.Tensor, mask: torch.Tensor, hflip: bool = True, vflip: bool = True, rot90: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips and 90-degree rotations, drawn per sample, applied to image ``(B, ..., H, W)`` and mask.
-
-    ``hflip``: left-right flips (the last axis) with probability 0.5; ``vflip``: top-bottom flips (the axis
-    before it), 0.5; ``rot90``: 0, 90, 180 or 270 degrees, equally likely (square chips only).
-    """
-    batch = image.shape[0]
-    expand_image = (batch,) + (1,) * (image.dim() - 1)
-    expand_mask = (batch,) + (1,) * (mask.dim() - 1)
-    for dim, enabled in ((-1, hflip), (-2, vflip)):
-        if enabled:
-            chosen = torch.rand(batch, device=image.device) < 0.5
-            image = torch.where(chosen.view(expand_image), image.flip(dim), image)
-            mask = torch.where(chosen.view(expand_mask), mask.flip(dim), mask)
-    if rot90 and image.shape[-1] == image.shape[-2]:
-        turns = torch.randint(0, 4, (batch,), device=image.device)
-        rotated_image, rotated_mask = image, mask
-        for k in (1, 2, 3):
-            chosen = turns == k
-            rotated_image = torch.where(chosen.view(expand_image), image.rot90(k, (-2, -1)), rotated_image)
-            rotated_mask = torch.where(chosen.view(expand_mask), mask.rot90(k, (-2, -1)), rotated_mask)
-        image, mask = rotated_image, rotated_mask
-    return image, mask
-
-
-SCHEDULES = ("cosine", "poly")
-
-
-def lr_multiplier(
-    step: int,
-    warmup_steps: int,
-    total_steps: int,
-    min_ratio: float,
-    schedule: str = "cosine",
-    power: float = 1.0,
-    warmup_start_ratio: float | None = None,
-) -> float:
-    """The learning-rate multiplier after ``step`` optimiser steps (``lr x multiplier``; LambdaLR's lambda).
-
-    Warm-up, ``step < W`` (``W = warmup_steps``): linear from ``s`` at step 0 to 1 at step ``W``, i.e.
-    ``s + (1 - s) * step / W``; ``s = warmup_start_ratio``, or where None ``(step + 1) / (W + 1)`` (starting
-    at ``1 / (W + 1)``). Then, with ``p = min(1, (step - W) / max(1, total_steps - W))`` and ``m = min_ratio``:
-    ``cosine``: ``m + (1 - m) * (1 + cos(pi * p)) / 2``; ``poly``: ``m + (1 - m) * (1 - p) ** power``. Both
-    are 1 at step ``W`` and ``m`` from step ``total_steps`` on (the decay starts after the warm-up, as in
-    Hugging Face's schedules; mmcv's poly instead decays from step 0 and scales the warm-up by it).
-    """
-    if step < warmup_steps:
-        if warmup_start_ratio is None:
-            return (step + 1) / (warmup_steps + 1)
-        return warmup_start_ratio + (1.0 - warmup_start_ratio) * step / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    if schedule == "cosine":
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if schedule == "poly":
-        return min_ratio + (1.0 - min_ratio) * (1.0 - progress) ** power
-    raise ValueError(f"learning-rate schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
-
-
 def parameter_groups(
     model: torch.nn.Module, lr: float, weight_decay: float, layer_decay: float | None = None
 ) -> list[dict[str, Any]]:
@@ -216,7 +119,7 @@ def parameter_groups(
 
     Weight decay applies to parameters with more than one dimension; 1-D ones (biases, norm weights) get none.
     ``layer_decay`` None: two groups (decay, no decay) at ``lr``. Otherwise one group per encoder layer and
-    decay kind at ``lr * layer_decay ** (depth + 1 - layer)`` (:func:`lulc.models.encoder_layer_id`: the
+    decay kind at ``lr * layer_decay ** (depth + 1 - layer)`` (:func:`lulc.models.core.encoder_layer_id`: the
     embeddings are layer 0, block ``i`` layer ``i + 1``; the final norm, decoder and heads ``depth + 1``, so
     ``lr``); each group carries its ``lr_scale`` and ``layer``.
     """
@@ -499,71 +402,6 @@ class ValidateFinalEpoch(Callback):
             trainer.check_val_every_n_epoch = 1
 
 
-class VerifiedCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written atomically, each with a ``<name>.sha256`` record (digest and size) written
-    last, and read with ``weights_only=True``.
-
-    Lightning writes a checkpoint in place: a full disk or a killed job leaves a truncated file under the final
-    name. Here the file appears complete or not at all, and :func:`verified_checkpoint` tells a complete
-    checkpoint from a damaged or foreign one before a run resumes from it.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if storage_options is not None:
-            raise TypeError("VerifiedCheckpointIO takes no storage_options")
-        buffer = io.BytesIO()  # serialised once: written, and hashed without reading the file back
-        torch.save(checkpoint, buffer)
-        data = buffer.getbuffer()
-        final = Path(path)
-        with atomic_path(final) as tmp:
-            tmp.write_bytes(data)
-        write_checksum_record(final, hashlib.sha256(data).hexdigest(), len(data))
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-
-    def remove_checkpoint(self, path: Any) -> None:
-        super().remove_checkpoint(path)
-        checksum_record(Path(path)).unlink(missing_ok=True)
-
-
-def checksum_record(path: Path) -> Path:
-    """The ``<name>.sha256`` record beside a checkpoint."""
-    return path.with_name(path.name + ".sha256")
-
-
-def write_checksum_record(path: Path, digest: str | None = None, size: int | None = None) -> None:
-    """Write ``<sha256> <size>`` of ``path`` (computed from the file where not given) to its record, atomically:
-    the record is the completion marker."""
-    digest = sha256_file(path) if digest is None else digest
-    size = path.stat().st_size if size is None else size
-    with atomic_path(checksum_record(path)) as tmp:
-        tmp.write_text(f"{digest} {size}\n")
-
-
-def verified_checkpoint(path: Path) -> str | None:
-    """Why the checkpoint at ``path`` cannot be trusted (missing, no record, size or checksum mismatch, not
-    loadable with ``weights_only=True``), or None where it is complete and safe to load."""
-    record = checksum_record(path)
-    if not path.is_file():
-        return f"{path} does not exist"
-    if not record.is_file():
-        return f"{path} has no checksum record {record.name} (written last, after a complete save)"
-    try:
-        digest, size = record.read_text().split()
-    except (OSError, ValueError):
-        return f"{record} is unreadable"
-    if path.stat().st_size != int(size):
-        return f"{path} has {path.stat().st_size} bytes, its checksum record says {size} (truncated?)"
-    if sha256_file(path) != digest:
-        return f"{path} does not match its checksum record (damaged)"
-    try:
-        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # torch raises many types for damaged or foreign files
-        return f"{path} cannot be loaded as tensors and plain types ({type(error).__name__}: {error})"
-    return None
-
-
 # ---------------------------------------------------------------------------------------- outputs
 
 
@@ -590,16 +428,6 @@ def _fingerprint(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def chip_geometry(stores: Mapping[str, Path]) -> tuple[int, int]:
-    """Frames ``T`` and chip size of the chip stores (which must agree)."""
-    shapes = {aoi: np.load(ChipStore(Path(path)).images, mmap_mode="r").shape for aoi, path in stores.items()}
-    geometry = {(s[1], s[3]) for s in shapes.values()}
-    if len(geometry) != 1 or any(s[2] != 6 or s[3] != s[4] for s in shapes.values()):
-        raise ValueError(f"chip stores disagree or are not (N, T, 6, S, S): {shapes}")
-    frames, size = geometry.pop()
-    return int(frames), int(size)
-
-
 # ---------------------------------------------------------------------------------------- training
 
 
@@ -612,72 +440,72 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-#: Lightning's names for the precisions of :func:`lulc.models.auto_precision`.
+#: Lightning's names for the precisions of :func:`lulc.models.precision.auto_precision`.
 LIGHTNING_PRECISION = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
 
 
 def training_precision(setting: str, accelerator: str) -> str:
-    """``auto``: :func:`lulc.models.auto_precision` of the accelerator, in Lightning's names; else ``setting``."""
+    """``auto``: :func:`lulc.models.precision.auto_precision` of the accelerator, in Lightning's names; else
+    ``setting``."""
     if setting != "auto":
         return setting
     return LIGHTNING_PRECISION[auto_precision("cuda" if accelerator == "gpu" else "cpu")]
 
 
-def train(
+@dataclass
+class RunSettings:
+    """A run's resolved settings: the model entry and ``train:`` with tuned values in, and where each came from."""
+
+    model_cfg: dict[str, Any]
+    cfg: dict[str, Any]
+    hparams: dict[str, Any]
+    hparam_sources: dict[str, str]
+    tuned_record: dict[str, Any] | None
+
+
+def run_settings(
     model_name: str,
     model_cfg: Mapping[str, Any] | None,
     train_cfg: Mapping[str, Any] | None,
-    stores: Mapping[str, str | os.PathLike[str]],
-    splits: str | os.PathLike[str],
-    fraction: float | str,
-    seed: int | str,
-    out_dir: str | os.PathLike[str],
-    pretrain_checkpoint: str | os.PathLike[str] | None = None,
-    threads: int | None = None,
-    callbacks: Sequence[Callback] = (),
-    tuned: str | os.PathLike[str] | None = None,
-    dataset_stats: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Train ``models.<model_name>`` on training subset (``fraction``, ``seed``); write the run's outputs.
-
-    ``stores`` maps AOI -> chip store directory; ``splits`` is ``splits.csv``. ``pretrain_checkpoint`` is
-    the ``pretrain`` rule's output, used where the model's weights are ``pretrain``. ``callbacks`` are
-    extra Lightning callbacks (tests use one to simulate an interrupted run). ``tuned`` is the tune rule's
-    ``best.yaml``: its values replace the entry's (:func:`lulc.tune.apply_tuned`). Returns run.json's content.
-    """
-    wall_start = time.perf_counter()
-    model_cfg = model_entry(model_name, model_cfg)
+    tuned: str | os.PathLike[str] | None,
+) -> RunSettings:
+    """Defaults filled from the schema, then the tune stage's values (:func:`lulc.tuned.apply_tuned`)."""
+    entry = model_entry(model_name, model_cfg)
     cfg = section("train", train_cfg)
     tuned_record = load_tuned(tuned) if tuned is not None else None
-    model_cfg, cfg, hparam_sources = apply_tuned(model_name, model_cfg, cfg, tuned_record)
-    hparams = {key: model_cfg[key] for key in HPARAM_KEYS}
-    seed, fraction = int(seed), float(fraction)
-    out_dir = Path(out_dir)
-    work = out_dir / "work"
-    store_paths = {aoi: Path(path) for aoi, path in sorted(stores.items())}
-    threads = threads or cfg["threads"]
-    if threads:
-        torch.set_num_threads(int(threads))
+    entry, cfg, sources = apply_tuned(model_name, entry, cfg, tuned_record)
+    hparams = {key: entry[key] for key in HPARAM_KEYS}
+    return RunSettings(entry, cfg, hparams, sources, tuned_record)
 
-    train_chips = load_split(splits, "train", fraction, seed)
-    val_chips = load_split(splits, "val")
-    if train_chips.empty or val_chips.empty:
-        raise ValueError(f"{splits}: the training subset (fraction {fraction:g}, seed {seed}) or validation is empty")
-    frames, chip_size = chip_geometry(store_paths)
 
-    # Resume only a run of exactly this configuration, data and weights.
-    identity = {
+def run_identity(
+    model_name: str,
+    settings: RunSettings,
+    fraction: float,
+    seed: int,
+    splits: str | os.PathLike[str],
+    store_paths: Mapping[str, Path],
+    pretrain_checkpoint: str | os.PathLike[str] | None,
+    dataset_stats: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """What a run's resume state must match: the settings (without runtime keys), the data and the weights."""
+    return {
         "model": model_name,
-        "model_cfg": model_cfg,
-        "train_cfg": {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS},
+        "model_cfg": settings.model_cfg,
+        "train_cfg": {k: v for k, v in settings.cfg.items() if k not in RUNTIME_KEYS},
         "fraction": fraction,
         "seed": seed,
         "splits": hashlib.sha256(Path(splits).read_bytes()).hexdigest(),
         "store_paths": {aoi: _file_identity(ChipStore(p).images) + _file_identity(ChipStore(p).labels)
-                   for aoi, p in store_paths.items()},
+                        for aoi, p in store_paths.items()},
         "pretrain": _file_identity(Path(pretrain_checkpoint)) if pretrain_checkpoint else None,
         **({"dataset_stats": _file_identity(Path(dataset_stats))} if dataset_stats else {}),
     }
+
+
+def prepare_resume(work: Path, identity: Mapping[str, Any]) -> bool:
+    """Whether the run resumes from ``work/last.ckpt``: only a verified state of exactly this configuration, data
+    and weights (``identity``). Anything else in ``work`` is discarded; ``work`` then holds the fingerprint."""
     fingerprint = _fingerprint(identity)
     fingerprint_file = work / "fingerprint.txt"
     last = work / "last.ckpt"
@@ -690,27 +518,41 @@ def train(
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     fingerprint_file.write_text(fingerprint + "\n")
+    return resume
 
-    pl.seed_everything(seed, workers=True, verbose=False)
-    accelerator = cfg["accelerator"]
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    precision = training_precision(cfg["precision"], accelerator)
-    # dataset_stats: the stats rule's file, for `normalization: dataset` (run.json records its name and sha256)
-    built: BuiltModel = build_model(model_name, model_cfg, frames, chip_size, pretrain_checkpoint=pretrain_checkpoint,
-                                    dataset_stats=dataset_stats)
-    if precision == "bf16-mixed":
-        channels_last_convolutions(built.model)
-    frozen_parameters = freeze_encoder(built.model) if model_cfg.get("freeze_encoder") else 0
-    aux_head = model_cfg.get("aux_head", {})
-    aux_loss_weight = float(aux_head["loss_weight"]) if aux_head.get("enabled") else 0.0
 
-    train_set = ChipStoreDataset(store_paths, train_chips)
-    val_set = ChipStoreDataset(store_paths, val_chips)
+@dataclass
+class RunData:
+    """A run's datasets, loss weights, loaders and step counts."""
+
+    train_set: ChipStoreDataset
+    val_set: ChipStoreDataset
+    counts: np.ndarray
+    weights: np.ndarray
+    generator: torch.Generator
+    train_loader: DataLoader
+    val_loader: DataLoader
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
+def run_data(
+    store_paths: Mapping[str, Path],
+    train_chips: Any,
+    val_chips: Any,
+    settings: RunSettings,
+    seed: int,
+    accelerator: str,
+) -> RunData:
+    """Datasets, class weights from the training pixels, the seeded per-epoch sampler and the step counts."""
+    cfg, hparams = settings.cfg, settings.hparams
+    train_set = ChipStoreDataset(dict(store_paths), train_chips)
+    val_set = ChipStoreDataset(dict(store_paths), val_chips)
     counts = class_pixel_counts(train_set)
     weights = class_weights(counts, cfg["class_weights"]["method"], float(cfg["class_weights"]["cap"]),
                             cfg["class_weights"]["scale"])
-
     generator = torch.Generator().manual_seed(seed)
     samples_per_epoch = cfg["samples_per_epoch"] or len(train_set)
     batch_size = int(hparams["batch_size"])
@@ -733,14 +575,21 @@ def train(
     total_steps = steps_per_epoch * int(hparams["epochs"])
     warmup = cfg["warmup_iters"] if cfg["warmup_iters"] is not None else steps_per_epoch * cfg["warmup_epochs"]
     warmup_steps = min(int(warmup), max(0, total_steps - 1))
+    return RunData(train_set, val_set, counts, weights, generator, train_loader, val_loader, batch_size,
+                   steps_per_epoch, total_steps, warmup_steps)
+
+
+def segmentation_task(built: BuiltModel, settings: RunSettings, data: RunData) -> SegmentationTask:
+    """The Lightning module of a run: its loss weights, optimiser, schedule, augmentation and auxiliary head."""
+    cfg, hparams, model_cfg = settings.cfg, settings.hparams, settings.model_cfg
     layer_decay = model_cfg.get("layer_decay")
-    task = SegmentationTask(
+    return SegmentationTask(
         built.model,
-        torch.as_tensor(weights, dtype=torch.float32),
+        torch.as_tensor(data.weights, dtype=torch.float32),
         lr=float(hparams["lr"]),
         weight_decay=float(hparams["weight_decay"]),
-        warmup_steps=warmup_steps,
-        total_steps=total_steps,
+        warmup_steps=data.warmup_steps,
+        total_steps=data.total_steps,
         min_lr_ratio=float(cfg["min_lr_ratio"]),
         hflip=bool(cfg["augment"]["hflip"]),
         vflip=bool(cfg["augment"]["vflip"]),
@@ -749,25 +598,45 @@ def train(
         poly_power=float(cfg["poly_power"]),
         warmup_start_ratio=cfg["warmup_start_ratio"],
         layer_decay=None if layer_decay is None else float(layer_decay),
-        aux_loss_weight=aux_loss_weight,
+        aux_loss_weight=aux_loss_weight(model_cfg),
     )
-    val_every = int(cfg["val_every_epochs"])
 
-    curve = TrainingCurve(live_csv=work / "curve.csv")
-    best_checkpoint = ModelCheckpoint(
-        dirpath=work, filename="best", monitor="val_miou", mode="max", save_top_k=1, save_weights_only=True,
-        save_on_train_epoch_end=True, enable_version_counter=False,
+
+def aux_loss_weight(model_cfg: Mapping[str, Any]) -> float:
+    """The auxiliary head's loss weight, 0 where the model has none."""
+    aux_head = model_cfg.get("aux_head", {})
+    return float(aux_head["loss_weight"]) if aux_head.get("enabled") else 0.0
+
+
+@dataclass
+class RunCallbacks:
+    """The callbacks whose state the run record reads after training."""
+
+    curve: TrainingCurve
+    best_checkpoint: ModelCheckpoint
+    last_checkpoint: ModelCheckpoint
+    early_stopping: EarlyStopping
+
+
+def run_callbacks(work: Path, patience: int) -> RunCallbacks:
+    """The curve, best (val mIoU, mode max) and last checkpoints, and early stopping on val mIoU."""
+    return RunCallbacks(
+        curve=TrainingCurve(live_csv=work / "curve.csv"),
+        best_checkpoint=ModelCheckpoint(
+            dirpath=work, filename="best", monitor="val_miou", mode="max", save_top_k=1, save_weights_only=True,
+            save_on_train_epoch_end=True, enable_version_counter=False,
+        ),
+        last_checkpoint=ModelCheckpoint(  # the latest epoch, full state, overwritten every epoch
+            dirpath=work, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        ),
+        early_stopping=EarlyStopping(monitor="val_miou", mode="max", patience=patience, check_finite=True),
     )
-    last_checkpoint = ModelCheckpoint(  # the latest epoch, full state, overwritten every epoch
-        dirpath=work, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    )
-    early_stopping = EarlyStopping(monitor="val_miou", mode="max", patience=cfg["patience"], check_finite=True)
-    if devices > 1 and accelerator == "cpu":
-        # Spawned processes get the model's tensors through shared memory; the default (file descriptor)
-        # strategy fails in some containers ("unable to resize file"). Process-wide, but harmless.
-        torch.multiprocessing.set_sharing_strategy("file_system")
-    deterministic: bool | Literal["warn"] = bool(cfg["deterministic"]) if accelerator == "cpu" else "warn"
+
+
+@contextlib.contextmanager
+def quiet_lightning(val_every: int) -> Iterator[None]:
+    """Lightning's warnings that say nothing about this workflow's runs, silenced while a run is set up and fits."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
@@ -777,48 +646,137 @@ def train(
         warnings.filterwarnings("ignore", message=".*is not supported by the model summary.*")
         if val_every > 1:  # before the first validation, the best checkpoint has no val_miou to compare yet
             warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
-        trainer = pl.Trainer(
-            accelerator=accelerator,
-            devices=devices,
-            # devices > 1: DDP with *spawned* processes ("ddp_spawn"). The default "ddp" launcher re-executes
-            # sys.argv for ranks > 0, which is wrong from pytest or a Snakemake `script:` (the temporary script
-            # would run the whole rule again); "ddp_fork" breaks once CUDA is initialised and is unsafe with
-            # OpenMP thread pools. Spawn pickles the trainer and imports only the modules it needs (the main
-            # script is imported as __mp_main__, so scripts/train.py keeps its work under a __main__ guard).
-            # The fitted state comes back to this process through work/last.ckpt (see below).
-            strategy="ddp_spawn" if devices > 1 else "auto",
-            precision=cast(Any, precision),  # one of Lightning's names (training_precision)
-            max_epochs=int(hparams["epochs"]),
-            callbacks=[curve, RNGState(generator), Threads(int(threads or 0)),
-                       *([ValidateFinalEpoch()] if val_every > 1 else []), early_stopping, best_checkpoint,
-                       last_checkpoint, *callbacks],
-            check_val_every_n_epoch=val_every,
-            # Lightning launches its own processes, also inside a SLURM step. Without this plugin Lightning
-            # detects SLURM (SLURM_NTASKS etc.), trusts srun to have started one process per device, and in a
-            # step with one task trains with world size 1 on one device, silently, whatever `devices` says.
-            plugins=[LightningEnvironment(), VerifiedCheckpointIO()],
-            logger=False,
-            deterministic=deterministic,
-            benchmark=False,
-            num_sanity_val_steps=0,
-            log_every_n_steps=max(1, min(50, steps_per_epoch)),
-            enable_progress_bar=bool(cfg["progress_bar"]),
-            default_root_dir=work,
+        yield
+
+
+def make_trainer(
+    cfg: Mapping[str, Any],
+    accelerator: str,
+    precision: str,
+    epochs: int,
+    steps_per_epoch: int,
+    callbacks: Sequence[Callback],
+    work: Path,
+) -> pl.Trainer:
+    """The Lightning trainer of a run (call inside :func:`quiet_lightning`)."""
+    devices = int(cfg["devices"])
+    if devices > 1 and accelerator == "cpu":
+        # Spawned processes get the model's tensors through shared memory; the default (file descriptor)
+        # strategy fails in some containers ("unable to resize file"). Process-wide, but harmless.
+        torch.multiprocessing.set_sharing_strategy("file_system")
+    deterministic: bool | Literal["warn"] = bool(cfg["deterministic"]) if accelerator == "cpu" else "warn"
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        # devices > 1: DDP with *spawned* processes ("ddp_spawn"). The default "ddp" launcher re-executes
+        # sys.argv for ranks > 0, which is wrong from pytest or a Snakemake `script:` (the temporary script
+        # would run the whole rule again); "ddp_fork" breaks once CUDA is initialised and is unsafe with
+        # OpenMP thread pools. Spawn pickles the trainer and imports only the modules it needs (the main
+        # script is imported as __mp_main__, so scripts/train.py keeps its work under a __main__ guard).
+        # The fitted state comes back to this process through work/last.ckpt (see train).
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        precision=cast(Any, precision),  # one of Lightning's names (training_precision)
+        max_epochs=epochs,
+        callbacks=list(callbacks),
+        check_val_every_n_epoch=int(cfg["val_every_epochs"]),
+        # Lightning launches its own processes, also inside a SLURM step. Without this plugin Lightning
+        # detects SLURM (SLURM_NTASKS etc.), trusts srun to have started one process per device, and in a
+        # step with one task trains with world size 1 on one device, silently, whatever `devices` says.
+        plugins=[LightningEnvironment(), VerifiedCheckpointIO()],
+        logger=False,
+        deterministic=deterministic,
+        benchmark=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        enable_progress_bar=bool(cfg["progress_bar"]),
+        default_root_dir=work,
+    )
+
+
+def train(
+    model_name: str,
+    model_cfg: Mapping[str, Any] | None,
+    train_cfg: Mapping[str, Any] | None,
+    stores: Mapping[str, str | os.PathLike[str]],
+    splits: str | os.PathLike[str],
+    fraction: float | str,
+    seed: int | str,
+    out_dir: str | os.PathLike[str],
+    pretrain_checkpoint: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    tuned: str | os.PathLike[str] | None = None,
+    dataset_stats: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Train ``models.<model_name>`` on training subset (``fraction``, ``seed``); write the run's outputs.
+
+    ``stores`` maps AOI -> chip store directory; ``splits`` is ``splits.csv``. ``pretrain_checkpoint`` is
+    the ``pretrain`` rule's output, used where the model's weights are ``pretrain``. ``callbacks`` are
+    extra Lightning callbacks (tests use one to simulate an interrupted run). ``tuned`` is the tune rule's
+    ``best.yaml``: its values replace the entry's (:func:`lulc.tuned.apply_tuned`). ``dataset_stats`` is the
+    stats rule's file, for ``normalization: dataset``. Returns run.json's content.
+    """
+    wall_start = time.perf_counter()
+    settings = run_settings(model_name, model_cfg, train_cfg, tuned)
+    cfg = settings.cfg
+    seed, fraction = int(seed), float(fraction)
+    out_dir = Path(out_dir)
+    work = out_dir / "work"
+    store_paths = {aoi: Path(path) for aoi, path in sorted(stores.items())}
+    threads = threads or cfg["threads"]
+    if threads:
+        torch.set_num_threads(int(threads))
+
+    train_chips = load_split(splits, "train", fraction, seed)
+    val_chips = load_split(splits, "val")
+    if train_chips.empty or val_chips.empty:
+        raise ValueError(f"{splits}: the training subset (fraction {fraction:g}, seed {seed}) or validation is empty")
+    frames, chip_size = chip_geometry(store_paths)
+
+    resume = prepare_resume(work, run_identity(model_name, settings, fraction, seed, splits, store_paths,
+                                               pretrain_checkpoint, dataset_stats))
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    accelerator = cfg["accelerator"]
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    precision = training_precision(cfg["precision"], accelerator)
+    built: BuiltModel = build_model(model_name, settings.model_cfg, frames, chip_size,
+                                    pretrain_checkpoint=pretrain_checkpoint, dataset_stats=dataset_stats)
+    if precision == "bf16-mixed":
+        channels_last_convolutions(built.model)
+    frozen_parameters = freeze_encoder(built.model) if settings.model_cfg.get("freeze_encoder") else 0
+    data = run_data(store_paths, train_chips, val_chips, settings, seed, accelerator)
+    task = segmentation_task(built, settings, data)
+    val_every = int(cfg["val_every_epochs"])
+    run_cbs = run_callbacks(work, cfg["patience"])
+    last = work / "last.ckpt"
+    with quiet_lightning(val_every):
+        trainer = make_trainer(
+            cfg, accelerator, precision, int(settings.hparams["epochs"]), data.steps_per_epoch,
+            [run_cbs.curve, RNGState(data.generator), Threads(int(threads or 0)),
+             *([ValidateFinalEpoch()] if val_every > 1 else []), run_cbs.early_stopping, run_cbs.best_checkpoint,
+             run_cbs.last_checkpoint, *callbacks],
+            work,
         )
         resumed_from, elapsed_before = None, 0.0
         if resume:
             resume_state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
             resumed_from = int(resume_state["epoch"])
-            elapsed_before = float(resume_state.get("callbacks", {}).get(curve.state_key, {}).get("elapsed", 0.0))
+            elapsed_before = float(
+                resume_state.get("callbacks", {}).get(run_cbs.curve.state_key, {}).get("elapsed", 0.0)
+            )
             logger.info("resuming %s after epoch %d from %s", out_dir, resumed_from, last)
         logger.info(
             "training %s (%s, %.2f M parameters) on %d chips (fraction %g, seed %d), validating on %d; "
             "%d epochs x %d steps, batch %d, %s, %s",
-            model_name, model_cfg["type"], built.info["parameters"] / 1e6, len(train_set), fraction, seed,
-            len(val_set), hparams["epochs"], steps_per_epoch, batch_size, accelerator, precision,
+            model_name, settings.model_cfg["type"], built.info["parameters"] / 1e6, len(data.train_set), fraction,
+            seed, len(data.val_set), settings.hparams["epochs"], data.steps_per_epoch, data.batch_size, accelerator,
+            precision,
         )
         try:
-            trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if resume else None, weights_only=True)
+            trainer.fit(task, data.train_loader, data.val_loader, ckpt_path=str(last) if resume else None,
+                        weights_only=True)
         except SIGTERMException:
             # Lightning turns SIGTERM (scancel, preemption, a killed job) into SystemExit with no code, which would
             # exit 0 with no outputs: fail as a terminated process does. work/last.ckpt stays for the retry.
@@ -827,60 +785,108 @@ def train(
 
     if not trainer.is_global_zero:  # processes started by an external launcher (torchrun): rank 0 writes
         return {}
-    global_step = int(trainer.global_step)
-    if devices > 1:
-        # Spawned processes trained; this process only gets the best checkpoint's path back. The callbacks'
-        # final state (curve, best score, early stopping) and the step count are in the last epoch's checkpoint.
-        final_state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
-        for callback in (curve, early_stopping, best_checkpoint):
-            callback.load_state_dict(final_state["callbacks"][callback.state_key])
-        global_step = int(final_state["global_step"])
-    if not best_checkpoint.best_model_path or best_checkpoint.best_model_score is None:
+    global_step = final_callback_state(trainer, run_cbs, last, int(cfg["devices"]))
+    if not run_cbs.best_checkpoint.best_model_path or run_cbs.best_checkpoint.best_model_score is None:
         raise RuntimeError(f"{out_dir}: no best checkpoint was saved (val mIoU never finite?)")
-    best_state = torch.load(best_checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(best_state)
+    best_path = run_cbs.best_checkpoint.best_model_path
+    task.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
+    run = run_record(
+        model_name, settings, fraction, seed, built, data, task, run_cbs,
+        frames=frames, chip_size=chip_size, tuned=tuned, frozen_parameters=frozen_parameters,
+        global_step=global_step, resumed_from=resumed_from,
+        wall=elapsed_before + time.perf_counter() - wall_start, accelerator=accelerator, precision=precision,
+        world_size=int(trainer.world_size),
+    )
+    write_run_outputs(out_dir, built, settings.model_cfg, run, run_cbs.curve.rows)
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info(
+        "%s: best val mIoU %.4f at epoch %d of %d; %.1f s, %.1f samples/s",
+        out_dir, run["best_val_miou"], run["best_epoch"], run["epochs_run"], run["wall_time_s"],
+        run["samples_per_s"] or 0.0,
+    )
+    return run
+
+
+def final_callback_state(trainer: pl.Trainer, run_cbs: RunCallbacks, last: Path, devices: int) -> int:
+    """The optimiser steps taken; with spawned DDP processes, the callbacks' final state is loaded first.
+
+    Spawned processes trained; this process only gets the best checkpoint's path back. The callbacks' final
+    state (curve, best score, early stopping) and the step count are in the last epoch's checkpoint.
+    """
+    if devices <= 1:
+        return int(trainer.global_step)
+    final_state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    for callback in (run_cbs.curve, run_cbs.early_stopping, run_cbs.best_checkpoint):
+        callback.load_state_dict(final_state["callbacks"][callback.state_key])
+    return int(final_state["global_step"])
+
+
+def run_record(
+    model_name: str,
+    settings: RunSettings,
+    fraction: float,
+    seed: int,
+    built: BuiltModel,
+    data: RunData,
+    task: SegmentationTask,
+    run_cbs: RunCallbacks,
+    *,
+    frames: int,
+    chip_size: int,
+    tuned: str | os.PathLike[str] | None,
+    frozen_parameters: int,
+    global_step: int,
+    resumed_from: int | None,
+    wall: float,
+    accelerator: str,
+    precision: str,
+    world_size: int,
+) -> dict[str, Any]:
+    """run.json's content: what was trained on what, with which weights, recipe and hardware, and how it went."""
+    model_cfg, cfg, hparams, tuned_record = settings.model_cfg, settings.cfg, settings.hparams, settings.tuned_record
+    curve, best_checkpoint = run_cbs.curve, run_cbs.best_checkpoint
     rows = curve.rows
     validated = [r for r in rows if math.isfinite(r["val_miou"])]  # val_every_epochs > 1: NaN between
     best_row = max(validated or rows, key=lambda r: (r["val_miou"], -r["epoch"]))
-    wall = elapsed_before + time.perf_counter() - wall_start
-    run = {
+    warmup_steps, total_steps = data.warmup_steps, data.total_steps
+    return {
         "model": model_name,
         "model_type": model_cfg["type"],
         "fraction": fraction,
         "seed": seed,
-        "train_chips": len(train_set),
-        "val_chips": len(val_set),
+        "train_chips": len(data.train_set),
+        "val_chips": len(data.val_set),
         "frames": frames,
         "chip_size": chip_size,
         "weights": built.info["weights"],
         "normalization": built.info["normalization"],
         "model_info": built.info,
         "hyperparameters": hparams,
-        "hyperparameter_sources": hparam_sources,
+        "hyperparameter_sources": settings.hparam_sources,
         "tuned": None if tuned_record is None else {
             "file": str(tuned), "sha256": sha256_file(Path(cast(str, tuned))), "trial": tuned_record["trial"],
             "val_miou": tuned_record["val_miou"], "params": tuned_record["params"],
         },
         "train_config": cfg,
         "model_config": model_cfg,
-        "class_pixels": dict(zip(CLASS_NAMES, counts.tolist(), strict=True)),
-        "class_weights": dict(zip(CLASS_NAMES, [round(float(w), 6) for w in weights], strict=True)),
+        "class_pixels": dict(zip(CLASS_NAMES, data.counts.tolist(), strict=True)),
+        "class_weights": dict(zip(CLASS_NAMES, [round(float(w), 6) for w in data.weights], strict=True)),
         "optimizer": optimizer_record(task, frozen_parameters),
         "schedule": {
-            "name": task.schedule, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "name": task.schedule, "steps_per_epoch": data.steps_per_epoch, "total_steps": total_steps,
             "warmup_steps": warmup_steps,  # below: the multiplier at step 0 (None without a warm-up)
             "warmup_start_ratio": lr_multiplier(0, warmup_steps, total_steps, task.min_lr_ratio, task.schedule,
                                                 task.poly_power, task.warmup_start_ratio) if warmup_steps else None,
             "min_lr_ratio": task.min_lr_ratio, "poly_power": task.poly_power if task.schedule == "poly" else None,
         },
-        "aux_head": dict(aux_head) if aux_loss_weight else None,
-        "val_every_epochs": val_every,
+        "aux_head": dict(model_cfg.get("aux_head", {})) if aux_loss_weight(model_cfg) else None,
+        "val_every_epochs": int(cfg["val_every_epochs"]),
         "validated_epochs": [int(r["epoch"]) for r in validated],
         "epochs_run": len(rows),
         "epochs_max": int(hparams["epochs"]),
-        "stopped_early": bool(early_stopping.stopped_epoch),
+        "stopped_early": bool(run_cbs.early_stopping.stopped_epoch),
         "best_epoch": int(best_row["epoch"]),
-        "best_val_miou": float(best_checkpoint.best_model_score),
+        "best_val_miou": float(cast(torch.Tensor, best_checkpoint.best_model_score)),
         "best_val_loss": best_row["val_loss"],
         "steps": global_step,
         "resumed_from_epoch": resumed_from,
@@ -892,36 +898,29 @@ def train(
         "accelerator": accelerator,
         "precision": precision,
         "matmul_precision": torch.get_float32_matmul_precision(),
-        "devices": devices,
-        "world_size": int(trainer.world_size),
+        "devices": int(cfg["devices"]),
+        "world_size": world_size,
         "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "lightning": lightning.__version__},
     }
+
+
+def write_run_outputs(
+    out_dir: Path, built: BuiltModel, model_cfg: Mapping[str, Any], run: Mapping[str, Any],
+    rows: Sequence[Mapping[str, float]],
+) -> None:
+    """best.ckpt, curve.csv and run.json, each through a temporary name, renamed only once all three are written."""
     with contextlib.ExitStack() as stack:
         best_tmp, curve_tmp, run_tmp = (
             stack.enter_context(atomic_path(out_dir / name)) for name in ("best.ckpt", "curve.csv", "run.json")
         )
         save_trained_model(
             built, model_cfg, best_tmp,
-            {"epoch": run["best_epoch"], "val_miou": run["best_val_miou"], "fraction": fraction, "seed": seed},
+            {"epoch": run["best_epoch"], "val_miou": run["best_val_miou"], "fraction": run["fraction"],
+             "seed": run["seed"]},
         )
         write_curve(rows, curve_tmp)
         run_tmp.write_text(json.dumps(run, indent=2, sort_keys=True, default=str) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
-    logger.info(
-        "%s: best val mIoU %.4f at epoch %d of %d; %.1f s, %.1f samples/s",
-        out_dir, run["best_val_miou"], run["best_epoch"], run["epochs_run"], run["wall_time_s"],
-        run["samples_per_s"] or 0.0,
-    )
-    return run
 
 
-__all__ = [
-    "SegmentationTask",
-    "augment_batch",
-    "class_pixel_counts",
-    "class_weights",
-    "run_directory",
-    "train",
-    "weighted_cross_entropy",
-]
+__all__ = ["SegmentationTask", "parameter_groups", "run_directory", "train"]

@@ -15,8 +15,8 @@ model entry (``lr``, ``weight_decay``, ``decoder_channels``, ...) or one of :dat
 a range ``{low, high, log}`` (integers for integer keys) or ``{choices: [...]}``. The budget keys
 (:data:`BUDGET_KEYS`) cannot be searched.
 
-Outputs (``results/tune/{model}/``): ``trials.csv``, ``best.yaml`` (:func:`load_tuned` reads it for
-``train``) and ``history.png``. :func:`apply_tuned` merges the chosen values into a run's settings and says
+Outputs (``results/tune/{model}/``): ``trials.csv``, ``best.yaml`` (:func:`lulc.tuned.load_tuned` reads it for
+``train``) and ``history.png``. :func:`lulc.tuned.apply_tuned` merges the chosen values into a run's settings and says
 where every hyperparameter came from.
 """
 
@@ -38,8 +38,6 @@ import yaml
 
 from lulc.io import atomic_path
 from lulc.schema import (
-    BUDGET_KEYS,
-    TRAIN_TUNABLE_KEYS,
     ConfigError,
     is_integer_key,
     model_entry,
@@ -47,11 +45,9 @@ from lulc.schema import (
     section,
     tunable_key_schema,
 )
+from lulc.tuned import TUNED_FORMAT, apply_tuned
 
 logger = logging.getLogger(__name__)
-
-#: Format tag of best.yaml.
-TUNED_FORMAT = "lulc-tuned/1"
 
 TRIAL_COLUMNS = ("number", "state", "val_miou", "epochs_run", "time_s")
 
@@ -71,55 +67,6 @@ def suggest(trial: Any, model_type: str, space: Mapping[str, Any]) -> dict[str, 
         else:
             values[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
     return values
-
-
-# -------------------------------------------------------------------------------- tuned values
-
-
-def load_tuned(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``best.yaml`` written by :func:`tune`; raise ValueError naming the file if it is not one."""
-    path = Path(path)
-    record = yaml.safe_load(path.read_text())
-    valid = isinstance(record, dict) and record.get("format") == TUNED_FORMAT
-    if not valid or not isinstance(record.get("params"), dict):
-        raise ValueError(f"{path} is not a tune result of this workflow (format {TUNED_FORMAT}); rerun the tune rule")
-    return record
-
-
-def apply_tuned(
-    model_name: str,
-    model_cfg: Mapping[str, Any],
-    train_cfg: Mapping[str, Any],
-    tuned: Mapping[str, Any] | None,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    """A run's model entry and train settings with the tuned values in, and each hyperparameter's source.
-
-    ``model_cfg`` and ``train_cfg`` are resolved (defaults filled). Sources: ``tune`` for a tuned value,
-    ``default`` where the value is the schema's default for the model family (or ``train:``), ``config``
-    otherwise. Covers :data:`lulc.models.HPARAM_KEYS`, :data:`TRAIN_TUNABLE_KEYS` and every tuned key.
-    """
-    from lulc.models import HPARAM_KEYS
-
-    model_out, train_out = dict(model_cfg), dict(train_cfg)
-    params = dict((tuned or {}).get("params", {}))
-    for key, value in params.items():
-        if key in model_out and key not in BUDGET_KEYS:
-            model_out[key] = value
-        elif key in TRAIN_TUNABLE_KEYS:
-            train_out[key] = value
-        else:
-            raise ValueError(f"tuned value {key!r} of model {model_name!r} is neither a model nor a train key")
-    defaults_model = model_entry(model_name, {"type": model_out["type"]})
-    defaults_train = section("train")
-    sources: dict[str, str] = {}
-    for key in sorted({*HPARAM_KEYS, *TRAIN_TUNABLE_KEYS, *params}):
-        if key in params:
-            sources[key] = "tune"
-        elif key in TRAIN_TUNABLE_KEYS:
-            sources[key] = "default" if train_out[key] == defaults_train[key] else "config"
-        else:
-            sources[key] = "default" if model_out[key] == defaults_model[key] else "config"
-    return model_out, train_out, sources
 
 
 # ------------------------------------------------------------------------------------------- study
@@ -188,6 +135,73 @@ def plot_history(rows: list[dict[str, Any]], model_name: str, path: Path) -> Non
     plt.close(fig)
 
 
+def make_study(model_name: str, cfg: Mapping[str, Any], devices: int) -> tuple[Any, str]:
+    """The Optuna study of one model's search (seeded TPE after random start-up trials, optional median pruning),
+    and the pruning it uses as run.json and best.yaml name it."""
+    import optuna
+
+    trials, epochs = int(cfg["trials"]), int(cfg["epochs"])
+    sampler = optuna.samplers.TPESampler(seed=int(cfg["sampler_seed"]),
+                                         n_startup_trials=min(int(cfg["startup_trials"]), trials))
+    pruning = cfg["pruning"]
+    if pruning == "median" and devices > 1:
+        # spawned training processes report to a copy of the trial, which the study never sees
+        logger.warning("tune %s: median pruning is off with train.devices > 1; every trial trains its budget",
+                       model_name)
+        pruning = "none (train.devices > 1)"
+    pruner: optuna.pruners.BasePruner = (
+        # never in the first half of a trial: a trial with a longer warm-up starts slower, not worse
+        optuna.pruners.MedianPruner(n_startup_trials=min(int(cfg["startup_trials"]), trials),
+                                    n_warmup_steps=epochs // 2)
+        if pruning == "median" else optuna.pruners.NopPruner()
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
+                                study_name=f"{model_name}-tune")
+    return study, pruning
+
+
+def best_record(
+    study: Any,
+    model_name: str,
+    model_type: str,
+    space: Mapping[str, Any],
+    cfg: Mapping[str, Any],
+    train_settings: Mapping[str, Any],
+    seed: int,
+    pruning: str,
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """best.yaml's content: the best trial's values, the budget, sampler and pruning, and the trial counts.
+
+    No timings: the same search gives the same file (training records its digest); they are in trials.csv.
+    """
+    best_trial = study.best_trial
+    trials = int(cfg["trials"])
+    return {
+        "format": TUNED_FORMAT,
+        "model": model_name,
+        "model_type": model_type,
+        "params": {k: best_trial.params[k] for k in sorted(best_trial.params)},
+        "val_miou": float(cast(float, best_trial.value)),  # a complete trial has a value
+        "trial": int(best_trial.number),
+        "budget": {
+            "trials": trials,
+            "epochs": int(cfg["epochs"]),
+            "samples_per_epoch": train_settings["samples_per_epoch"],
+            "fraction": float(cfg["fraction"]),
+            "seed": int(seed),
+        },
+        "search_space": dict(space),
+        "sampler": {"name": "TPESampler", "seed": int(cfg["sampler_seed"]),
+                    "startup_trials": min(int(cfg["startup_trials"]), trials)},
+        "pruning": pruning,
+        "trials_complete": sum(r["state"] == "complete" for r in rows),
+        "trials_pruned": sum(r["state"] == "pruned" for r in rows),
+        "trials_failed": sum(r["state"] == "failed" for r in rows),
+    }
+
+
 def tune(
     model_name: str,
     model_cfg: Mapping[str, Any] | None,
@@ -223,23 +237,7 @@ def tune(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trials, epochs = int(cfg["trials"]), int(cfg["epochs"])
-    sampler = optuna.samplers.TPESampler(seed=int(cfg["sampler_seed"]),
-                                         n_startup_trials=min(int(cfg["startup_trials"]), trials))
-    pruning = cfg["pruning"]
-    if pruning == "median" and int(train_settings["devices"]) > 1:
-        # spawned training processes report to a copy of the trial, which the study never sees
-        logger.warning("tune %s: median pruning is off with train.devices > 1; every trial trains its budget",
-                       model_name)
-        pruning = "none (train.devices > 1)"
-    pruner: optuna.pruners.BasePruner = (
-        # never in the first half of a trial: a trial with a longer warm-up starts slower, not worse
-        optuna.pruners.MedianPruner(n_startup_trials=min(int(cfg["startup_trials"]), trials),
-                                    n_warmup_steps=epochs // 2)
-        if pruning == "median" else optuna.pruners.NopPruner()
-    )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner,
-                                study_name=f"{model_name}-tune")
+    study, pruning = make_study(model_name, cfg, int(train_settings["devices"]))
     rows: list[dict[str, Any]] = []
     scratch = Path(tempfile.mkdtemp(prefix=".trials-", dir=out_dir))
 
@@ -286,29 +284,7 @@ def tune(
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError(f"tune {model_name}: no trial completed ({len(rows)} failed or pruned); see the log")
-    best_trial = study.best_trial
-    best = {
-        "format": TUNED_FORMAT,
-        "model": model_name,
-        "model_type": model_type,
-        "params": {k: best_trial.params[k] for k in sorted(best_trial.params)},
-        "val_miou": float(cast(float, best_trial.value)),  # a complete trial has a value
-        "trial": int(best_trial.number),
-        "budget": {
-            "trials": trials,
-            "epochs": epochs,
-            "samples_per_epoch": train_settings["samples_per_epoch"],
-            "fraction": float(cfg["fraction"]),
-            "seed": int(seed),
-        },
-        "search_space": space,
-        "sampler": {"name": "TPESampler", "seed": int(cfg["sampler_seed"]),
-                    "startup_trials": min(int(cfg["startup_trials"]), trials)},
-        "pruning": pruning,
-        "trials_complete": len(complete),
-        "trials_pruned": sum(r["state"] == "pruned" for r in rows),
-        "trials_failed": sum(r["state"] == "failed" for r in rows),
-    }  # no timings: the same search gives the same file (training records its digest); they are in trials.csv
+    best = best_record(study, model_name, model_type, space, cfg, train_settings, seed, pruning, rows)
     with contextlib.ExitStack() as stack:
         trials_tmp, best_tmp, plot_tmp = (
             stack.enter_context(atomic_path(out_dir / name)) for name in ("trials.csv", "best.yaml", "history.png")
@@ -321,4 +297,4 @@ def tune(
     return best
 
 
-__all__ = ["BUDGET_KEYS", "TRAIN_TUNABLE_KEYS", "apply_tuned", "load_tuned", "search_space_rules", "suggest", "tune"]
+__all__ = ["suggest", "tune"]

@@ -1,9 +1,9 @@
 """Rule map_compare: a map region's map against its labels (figure + agreement.json); lulc/map_figures.py."""
 
-from lulc.evaluate import metrics_from_confusion
 from lulc.io import write_json
 from lulc.logs import setup_script_logging
 from lulc.map_figures import write_comparison
+from lulc.metrics import metrics_from_confusion
 
 log = setup_script_logging(snakemake)
 wildcards = snakemake.wildcards

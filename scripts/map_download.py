@@ -1,4 +1,4 @@
-"""Rule map_download: one processing tile (core + halo) of a map region's imagery, no labels; lulc/download.py."""
+"""Rule map_download: one processing tile (core + halo) of a map region's imagery, no labels; lulc/download/."""
 
 from datetime import date
 from pathlib import Path

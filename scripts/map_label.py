@@ -1,4 +1,4 @@
-"""Rule map_label: the labels of one processing tile's core (a map region with labels); lulc/download.py."""
+"""Rule map_label: the labels of one processing tile's core (a map region with labels); lulc/download/."""
 
 from pathlib import Path
 

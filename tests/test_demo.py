@@ -18,6 +18,9 @@ from rasterio.warp import Resampling, reproject
 from lulc import demo
 from lulc.aoi import AOI
 from lulc.classes import IO_CLASSES, IO_NODATA
+from lulc.demo import generate as demo_generate
+from lulc.demo import stac as demo_stac
+from lulc.demo.arrays import child_rng
 from lulc.hls import (
     FMASK_ASSET,
     FMASK_NODATA,
@@ -25,6 +28,7 @@ from lulc.hls import (
     SENSOR_ASSETS,
     cloud_coverage,
     fmask_flags,
+    utm_epsg,
 )
 from lulc.search import SearchError, search_items
 
@@ -455,7 +459,7 @@ def test_a_crash_leaves_no_half_written_demo(tmp_path: Path, monkeypatch: pytest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.v1"]  # nothing written beside it
 
     calls = {"n": 0}
-    real_write = demo._write_cog
+    real_write = demo_stac._write_cog
 
     def failing_write(*args: object, **kwargs: object) -> None:
         calls["n"] += 1
@@ -463,7 +467,7 @@ def test_a_crash_leaves_no_half_written_demo(tmp_path: Path, monkeypatch: pytest
             raise OSError("disk full")
         real_write(*args, **kwargs)
 
-    monkeypatch.setattr(demo, "_write_cog", failing_write)
+    monkeypatch.setattr(demo_stac, "_write_cog", failing_write)
     with pytest.raises(OSError, match="disk full"):
         _generate(out_dir, seed=SEED + 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.v1"]  # no staging folder left
@@ -510,9 +514,9 @@ def test_bad_counts_fail_clearly(tmp_path: Path) -> None:
 
 
 def test_grid_helpers_match_known_tiles() -> None:
-    assert demo.utm_epsg(-93.45, 42.05) == 32615
-    assert demo.utm_epsg(-121.05, 38.65) == 32610
-    assert demo.utm_epsg(151.2, -33.9) == 32756
+    assert utm_epsg(-93.45, 42.05) == 32615
+    assert utm_epsg(-121.05, 38.65) == 32610
+    assert utm_epsg(151.2, -33.9) == 32756
     assert demo.mgrs_tile(-93.62, 42.03) == "15TVG"  # Ames, Iowa
     assert demo.mgrs_tile(-121.49, 38.58) == "10SFH"  # Sacramento
     grid = demo.region_grid("x", [-93.45, 42.05], 100)
@@ -661,12 +665,12 @@ def test_years_are_deterministic_and_leave_the_demo_years_imagery_unchanged(mixe
 
 def test_the_landscape_changes_a_little_between_years_but_not_in_the_demo_year() -> None:
     grid = demo.region_grid("x", [-93.45, 42.05], 128)
-    scene = demo.make_landscape(demo._child_rng(SEED, "x", "landscape"), grid.latent_shape, "agricultural")
+    scene = demo.make_landscape(child_rng(SEED, "x", "landscape"), grid.latent_shape, "agricultural")
     row, col, height, width = grid.region_window
     core = (slice(3 * row, 3 * (row + height)), slice(3 * col, 3 * (col + width)))
 
     def in_year(years_after: int) -> demo.Landscape:
-        return demo.landscape_in_year(scene, demo._child_rng(SEED, "x", "change"), years_after, core)
+        return demo.landscape_in_year(scene, child_rng(SEED, "x", "change"), years_after, core)
 
     assert in_year(0) is scene
     classes = scene.classes.copy()
@@ -687,8 +691,8 @@ def test_the_landscape_changes_a_little_between_years_but_not_in_the_demo_year()
 def test_a_regions_landscape_does_not_depend_on_the_other_regions() -> None:
     """The workflow passes demo.regions sorted by name: a region added under an earlier name must not change
     the landscape (and with it the labels, chips and every result) of the regions already there."""
-    alone = {region.grid.name: region.kind for region in demo._validated_regions(REGIONS, YEAR)}
+    alone = {region.grid.name: region.kind for region in demo_generate._validated_regions(REGIONS, YEAR)}
     extra = {"a_first": {"center": [-92.30, 42.05], "size_px": SIZE_PX, "labels": False}, **REGIONS}
-    with_extra = {region.grid.name: region.kind for region in demo._validated_regions(extra, YEAR)}
+    with_extra = {region.grid.name: region.kind for region in demo_generate._validated_regions(extra, YEAR)}
     assert alone == {"demo_iowa": "agricultural", "demo_valley": "valley"}
     assert {name: with_extra[name] for name in alone} == alone and with_extra["a_first"] == "agricultural"

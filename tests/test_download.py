@@ -33,10 +33,13 @@ from lulc.download import (
     item_epsg,
     select_frames,
     sensor_assets,
-    utm_epsg,
     write_aoi_stack,
     write_imagery_stack,
 )
+from lulc.download import environment as download_environment
+from lulc.download import items as download_items
+from lulc.download import stack as download_stack
+from lulc.hls import utm_epsg
 from lulc.search import load_item_collection, save_item_collection, search_items
 from tests.conftest import make_hls_item, make_label_item
 from tests.local_http import serve_files
@@ -330,8 +333,8 @@ def test_items_without_proj_epsg_get_it_from_proj_code_or_the_asset_header(scene
     assert item_epsg(cmr_like[0]) is None and cmr_like[0].assets["B02"].media_type is None
 
     reads = []
-    original = download._read_asset_grid
-    monkeypatch.setattr(download, "_read_asset_grid", lambda *a: reads.append(a[0].id) or original(*a))
+    original = download_items._read_asset_grid
+    monkeypatch.setattr(download_items, "_read_asset_grid", lambda *a: reads.append(a[0].id) or original(*a))
     fixed = download.with_projection([migrated, *cmr_like], stackstac.DEFAULT_GDAL_ENV)
     assert [i.properties["proj:epsg"] for i in fixed] == [32615] * 5
     assert len(reads) == 1  # one header per MGRS tile (all four scene items are tile T15TVG)
@@ -403,8 +406,8 @@ def _served(items, server, root):
 
 @pytest.fixture
 def fast_gdal_retries(monkeypatch):
-    monkeypatch.setattr(download, "GDAL_HTTP_MAX_RETRY", 2)
-    monkeypatch.setattr(download, "GDAL_HTTP_RETRY_DELAY_S", 0.05)
+    monkeypatch.setattr(download_environment, "GDAL_HTTP_MAX_RETRY", 2)
+    monkeypatch.setattr(download_environment, "GDAL_HTTP_RETRY_DELAY_S", 0.05)
 
 
 CFG = {"frames": 3, "min_clear_fraction": 0.5, "block_size": 64}
@@ -454,7 +457,7 @@ def test_netrc_credentials_go_to_gdal_by_path(tmp_path, monkeypatch):
 def test_private_gdal_folder_is_removed_even_when_a_late_read_writes_to_it(monkeypatch):
     """A read that outlives a failed one writes the cookie jar after the first removal listed the folder:
     the folder must still go, and the error that ended the block must be the one the caller sees."""
-    real_rmtree = download.shutil.rmtree
+    real_rmtree = download_environment.shutil.rmtree
     calls = []
 
     def rmtree_then_late_write(path, ignore_errors=False):
@@ -464,7 +467,7 @@ def test_private_gdal_folder_is_removed_even_when_a_late_read_writes_to_it(monke
             Path(path).mkdir()
             (Path(path) / "cookies.txt").write_text("# Netscape HTTP Cookie File\n")
 
-    monkeypatch.setattr(download.shutil, "rmtree", rmtree_then_late_write)
+    monkeypatch.setattr(download_environment.shutil, "rmtree", rmtree_then_late_write)
     with pytest.raises(download.AssetContentError, match="the real error"):
         with download.gdal_env("planetary_computer") as env:
             private = Path(env.always.options["GDAL_HTTP_COOKIEJAR"]).parent
@@ -899,11 +902,11 @@ def test_imagery_only_over_http_reads_the_imagery_host_only(scene, tmp_path, mon
     token = "EDL-t0ken-tile"
     monkeypatch.setenv("EARTHDATA_TOKEN", token)
     reachable, environments = [], []
-    real_check, real_env = download.check_reachable, download.gdal_env
+    real_check, real_env = download_stack.check_reachable, download_stack.gdal_env
     monkeypatch.setattr(
-        download, "check_reachable", lambda href, what: reachable.append(href) or real_check(href, what)
+        download_stack, "check_reachable", lambda href, what: reachable.append(href) or real_check(href, what)
     )
-    monkeypatch.setattr(download, "gdal_env", lambda signing: environments.append(signing) or real_env(signing))
+    monkeypatch.setattr(download_stack, "gdal_env", lambda signing: environments.append(signing) or real_env(signing))
     grid = aoi_grid(_aoi(), 30.0)
     (tmp_path / "api").mkdir()
     with serve_files(tmp_path / "hls") as nasa, serve_files(tmp_path / "api") as stac_api:
@@ -932,7 +935,7 @@ def test_imagery_only_failure_midway_leaves_no_output(scene, tmp_path, monkeypat
         raise OSError(f"disk full writing {path}")
 
     with monkeypatch.context() as patch:
-        patch.setattr(download, "write_json", fail)
+        patch.setattr(download_stack, "write_json", fail)
         with pytest.raises(OSError, match="disk full"):
             _imagery_only(grid, imagery, out)
     assert written == ["dates.csv", "image.tif", "mask.tif"] and _outputs(out) == []

@@ -12,7 +12,8 @@ import rasterio
 import torch
 
 from lulc import classes, hls
-from lulc.evaluate import confusion_matrix, majority_confusion, metrics_from_confusion
+from lulc.evaluate import confusion_matrix
+from lulc.metrics import majority_confusion, metrics_from_confusion
 
 C = classes.NUM_CLASSES
 

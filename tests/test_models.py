@@ -318,8 +318,8 @@ def test_the_auxiliary_head_gives_logits_in_training_only(name):
 
 
 def test_prithvi_with_the_repository_decoder_computes_what_terratorch_does():
-    """With an auxiliary head, Prithvi's FCN decoder is lulc.models.FCNDecoder behind TerraTorch's necks: on the
-    same weights its main logits equal those of TerraTorch's FCNDecoder + SegmentationHead."""
+    """With an auxiliary head, Prithvi's FCN decoder is lulc.models.decoders.FCNDecoder behind TerraTorch's necks: on
+    the same weights its main logits equal those of TerraTorch's FCNDecoder + SegmentationHead."""
     terratorch_model = build_model("prithvi", {"weights": "none"}, FRAMES, SIZE).model.eval()
     own = build_model("prithvi", {"weights": "none", "aux_head": {"enabled": True}}, FRAMES, SIZE).model.eval()
     source = terratorch_model.state_dict()

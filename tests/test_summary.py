@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lulc import classes
-from lulc.evaluate import metrics_from_confusion
+from lulc.metrics import metrics_from_confusion
 from lulc.summary import (
     answer_markdown,
     answer_sentence,

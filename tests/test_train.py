@@ -17,22 +17,11 @@ from lightning.pytorch.callbacks import Callback
 from synthetic_chips import FAST
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from lulc.checkpoint_io import VerifiedCheckpointIO, verified_checkpoint, write_checksum_record
 from lulc.classes import IGNORE_INDEX, NUM_CLASSES
 from lulc.models import load_trained_model
-from lulc.train import (
-    SegmentationTask,
-    VerifiedCheckpointIO,
-    augment_batch,
-    class_weights,
-    lr_multiplier,
-    parameter_groups,
-    run_directory,
-    train,
-    training_precision,
-    verified_checkpoint,
-    weighted_cross_entropy,
-    write_checksum_record,
-)
+from lulc.recipe import augment_batch, class_weights, lr_multiplier, weighted_cross_entropy
+from lulc.train import SegmentationTask, parameter_groups, run_directory, train, training_precision
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -240,14 +229,14 @@ def test_augmentation_moves_image_and_mask_together():
 
 
 def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
-    import lulc.models
+    import lulc.models.precision
     from lulc import predict
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(lulc.models, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(lulc.models.precision, "cpu_has_native_bf16", lambda: True)
     assert training_precision("auto", "cpu") == "bf16-mixed"
     assert predict.inference_precision("auto", cpu) == "bf16"  # prediction follows the same rule
-    monkeypatch.setattr(lulc.models, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(lulc.models.precision, "cpu_has_native_bf16", lambda: False)
     assert training_precision("auto", "cpu") == "32-true"
     assert predict.inference_precision("auto", cpu) == "fp32"
     assert training_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit setting is kept
@@ -320,12 +309,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_rules_and_package_share_the_runtime_keys():
-    from lulc import config, predict, train
+    from lulc import predict, schema, train
 
-    rules = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    assert not re.search(r"^(TRAIN|PREDICT)_RUNTIME_KEYS = ", rules, flags=re.MULTILINE)  # no copy to drift
-    assert re.search(r"^from lulc.config import \(?[^)]*?\bTRAIN_RUNTIME_KEYS\b", rules, flags=re.MULTILINE)
-    assert train.RUNTIME_KEYS is config.TRAIN_RUNTIME_KEYS and predict.RUNTIME_KEYS is config.PREDICT_RUNTIME_KEYS
+    for stage, keys in (("train", "TRAIN_RUNTIME_KEYS"), ("predict", "PREDICT_RUNTIME_KEYS")):
+        rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").rglob("*.smk"))
+        assert not re.search(rf"^{keys} = ", rules, flags=re.MULTILINE)  # no copy to drift
+        functions = (REPO / "workflow" / "rules" / "functions" / f"{stage}.smk").read_text()
+        assert re.search(rf"^from lulc.schema import \(?[^)]*?\b{keys}\b", functions, flags=re.MULTILINE)
+    assert train.RUNTIME_KEYS is schema.TRAIN_RUNTIME_KEYS and predict.RUNTIME_KEYS is schema.PREDICT_RUNTIME_KEYS
 
 
 # ------------------------------------------------------------------- recipe options (lulc/train.py, models)

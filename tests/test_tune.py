@@ -16,7 +16,8 @@ from synthetic_chips import FAST
 import lulc.train
 import lulc.tune
 from lulc.config import ConfigError, search_space_rules
-from lulc.tune import TUNED_FORMAT, apply_tuned, load_tuned, suggest, tune
+from lulc.tune import suggest, tune
+from lulc.tuned import TUNED_FORMAT, apply_tuned, load_tuned
 
 SPACE = {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "weight_decay": {"low": 0.0, "high": 0.1}}
 

@@ -359,9 +359,10 @@ def test_every_model_beats_the_majority_class_baseline(workflow_run):
 
 
 def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, tmp_path):
-    """Each rule's code version is computed from its script's transitive `lulc` imports: an edit deep in
-    predict's imports (lulc/evaluate.py, reached through predict.py) makes predict pending; an edit to a module
-    predict never runs (lulc/summary.py) makes only summary pending; an edit to a module no rule runs, nothing."""
+    """Each rule's code version is computed from its script's transitive `lulc` imports (sub-packages included):
+    an edit changes the params of exactly the rules that run the edited module. A model edit (the registry, a
+    family, the training loop) changes no map-region mosaic, comparison, tiling or change table and no data
+    stage; the shared metrics reach the scorers, not the models; a module no rule runs changes nothing."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("Snakefile", "workflow", "scripts", "lulc", "envs"):
@@ -370,7 +371,8 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
     workdir = tmp_path / "wd"
     shutil.copytree(workflow_run, workdir, symlinks=True)
 
-    def pending(edited: str) -> dict[str, set[str]]:
+    def changed(edited: str) -> tuple[set[str], set[str]]:
+        """(rules whose own params changed, rules with any update pending) after appending to lulc/<edited>."""
         module = repo / "lulc" / edited
         original = module.read_text()
         module.write_text(original + "\n# an edit\n")
@@ -379,18 +381,25 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
         finally:
             module.write_text(original)
         rows = list(csv.DictReader(io.StringIO(out[out.index("output_file") :]), delimiter="\t"))
-        plans: dict[str, set[str]] = {}
-        for row in rows:
-            if row["plan"] != "no update":
-                plans.setdefault(row["rule"], set()).add(row["plan"])
-        return plans
+        own = {row["rule"] for row in rows if row["status"] == "params changed"}
+        pending = {row["rule"] for row in rows if row["plan"] != "no update"}
+        return own, pending
 
-    deep = pending("evaluate.py")
-    assert "predict" in deep and "evaluate" in deep, deep
-    assert not {"demo", "search", "download", "chips", "splits", "train"} & set(deep), deep
-    assert set(pending("summary.py")) <= {"summary", "all"}
-    assert not {"demo", "search", "download", "chips", "splits", "tune", "train", "evaluate"} & set(pending("maps.py"))
-    assert not pending("code_version.py")
+    data_stages = {"demo", "search", "download", "chips", "splits", "stats"}
+    map_assembly = {"map_tiles", "map_search", "map_download", "map_mosaic", "map_compare", "map_change"}
+    for edited in ("models/registry.py", "models/unet.py", "train.py", "recipe.py"):
+        own, pending = changed(edited)
+        assert {"train", "evaluate", "predict", "map_predict"} <= own, (edited, own)
+        assert not (data_stages | map_assembly) & own, (edited, own)
+        assert not data_stages & pending, (edited, pending)
+    own, pending = changed("evaluate.py")
+    assert own == {"evaluate"}, own
+    assert pending <= {"evaluate", "summary", "all"}, pending
+    own, _ = changed("metrics.py")  # the shared scores: the evaluation, and the maps' comparison figures
+    assert {"evaluate", "predict", "map_compare"} <= own and not {"train", "tune"} & own, own
+    assert changed("summary.py")[1] <= {"summary", "all"}
+    assert not (data_stages | {"tune", "train", "evaluate"}) & changed("maps.py")[1]
+    assert changed("code_version.py") == (set(), set())
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path):

@@ -1,8 +1,15 @@
+# Chips per AOI: a packed chip store and its manifest (lulc/chips.py), and optional per-chip GeoTIFFs;
+# config: `chips:`.
+
+
+include: "functions/chips.smk"
+
+
 rule chips:
     input:
-        image="results/download/{aoi}/image.tif",
-        mask="results/download/{aoi}/mask.tif",
-        label="results/download/{aoi}/label.tif",
+        image=rules.download.output.image,
+        mask=rules.download.output.mask,
+        label=rules.download.output.label,
     output:
         images="results/chips/{aoi}/images.npy",
         labels="results/chips/{aoi}/labels.npy",
@@ -27,12 +34,12 @@ rule chips:
 
 rule export_chips:
     input:
-        images="results/chips/{aoi}/images.npy",
-        labels="results/chips/{aoi}/labels.npy",
-        manifest="results/chips/{aoi}/manifest.parquet",
-        image="results/download/{aoi}/image.tif",
+        images=rules.chips.output.images,
+        labels=rules.chips.output.labels,
+        manifest=rules.chips.output.manifest,
+        image=rules.download.output.image,
     output:
-        directory("results/chips/{aoi}/geotiff"),
+        folder=directory("results/chips/{aoi}/geotiff"),
     log:
         "results/logs/export_chips/{aoi}.log",
     benchmark:

@@ -1,6 +1,10 @@
+# The offline demo: synthetic HLS scenes and IO-LULC-like labels in a static STAC catalog, generated from a seed
+# (lulc/demo/). Searches read it where `source: demo`; config: the `demo:` section only.
+
+
 rule demo:
     output:
-        "results/demo/catalog.json",
+        catalog="results/demo/catalog.json",
     log:
         "results/logs/demo.log",
     benchmark:

@@ -1,7 +1,11 @@
+# Download per AOI: the imagery stack (frames chosen by clear fraction) and the label raster on one grid, as
+# COGs (lulc/download/); config: the AOI, `download:` and the signing of the `stac:` queries.
+
+
 rule download:
     input:
-        imagery="results/search/{aoi}/imagery.json",
-        labels="results/search/{aoi}/labels.json",
+        imagery=rules.search.output.imagery,
+        labels=rules.search.output.labels,
     output:
         image="results/download/{aoi}/image.tif",
         mask="results/download/{aoi}/mask.tif",

@@ -5,24 +5,23 @@
 # settings still re-evaluates only that model.
 
 
+include: "functions/evaluate.smk"
+
+
 rule evaluate:
     input:
-        best=model_runs("results/train/{model}/f{fraction}_s{seed}/best.ckpt"),
-        run=model_runs("results/train/{model}/f{fraction}_s{seed}/run.json"),
-        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
-        labels=expand("results/chips/{aoi}/labels.npy", aoi=AOIS),
-        splits="results/splits/splits.csv",
+        best=model_runs(rules.train.output.best),
+        run=model_runs(rules.train.output.run),
+        images=chip_arrays("images"),
+        labels=chip_arrays("labels"),
+        splits=rules.splits.output.table,
         # evaluate.mode: sliding_window only: the images the test blocks are predicted on, the chips' windows
         rasters=sliding_window_images,
         manifests=sliding_window_manifests,
     output:
-        metrics=model_runs("results/evaluate/{model}/f{fraction}_s{seed}/metrics.json"),
-        confusion=model_runs(
-            "results/evaluate/{model}/f{fraction}_s{seed}/confusion.csv"
-        ),
-        per_class=model_runs(
-            "results/evaluate/{model}/f{fraction}_s{seed}/per_class.csv"
-        ),
+        metrics=model_runs(f"{EVALUATION}/metrics.json"),
+        confusion=model_runs(f"{EVALUATION}/confusion.csv"),
+        per_class=model_runs(f"{EVALUATION}/per_class.csv"),
     log:
         "results/logs/evaluate/{model}.log",
     benchmark:

@@ -4,13 +4,16 @@
 # Each rule gets only the settings it depends on: adding a year or a region reruns only its own jobs.
 
 
+include: "functions/maps.smk"
+
+
 checkpoint map_tiles:
     input:
         map_region_file,
     output:
-        tiles="results/maps/{region}/tiles.csv",
+        tiles=f"{REGION}/tiles.csv",
     log:
-        "results/logs/maps/{region}/tiles.log",
+        f"{REGION_LOGS}/tiles.log",
     conda:
         "../../envs/data.yaml"
     resources:
@@ -26,11 +29,11 @@ rule map_search:
     input:
         map_demo_inputs,
     output:
-        imagery="results/maps/{region}/{period}/imagery.json",
+        imagery=f"{PERIOD}/imagery.json",
     log:
-        "results/logs/maps/{region}/{period}/search.log",
+        f"{REGION_LOGS}/{{period}}/search.log",
     benchmark:
-        "results/benchmarks/maps/{region}/{period}/search.tsv"
+        f"{REGION_BENCHMARKS}/{{period}}/search.tsv"
     conda:
         "../../envs/data.yaml"
     resources:
@@ -51,9 +54,9 @@ rule map_label_search:
     input:
         map_label_demo_inputs,
     output:
-        labels="results/maps/{region}/{period}/labels.json",
+        labels=f"{PERIOD}/labels.json",
     log:
-        "results/logs/maps/{region}/{period}/label_search.log",
+        f"{REGION_LOGS}/{{period}}/label_search.log",
     conda:
         "../../envs/data.yaml"
     resources:
@@ -69,14 +72,14 @@ rule map_label_search:
 
 rule map_label:
     input:
-        labels="results/maps/{region}/{period}/labels.json",
-        tiles="results/maps/{region}/tiles.csv",
+        labels=rules.map_label_search.output.labels,
+        tiles=rules.map_tiles.output.tiles,
     output:
-        label="results/maps/{region}/{period}/tiles/{tile}/label.tif",
+        label=f"{PERIOD}/{TILE}/label.tif",
     log:
-        "results/logs/maps/{region}/{period}/label/{tile}.log",
+        f"{REGION_LOGS}/{{period}}/label/{{tile}}.log",
     benchmark:
-        "results/benchmarks/maps/{region}/{period}/label/{tile}.tsv"
+        f"{REGION_BENCHMARKS}/{{period}}/label/{{tile}}.tsv"
     conda:
         "../../envs/data.yaml"
     resources:
@@ -92,11 +95,11 @@ rule map_label:
 rule map_label_mosaic:
     input:
         labels=map_tile_labels,
-        tiles="results/maps/{region}/tiles.csv",
+        tiles=rules.map_tiles.output.tiles,
     output:
-        label="results/maps/{region}/{period}/label.tif",
+        label=f"{PERIOD}/label.tif",
     log:
-        "results/logs/maps/{region}/{period}/label_mosaic.log",
+        f"{REGION_LOGS}/{{period}}/label_mosaic.log",
     conda:
         "../../envs/data.yaml"
     threads: 2
@@ -109,49 +112,19 @@ rule map_label_mosaic:
         "../../scripts/map_label_mosaic.py"
 
 
-rule map_compare:
-    input:
-        landcover="results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/landcover.tif",
-        label="results/maps/{region}/{period}/label.tif",
-    output:
-        agreement="results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/agreement.json",
-        comparison=report(
-            "results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/comparison.png",
-            caption="../report/map_comparison.rst",
-            category="Map regions",
-            subcategory="{region}",
-            labels={
-                "region": "{region}",
-                "period": "{period}",
-                "run": "{model}_f{fraction}_s{seed} vs labels",
-            },
-        ),
-    log:
-        "results/logs/maps/{region}/{period}/{model}_f{fraction}_s{seed}/compare.log",
-    conda:
-        "../../envs/train.yaml"
-    resources:
-        mem_mb=MEM_MB["map_mosaic"],
-    params:
-        training_aois=map_region_trained_on,
-        code=code_version("scripts/map_compare.py"),
-    script:
-        "../../scripts/map_compare.py"
-
-
 rule map_download:
     input:
-        imagery="results/maps/{region}/{period}/imagery.json",
-        tiles="results/maps/{region}/tiles.csv",
+        imagery=rules.map_search.output.imagery,
+        tiles=rules.map_tiles.output.tiles,
     output:
-        image="results/maps/{region}/{period}/tiles/{tile}/image.tif",
-        mask="results/maps/{region}/{period}/tiles/{tile}/mask.tif",
-        frames="results/maps/{region}/{period}/tiles/{tile}/frames.json",
-        dates="results/maps/{region}/{period}/tiles/{tile}/dates.csv",
+        image=f"{PERIOD}/{TILE}/image.tif",
+        mask=f"{PERIOD}/{TILE}/mask.tif",
+        frames=f"{PERIOD}/{TILE}/frames.json",
+        dates=f"{PERIOD}/{TILE}/dates.csv",
     log:
-        "results/logs/maps/{region}/{period}/download/{tile}.log",
+        f"{REGION_LOGS}/{{period}}/download/{{tile}}.log",
     benchmark:
-        "results/benchmarks/maps/{region}/{period}/download/{tile}.tsv"
+        f"{REGION_BENCHMARKS}/{{period}}/download/{{tile}}.tsv"
     conda:
         "../../envs/data.yaml"
     resources:
@@ -169,18 +142,16 @@ rule map_download:
 
 rule map_predict:
     input:
-        best="results/train/{model}/f{fraction}_s{seed}/best.ckpt",
-        image="results/maps/{region}/{period}/tiles/{tile}/image.tif",
-        tiles="results/maps/{region}/tiles.csv",
+        best=rules.train.output.best,
+        image=rules.map_download.output.image,
+        tiles=rules.map_tiles.output.tiles,
     output:
-        **map_confidence_output(
-            "results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/tiles/{tile}/confidence.tif"
-        ),
-        landcover="results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/tiles/{tile}/landcover.tif",
+        **confidence_output(f"{PERIOD_RUN}/{TILE}/confidence.tif"),
+        landcover=f"{PERIOD_RUN}/{TILE}/landcover.tif",
     log:
-        "results/logs/maps/{region}/{period}/{model}_f{fraction}_s{seed}/predict/{tile}.log",
+        f"{REGION_LOGS}/{{period}}/{RUN}/predict/{{tile}}.log",
     benchmark:
-        "results/benchmarks/maps/{region}/{period}/{model}_f{fraction}_s{seed}/predict/{tile}.tsv"
+        f"{REGION_BENCHMARKS}/{{period}}/{RUN}/predict/{{tile}}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: PREDICT["threads"]
@@ -188,9 +159,7 @@ rule map_predict:
         mem_mb=MEM_MB["predict"],
         gpu=gpus(PREDICT["device"]),
     params:
-        predict=canonical(
-            {k: v for k, v in PREDICT.items() if k not in PREDICT_RUNTIME_KEYS}
-        ),
+        predict=PREDICT_PARAMS,
         training=training_identity,
         code=code_version("scripts/map_predict.py"),
     script:
@@ -199,33 +168,27 @@ rule map_predict:
 
 rule map_mosaic:
     input:
-        **(
-            {"confidence": map_tile_maps("confidence.tif")}
-            if PREDICT["confidence"]
-            else {}
-        ),
-        landcover=map_tile_maps("landcover.tif"),
-        tiles="results/maps/{region}/tiles.csv",
+        **({"confidence": map_tile_maps("confidence")} if PREDICT["confidence"] else {}),
+        landcover=map_tile_maps("landcover"),
+        tiles=rules.map_tiles.output.tiles,
     output:
-        **map_confidence_output(
-            "results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/confidence.tif"
-        ),
-        landcover="results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/landcover.tif",
+        **confidence_output(f"{PERIOD_RUN}/confidence.tif"),
+        landcover=f"{PERIOD_RUN}/landcover.tif",
         preview=report(
-            "results/maps/{region}/{period}/{model}_f{fraction}_s{seed}/preview.png",
+            f"{PERIOD_RUN}/preview.png",
             caption="../report/map_preview.rst",
             category="Map regions",
             subcategory="{region}",
             labels={
                 "region": "{region}",
                 "period": "{period}",
-                "run": "{model}_f{fraction}_s{seed}",
+                "run": RUN,
             },
         ),
     log:
-        "results/logs/maps/{region}/{period}/{model}_f{fraction}_s{seed}/mosaic.log",
+        f"{REGION_LOGS}/{{period}}/{RUN}/mosaic.log",
     benchmark:
-        "results/benchmarks/maps/{region}/{period}/{model}_f{fraction}_s{seed}/mosaic.tsv"
+        f"{REGION_BENCHMARKS}/{{period}}/{RUN}/mosaic.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 2
@@ -238,25 +201,55 @@ rule map_mosaic:
         "../../scripts/map_mosaic.py"
 
 
+rule map_compare:
+    input:
+        landcover=rules.map_mosaic.output.landcover,
+        label=rules.map_label_mosaic.output.label,
+    output:
+        agreement=f"{PERIOD_RUN}/agreement.json",
+        comparison=report(
+            f"{PERIOD_RUN}/comparison.png",
+            caption="../report/map_comparison.rst",
+            category="Map regions",
+            subcategory="{region}",
+            labels={
+                "region": "{region}",
+                "period": "{period}",
+                "run": f"{RUN} vs labels",
+            },
+        ),
+    log:
+        f"{REGION_LOGS}/{{period}}/{RUN}/compare.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["map_mosaic"],
+    params:
+        training_aois=map_region_trained_on,
+        code=code_version("scripts/map_compare.py"),
+    script:
+        "../../scripts/map_compare.py"
+
+
 rule map_change:
     input:
-        before="results/maps/{region}/{before}/{model}_f{fraction}_s{seed}/landcover.tif",
-        after="results/maps/{region}/{after}/{model}_f{fraction}_s{seed}/landcover.tif",
+        before=f"{REGION}/{{before}}/{RUN}/landcover.tif",
+        after=f"{REGION}/{{after}}/{RUN}/landcover.tif",
     output:
-        table="results/maps/{region}/{model}_f{fraction}_s{seed}/change_{before}_to_{after}.csv",
+        table=f"{REGION}/{RUN}/change_{{before}}_to_{{after}}.csv",
         figure=report(
-            "results/maps/{region}/{model}_f{fraction}_s{seed}/change_{before}_to_{after}.png",
+            f"{REGION}/{RUN}/change_{{before}}_to_{{after}}.png",
             caption="../report/map_change.rst",
             category="Map regions",
             subcategory="{region}",
             labels={
                 "region": "{region}",
                 "period": "{before} -> {after}",
-                "run": "{model}_f{fraction}_s{seed}",
+                "run": RUN,
             },
         ),
     log:
-        "results/logs/maps/{region}/{model}_f{fraction}_s{seed}/change_{before}_to_{after}.log",
+        f"{REGION_LOGS}/{RUN}/change_{{before}}_to_{{after}}.log",
     conda:
         "../../envs/data.yaml"
     resources:

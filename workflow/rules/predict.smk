@@ -3,42 +3,45 @@
 # keys that change speed but not the map (runs, batch_size, threads), so adding a run reruns nothing else.
 
 
+include: "functions/predict.smk"
+
+
 rule predict:
     input:
-        best="results/train/{model}/f{fraction}_s{seed}/best.ckpt",
-        image="results/download/{aoi}/image.tif",
-        label="results/download/{aoi}/label.tif",
-        manifest="results/chips/{aoi}/manifest.parquet",
-        splits="results/splits/splits.csv",
+        best=rules.train.output.best,
+        image=rules.download.output.image,
+        label=rules.download.output.label,
+        manifest=rules.chips.output.manifest,
+        splits=rules.splits.output.table,
     output:
-        **confidence_output(),
-        landcover="results/predict/{aoi}/{model}_f{fraction}_s{seed}/landcover.tif",
+        **confidence_output(f"{AOI_MAP}/confidence.tif"),
+        landcover=f"{AOI_MAP}/landcover.tif",
         preview=report(
-            "results/predict/{aoi}/{model}_f{fraction}_s{seed}/preview.png",
+            f"{AOI_MAP}/preview.png",
             caption="../report/predict_preview.rst",
             category="Maps",
             subcategory="{aoi}",
             labels={
                 "AOI": "{aoi}",
-                "run": "{model}_f{fraction}_s{seed}",
+                "run": RUN,
                 "figure": "map",
             },
         ),
         comparison=report(
-            "results/predict/{aoi}/{model}_f{fraction}_s{seed}/comparison.png",
+            f"{AOI_MAP}/comparison.png",
             caption="../report/predict_comparison.rst",
             category="Maps",
             subcategory="{aoi}",
             labels={
                 "AOI": "{aoi}",
-                "run": "{model}_f{fraction}_s{seed}",
+                "run": RUN,
                 "figure": "prediction vs label",
             },
         ),
     log:
-        "results/logs/predict/{aoi}/{model}_f{fraction}_s{seed}.log",
+        f"results/logs/predict/{{aoi}}/{RUN}.log",
     benchmark:
-        "results/benchmarks/predict/{aoi}/{model}_f{fraction}_s{seed}.tsv"
+        f"results/benchmarks/predict/{{aoi}}/{RUN}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: PREDICT["threads"]
@@ -46,9 +49,7 @@ rule predict:
         mem_mb=MEM_MB["predict"],
         gpu=gpus(PREDICT["device"]),
     params:
-        predict=canonical(
-            {k: v for k, v in PREDICT.items() if k not in PREDICT_RUNTIME_KEYS}
-        ),
+        predict=PREDICT_PARAMS,
         # the run's training configuration: a changed run is re-mapped even where its training job failed
         training=training_identity,
         code=code_version("scripts/predict.py"),

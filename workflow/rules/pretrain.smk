@@ -1,12 +1,16 @@
 # Optional masked-autoencoder pretraining of a Prithvi encoder on the unlabelled chips of every AOI. It runs
 # only for a `models.<name>` entry whose `weights` is `pretrain`; fine-tuning then loads its checkpoint through
 # the same strict loader as the official weights. Logic: lulc/pretrain.py; config: `pretrain:` and the
-# encoder keys of `models.<name>` (not its fine-tuning hyperparameters).
+# encoder keys of `models.<name>` (not its fine-tuning hyperparameters). The starting weights of a model's
+# runs (this checkpoint, or a local weights file) are chosen here too, for tune and train.
+
+
+include: "functions/pretrain.smk"
 
 
 rule pretrain:
     input:
-        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
+        images=chip_arrays("images"),
         stats=dataset_stats_input,
     output:
         checkpoint="results/pretrain/{model}/checkpoint.pt",

@@ -1,6 +1,13 @@
+# STAC search per AOI: imagery and label items as ItemCollections (lulc/search.py); config: the AOI and the
+# `stac:` queries.
+
+
+include: "functions/search.smk"
+
+
 rule search:
     input:
-        demo_inputs,
+        search_demo_input,
     output:
         imagery="results/search/{aoi}/imagery.json",
         labels="results/search/{aoi}/labels.json",

@@ -4,7 +4,7 @@
 
 rule splits:
     input:
-        manifests=expand("results/chips/{aoi}/manifest.parquet", aoi=AOIS),
+        manifests=chip_arrays("manifest"),
     output:
         table="results/splits/splits.csv",
         balance="results/splits/class_balance.csv",

@@ -3,10 +3,13 @@
 # Logic: lulc/stats.py; no config: the statistics follow from the chips and the split alone.
 
 
+include: "functions/stats.smk"
+
+
 rule stats:
     input:
-        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
-        splits="results/splits/splits.csv",
+        images=chip_arrays("images"),
+        splits=rules.splits.output.table,
     output:
         stats="results/stats/normalization.json",
     log:

@@ -1,25 +1,29 @@
 # Fine-tuning: one run per model (`train.models`) x training fraction x seed (`splits.train_fractions`,
-# `splits.seeds`). Logic: lulc/train.py (Lightning) and lulc/models.py (the registry); config: the run's
-# `models.<name>` entry and the `train:` section only, so changing one model's settings reruns only its runs.
+# `splits.seeds`). Logic: lulc/train.py (Lightning) and lulc/models/ (the registry and the families); config:
+# the run's `models.<name>` entry and the `train:` section only, so changing one model's settings reruns only
+# its runs.
+
+
+include: "functions/train.smk"
 
 
 rule train:
     input:
-        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
-        labels=expand("results/chips/{aoi}/labels.npy", aoi=AOIS),
-        splits="results/splits/splits.csv",
+        images=chip_arrays("images"),
+        labels=chip_arrays("labels"),
+        splits=rules.splits.output.table,
         pretrain=pretrain_input,
         weights=weights_file_input,
         stats=dataset_stats_input,
         tuned=tuned_input,
     output:
-        best="results/train/{model}/f{fraction}_s{seed}/best.ckpt",
-        curve="results/train/{model}/f{fraction}_s{seed}/curve.csv",
-        run="results/train/{model}/f{fraction}_s{seed}/run.json",
+        best=f"results/train/{RUN_DIR}/best.ckpt",
+        curve=f"results/train/{RUN_DIR}/curve.csv",
+        run=f"results/train/{RUN_DIR}/run.json",
     log:
-        "results/logs/train/{model}/f{fraction}_s{seed}.log",
+        f"results/logs/train/{RUN_DIR}.log",
     benchmark:
-        "results/benchmarks/train/{model}/f{fraction}_s{seed}.tsv"
+        f"results/benchmarks/train/{RUN_DIR}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: config["train"]["threads"]

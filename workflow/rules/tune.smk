@@ -4,11 +4,14 @@
 # budget and search space of `tune:`.
 
 
+include: "functions/tune.smk"
+
+
 rule tune:
     input:
-        images=expand("results/chips/{aoi}/images.npy", aoi=AOIS),
-        labels=expand("results/chips/{aoi}/labels.npy", aoi=AOIS),
-        splits="results/splits/splits.csv",
+        images=chip_arrays("images"),
+        labels=chip_arrays("labels"),
+        splits=rules.splits.output.table,
         pretrain=pretrain_input,
         weights=weights_file_input,
         stats=dataset_stats_input,

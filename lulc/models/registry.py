@@ -1,0 +1,80 @@
+"""The model registry: model type -> builder (:data:`MODEL_BUILDERS`, filled by :func:`register_model` in each
+family module), and :func:`build_model`, which builds the model of a config entry through it.
+
+The registry knows no family: a family module registers its builder when it is imported, and
+:mod:`lulc.models` imports every family module, so importing :mod:`lulc.models` registers them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lulc.classes import NUM_CLASSES
+from lulc.models.core import BuiltModel, count_parameters
+from lulc.models.normalization import dataset_normalization
+from lulc.schema import model_entry
+
+#: Keys of a model entry that are training hyperparameters (used by lulc.train, not by the builders).
+HPARAM_KEYS: tuple[str, ...] = ("lr", "weight_decay", "epochs", "batch_size")
+
+
+Builder = Callable[[str, dict[str, Any], int, int, int, "Path | None", bool], BuiltModel]
+#: Model type -> builder ``(name, cfg, frames, chip_size, num_classes, pretrain_checkpoint, load_weights)``.
+MODEL_BUILDERS: dict[str, Builder] = {}
+
+
+def register_model(model_type: str) -> Callable[[Builder], Builder]:
+    """Register a builder under a model type (like TerraTorch's registries, one entry per name)."""
+
+    def decorator(builder: Builder) -> Builder:
+        if model_type in MODEL_BUILDERS:
+            raise KeyError(f"model type {model_type!r} is already registered")
+        MODEL_BUILDERS[model_type] = builder
+        return builder
+
+    return decorator
+
+
+def build_model(
+    name: str,
+    cfg: Mapping[str, Any] | None,
+    frames: int,
+    chip_size: int,
+    num_classes: int = NUM_CLASSES,
+    pretrain_checkpoint: str | os.PathLike[str] | None = None,
+    load_weights: bool = True,
+    dataset_stats: Any = None,
+) -> BuiltModel:
+    """Build the model of config entry ``models.<name>`` for ``frames`` x 6-band chips of ``chip_size``.
+
+    ``load_weights=False`` skips pretrained weights (used when a trained checkpoint is loaded next).
+    ``dataset_stats``: the statistics of ``normalization: dataset`` (the stats rule's file, or a checkpoint's
+    record of them: :func:`dataset_normalization`); ignored for any other normalisation.
+    """
+    resolved = model_entry(name, cfg, int(chip_size))  # the defaults of its type, from the schema
+    if resolved.get("normalization") == "dataset":  # resolved here, so every builder gets the statistics
+        resolved["normalization"] = dataset_normalization(dataset_stats, name)
+    builder = MODEL_BUILDERS[resolved["type"]]
+    built = builder(
+        name,
+        resolved,
+        int(frames),
+        int(chip_size),
+        int(num_classes),
+        Path(pretrain_checkpoint) if pretrain_checkpoint is not None else None,
+        load_weights,
+    )
+    built.info = {
+        "name": name,
+        "type": resolved["type"],
+        "frames": int(frames),
+        "chip_size": int(chip_size),
+        "num_classes": int(num_classes),
+        "parameters": count_parameters(built.model),
+        "normalization": built.model.normalization.to_dict(),
+        **built.info,
+    }
+    return built

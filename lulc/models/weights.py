@@ -1,0 +1,93 @@
+"""Weights files: their SHA-256 (recorded with every run, so a result names the exact weights it used), reading
+a state dict that fails loudly (:func:`read_state_dict`), and where ``models.<name>.weights`` points
+(:func:`resolve_weights`).
+
+Shared by the Prithvi and ViT builders, the trained checkpoints and the dataset statistics (their file's
+SHA-256); it imports no other model module but :mod:`lulc.models.precision`, so any of them may import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lulc.models.precision import import_terratorch
+
+
+class WeightsError(RuntimeError):
+    """A configured checkpoint is missing, unreadable, or does not match the model's keys."""
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file (recorded with every run, so a result names the exact weights it used)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """``torch.load`` a tensor dict (weights only), unwrapping ``state_dict`` / ``model``; fail loudly."""
+    if not path.is_file():
+        raise WeightsError(f"{what}: checkpoint {path} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt / foreign files
+        raise WeightsError(f"{what}: cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
+    for wrapper in ("state_dict", "model"):
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
+            loaded = loaded[wrapper]
+    if (
+        not isinstance(loaded, Mapping)
+        or not loaded
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items())
+    ):
+        raise WeightsError(f"{what}: {path} is not a state dict (a mapping of parameter names to tensors)")
+    return dict(loaded)
+
+
+def format_names(keys: list[str], limit: int = 12) -> str:
+    """``keys`` joined for an error message, the first ``limit`` of them and a count of the rest."""
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def resolve_weights(
+    spec: Any, model_name: str, backbone: str | None, pretrain_checkpoint: str | os.PathLike[str] | None
+) -> tuple[Path | None, dict[str, Any]]:
+    """Where the weights of ``models.<name>.weights`` live: ``(path or None, record)``; fail loudly.
+
+    ``none``: random initialisation. ``pretrain``: the ``pretrain`` rule's checkpoint (``pretrain_checkpoint``).
+    ``hf``: the official release in the local Hugging Face cache (never downloaded). Anything else: a path.
+    """
+    key = f"config key models.{model_name}.weights"
+    if spec in (None, "none"):
+        return None, {"source": "none", "note": "random initialisation"}
+    if spec == "pretrain":
+        if pretrain_checkpoint is None:
+            raise WeightsError(f"{key}: 'pretrain' needs the pretrain rule's checkpoint, none was given")
+        return Path(pretrain_checkpoint), {"source": "pretrain"}
+    if spec == "hf":
+        from huggingface_hub import try_to_load_from_cache
+
+        pretrained_weights = import_terratorch("terratorch.models.backbones.prithvi_vit").pretrained_weights
+
+        if backbone not in pretrained_weights:
+            raise WeightsError(
+                f"{key}: no official release of {backbone!r} (released: {', '.join(pretrained_weights)})"
+            )
+        repo, filename = pretrained_weights[backbone]["hf_hub_id"], pretrained_weights[backbone]["hf_hub_filename"]
+        cached = try_to_load_from_cache(repo, filename)
+        if not isinstance(cached, str):
+            raise WeightsError(
+                f"{key}: {repo}/{filename} is not in the local Hugging Face cache and nothing is downloaded at run "
+                f"time; fetch it once with `hf download {repo} {filename}` or set the key to a local file"
+            )
+        return Path(cached), {"source": "huggingface_cache", "repo": repo, "filename": filename}
+    return Path(str(spec)), {"source": "file"}
