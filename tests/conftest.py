@@ -174,3 +174,19 @@ def make_label_item(
     )
     item.add_asset("data", pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"]))
     return item
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    """Debian's headless chromium through chromedriver (tests/browser.py), with a fresh profile."""
+    import shutil
+
+    from browser import open_browser, require_browser
+
+    require_browser()
+    driver = open_browser(tmp_path / "profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)

@@ -50,3 +50,57 @@ def test_every_rule_names_an_existing_conda_env():
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for env in re.findall(r'conda:\s*\n\s*"([^"]+)"', smk.read_text()):
             assert (smk.parent / env).resolve().is_file(), f"{smk.name}: {env} does not exist"
+
+
+#: Imports that a pinned package brings with it (not pinned themselves): the module -> the pinned package that
+#: requires it.
+TRANSITIVE = {
+    "affine": "rasterio",
+    "pyproj": "geopandas",
+    "requests": "pystac-client",
+    "urllib3": "pystac-client",
+    "huggingface_hub": "timm",
+}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_rule_env_provides_what_its_code_imports():
+    """With --use-conda a rule runs in its env alone: every third-party module its script and the `lulc` modules
+    it runs import (function-level imports too) is pinned in that env, or brought by a pinned package."""
+    import importlib.metadata
+    import sys
+
+    from lulc.code_version import module_file, package_modules
+
+    distributions = importlib.metadata.packages_distributions()
+    normalise = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    problems = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for rule, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:    .*\n|\n)*)", smk.read_text(), re.M):
+            env_match = re.search(r'conda:\s*\n\s*"([^"]+)"', body)
+            script_match = re.search(r'script:\s*\n\s*"([^"]+)"', body)
+            if not env_match or not script_match:
+                continue
+            env = yaml.safe_load((smk.parent / env_match[1]).read_text())
+            pinned = {normalise(name) for name in _pins(
+                [d for section in env["dependencies"] if isinstance(section, dict) for d in section["pip"]])}
+            script = (smk.parent / script_match[1]).resolve()
+            files = [script] + [module_file(m) or REPO / "lulc" / "__init__.py" for m in package_modules(script)]
+            imported = set().union(*(_top_level_imports(f) for f in files)) - set(sys.stdlib_module_names)
+            for module in sorted(imported - {"lulc", "snakemake"}):
+                provider = TRANSITIVE.get(module)
+                packages = [provider] if provider else distributions.get(module, [module])
+                if not any(normalise(p) in pinned for p in packages):
+                    problems.append(f"{rule} ({env_match[1]}): {module}")
+    assert problems == []

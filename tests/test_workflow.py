@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
+from browser import check_page, save_screenshot
 from rio_cogeo.cogeo import cog_validate
 
 from lulc import classes, hls
@@ -386,7 +387,8 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
         return own, pending
 
     data_stages = {"demo", "search", "download", "chips", "splits", "stats"}
-    map_assembly = {"map_tiles", "map_search", "map_download", "map_mosaic", "map_compare", "map_change"}
+    map_assembly = {"map_tiles", "map_search", "map_download", "map_mosaic", "map_compare", "map_change",
+                    "map_viewer", "aoi_viewer", "map_index"}
     for edited in ("models/registry.py", "models/unet.py", "train.py", "recipe.py"):
         own, pending = changed(edited)
         assert {"train", "evaluate", "predict", "map_predict"} <= own, (edited, own)
@@ -400,6 +402,40 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
     assert changed("summary.py")[1] <= {"summary", "all"}
     assert not (data_stages | {"tune", "train", "evaluate"}) & changed("maps.py")[1]
     assert changed("code_version.py") == (set(), set())
+
+
+def test_viewer_pages_show_every_map_offline(workflow_run, browser):
+    """Every map region and training AOI gets a page, linked from results/maps/index.html; each page opens from
+    file:// with no request to any host and no console error, lists one layer per year x run (per run for an
+    AOI) and reads out the class its maps hold under the cursor (tests/browser.py, check_page); the label-free
+    region's page has the change between the years and the processing tiles, the labelled ones the labels and
+    the agreement."""
+    wd = workflow_run
+    config = yaml.safe_load(TINY.read_text())
+    maps_dir = wd / "results/maps"
+    linked = re.findall(r'href="([^"]+)"', (maps_dir / "index.html").read_text())
+    pages = [maps_dir / region / "viewer.html" for region in config["maps"]["regions"]]
+    pages += [wd / f"results/predict/{aoi}/viewer.html" for aoi in config["aois"]]
+    assert sorted((maps_dir / href).resolve() for href in linked) == sorted(p.resolve() for p in pages)
+
+    beyond = {f"unet_f1_s0 {year}": maps_dir / f"tiny_beyond/{year}/unet_f1_s0/landcover.tif" for year in (2022, 2023)}
+    check_page(browser, maps_dir / "tiny_beyond/viewer.html", beyond)
+    layers = browser.execute_script("return lulcViewer.layers.map(l => [l.kind, l.title])")
+    assert ["change", "change unet_f1_s0 2022 → 2023"] in layers and ["imagery", "natural colour (frame 1)"] in layers
+    tiles = pd.read_csv(maps_dir / "tiny_beyond" / "tiles.csv")
+    assert browser.execute_script("return lulcViewer.vectors.find(v => v.id === 'tiles').paths.length") == len(tiles)
+    save_screenshot(browser, "viewer_tiny_beyond")
+
+    period = next(p.name for p in (maps_dir / "tiny_iowa_map").iterdir() if (p / "label.tif").is_file())
+    check_page(browser, maps_dir / "tiny_iowa_map/viewer.html",
+               {f"unet_f1_s0 {period}": maps_dir / f"tiny_iowa_map/{period}/unet_f1_s0/landcover.tif"})
+    kinds = browser.execute_script("return lulcViewer.layers.map(l => l.kind)")
+    assert kinds.count("agreement") == 1 and kinds.count("classes") == 2 and "imagery" in kinds
+
+    aoi = next(iter(config["aois"]))
+    runs = [f"{r['model']}_f1_s0" for r in config["predict"]["runs"]]
+    check_page(browser, wd / f"results/predict/{aoi}/viewer.html",
+               {run: wd / f"results/predict/{aoi}/{run}/landcover.tif" for run in runs})
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path):

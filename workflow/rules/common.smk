@@ -55,6 +55,7 @@ MEM_MB = {
     "predict": 4000,
     "map_tiles": 1000,
     "map_mosaic": 2000,
+    "viewer": 3000,
 }
 
 
