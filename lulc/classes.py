@@ -1,6 +1,10 @@
-"""Impact Observatory / Esri 10 m annual LULC classes: codes, contiguous indices, names and colours."""
+"""Impact Observatory / Esri 10 m annual LULC classes: codes, contiguous indices, names and colours; and the legend
+a class raster records (its CLASSES tag and colour table), which readers of maps take instead of these constants."""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import numpy as np
 
@@ -72,3 +76,26 @@ def class_tags() -> dict[str, str]:
         "IO_LULC_CODES": ",".join(f"{i}={code}" for i, code in enumerate(CLASS_CODES)),
         "IGNORE_INDEX": str(IGNORE_INDEX),
     }
+
+
+def raster_legend(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The classes of a class-index raster as it records them: index, name (``CLASSES`` tag) and colour (its
+    colour table)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        tags = src.tags()
+        if "CLASSES" not in tags:
+            raise ValueError(f"{path}: no CLASSES tag (class names); not a class map of this workflow")
+        try:
+            colormap = src.colormap(1)
+        except ValueError:
+            raise ValueError(f"{path}: no colour table; not a class map of this workflow") from None
+    legend = []
+    for item in tags["CLASSES"].split(","):
+        index, name = item.split("=", 1)
+        rgba = colormap.get(int(index))
+        if rgba is None:
+            raise ValueError(f"{path}: class {name!r} (index {index}) has no colour in the colour table")
+        legend.append({"index": int(index), "name": name, "colour": list(rgba[:3])})
+    return legend

@@ -45,6 +45,7 @@ from rasterio.warp import transform as transform_points
 from rasterio.warp import transform_geom
 
 from lulc import hls
+from lulc.classes import raster_legend
 from lulc.io import atomic_path
 
 #: The page's template: its markup, style and script; the page data replaces :data:`DATA_PLACEHOLDER`.
@@ -124,27 +125,6 @@ def read_on_grid(
         with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
                        resampling=resampling, nodata=fill) as vrt:
             return vrt.read(list(bands))
-
-
-def raster_legend(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The classes of a class-index raster as it records them: index, name (``CLASSES`` tag) and colour (its
-    colour table)."""
-    with rasterio.open(path) as src:
-        tags = src.tags()
-        if "CLASSES" not in tags:
-            raise ValueError(f"{path}: no CLASSES tag (class names); not a class map of this workflow")
-        try:
-            colormap = src.colormap(1)
-        except ValueError:
-            raise ValueError(f"{path}: no colour table; not a class map of this workflow") from None
-    legend = []
-    for item in tags["CLASSES"].split(","):
-        index, name = item.split("=", 1)
-        rgba = colormap.get(int(index))
-        if rgba is None:
-            raise ValueError(f"{path}: class {name!r} (index {index}) has no colour in the colour table")
-        legend.append({"index": int(index), "name": name, "colour": list(rgba[:3])})
-    return legend
 
 
 def class_areas_km2(path: str | os.PathLike[str], legend: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -234,7 +214,9 @@ def lonlat_points(grid: PageGrid, points: int = LONLAT_POINTS) -> dict[str, Any]
     cols = np.linspace(0, grid.width, points)
     rows = np.linspace(0, grid.height, points)
     cc, rr = np.meshgrid(cols, rows)
-    xs, ys = grid.transform * (cc.ravel(), rr.ravel())
+    t = grid.transform
+    xs = t.c + t.a * cc.ravel() + t.b * rr.ravel()
+    ys = t.f + t.d * cc.ravel() + t.e * rr.ravel()
     lon, lat = transform_points(grid.crs, "EPSG:4326", list(xs), list(ys))
     return {"cols": cols.tolist(), "rows": rows.tolist(), "lon": [round(v, 7) for v in lon],
             "lat": [round(v, 7) for v in lat]}
@@ -322,6 +304,23 @@ def change_layers(
     return layers
 
 
+def sample_points(title: str, assessed_csv: str | os.PathLike[str], grid: PageGrid) -> dict[str, Any]:
+    """An accuracy-assessment sample as page points (``assessed.csv`` of :mod:`lulc.assessment`): position, whether
+    map and reference agree, and both classes."""
+    import pandas as pd
+
+    units = pd.read_csv(assessed_csv, dtype={"id": str}, keep_default_na=False)
+    xs, ys = transform_points("EPSG:4326", grid.crs, units["lon"].tolist(), units["lat"].tolist())
+    inverse = ~grid.transform
+    points = []
+    for x, y, agree, mapped, reference in zip(xs, ys, units["agree"], units["map_class_name"],
+                                              units["reference_class_name"], strict=True):
+        col, row = inverse * (x, y)
+        points.append([round(col, 2), round(row, 2), str(agree) == "True", mapped, reference])
+    return {"id": f"sample-{title}".replace(" ", "-"), "title": f"sample {title} (green: agrees)", "colour": "#000000",
+            "points": points}
+
+
 @dataclass
 class PageInputs:
     """What one page shows: its maps, labels, imagery, change pairs and vectors."""
@@ -334,6 +333,7 @@ class PageInputs:
     outline: dict[str, Any] | None = None  # GeoJSON geometry in outline_crs
     outline_crs: str = "EPSG:4326"
     tiles: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (CRS, GeoJSON box) per tile core
+    samples: list[tuple[str, Path]] = field(default_factory=list)  # (title, assessed.csv) per assessed map
     notes: list[str] = field(default_factory=list)
 
 
@@ -355,6 +355,8 @@ def page_data(inputs: PageInputs, max_side: int = MAX_SIDE) -> dict[str, Any]:
     if inputs.tiles:
         vectors.append({"id": "tiles", "title": "processing tiles", "colour": "#202020",
                         "paths": [p for crs, geometry in inputs.tiles for p in geometry_paths(geometry, crs, grid)]})
+    for title, path in inputs.samples:
+        vectors.append(sample_points(title, path, grid))
     if inputs.outline is not None:
         vectors.append({"id": "outline", "title": "outline", "colour": "#ff00ff",
                         "paths": geometry_paths(inputs.outline, inputs.outline_crs, grid)})
@@ -415,7 +417,6 @@ __all__ = [
     "box",
     "page_data",
     "page_grid",
-    "raster_legend",
     "render_page",
     "write_index",
     "write_page",

@@ -8,7 +8,7 @@ from lulc.logs import setup_script_logging
 log = setup_script_logging(snakemake)
 demo = snakemake.params.demo
 catalog = generate_demo(
-    Path(snakemake.output[0]).parent,
+    Path(snakemake.output.catalog).parent,
     regions=demo["regions"],
     year=demo["year"],
     seed=demo["seed"],

@@ -15,6 +15,7 @@ inputs = PageInputs(
     outline=outline,
     outline_crs=outline_crs,
     tiles=tile_cores(snakemake.input.tiles),
+    samples=list(zip(page["sample_titles"], snakemake.input.samples, strict=True)),
     notes=[f"Natural colour: the first frame of period {page['imagery_period']}."],
 )
 log.info("viewer page: %s", write_page(inputs, snakemake.output.page, max_side=snakemake.params.max_side))

@@ -5,17 +5,19 @@ cursor readout."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from browser import console_errors, drawn_colour, load, requests, save_screenshot, screen_point, set_range
+from browser import check_page, console_errors, drawn_colour, load, requests, save_screenshot, screen_point, set_range
 from rasterio.transform import from_origin
 from rasterio.warp import transform as transform_points
 
 from lulc import classes
+from lulc.classes import raster_legend
 from lulc.viewer import (
     CONFIDENCE_GREYS,
     MapInput,
@@ -24,7 +26,6 @@ from lulc.viewer import (
     box,
     page_data,
     page_grid,
-    raster_legend,
     render_page,
     write_page,
 )
@@ -212,3 +213,21 @@ def test_the_cursor_readout_names_the_class_the_cog_holds_there(browser, page, r
         shown = re.search(r"lon (-?[0-9.]+)\s+lat (-?[0-9.]+)", text)
         assert shown and float(shown[1]) == pytest.approx(lon[0], abs=2e-4), text
         assert float(shown[2]) == pytest.approx(lat[0], abs=2e-4), text
+
+
+@pytest.mark.skipif(not os.environ.get("LULC_DEMO_RESULTS"),
+                    reason="LULC_DEMO_RESULTS names no demo results folder (set it to check a demo run's pages and, "
+                           "with LULC_SCREENSHOTS, keep their screenshots for the README)")
+def test_a_demo_runs_pages(browser):
+    """The same checks on the pages of a finished demo run; the README's screenshots come from here."""
+    results = Path(os.environ["LULC_DEMO_RESULTS"])
+    pages = sorted((results / "maps").glob("*/viewer.html")) + sorted((results / "predict").glob("*/viewer.html"))
+    assert pages
+    for page in pages:
+        if page.parent.parent.name == "maps":
+            maps = {f"{tif.parent.name} {tif.parent.parent.name}": tif
+                    for tif in sorted(page.parent.glob("*/*/landcover.tif"))}
+        else:
+            maps = {tif.parent.name: tif for tif in sorted(page.parent.glob("*/landcover.tif"))}
+        check_page(browser, page, maps)
+        save_screenshot(browser, f"viewer_{page.parent.name}")

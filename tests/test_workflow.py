@@ -404,6 +404,30 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
     assert changed("code_version.py") == (set(), set())
 
 
+def test_map_regions_get_a_sample_and_accuracy_or_agreement(workflow_run):
+    """Every map gets a stratified sample (strata: its classes, units as maps.accuracy allocates them); the map
+    with a reference (the demo's true land cover) gets accuracy and error-adjusted areas, the labelled region's
+    map agreement with its labels, said as such; a map without either gets no report."""
+    maps_dir = workflow_run / "results/maps"
+    for folder in (maps_dir / "tiny_beyond/2022/unet_f1_s0", maps_dir / "tiny_beyond/2023/unet_f1_s0"):
+        strata = pd.read_csv(folder / "sample/strata.csv")
+        samples = pd.read_csv(folder / "sample/samples.csv")
+        assert strata["units"].sum() == len(samples) == 150
+        assert (strata.loc[strata["pixels"] > 0, "units"] >= strata.loc[strata["pixels"] > 0, "pixels"].clip(
+            upper=20)).all()
+        with rasterio.open(folder / "landcover.tif") as src:
+            values = src.read(1)
+        assert (values[samples["row"], samples["col"]] == samples["map_class"]).all()
+    report = (maps_dir / "tiny_beyond/2022/unet_f1_s0/accuracy/accuracy.md").read_text()
+    assert report.startswith("# Accuracy and area: tiny_beyond 2022") and "tiny_beyond_2022.tif" in report
+    table = pd.read_csv(maps_dir / "tiny_beyond/2022/unet_f1_s0/accuracy/accuracy.csv")
+    assert table["area_km²"].sum() == pytest.approx(table["mapped_area_km²"].sum(), rel=1e-9)
+    assert not (maps_dir / "tiny_beyond/2023/unet_f1_s0/accuracy").exists()
+    period = next(p.name for p in (maps_dir / "tiny_iowa_map").iterdir() if (p / "label.tif").is_file())
+    agreement = (maps_dir / f"tiny_iowa_map/{period}/unet_f1_s0/accuracy/accuracy.md").read_text()
+    assert agreement.startswith("# Agreement with the labels (another map: not accuracy)")
+
+
 def test_viewer_pages_show_every_map_offline(workflow_run, browser):
     """Every map region and training AOI gets a page, linked from results/maps/index.html; each page opens from
     file:// with no request to any host and no console error, lists one layer per year x run (per run for an
@@ -424,6 +448,8 @@ def test_viewer_pages_show_every_map_offline(workflow_run, browser):
     assert ["change", "change unet_f1_s0 2022 → 2023"] in layers and ["imagery", "natural colour (frame 1)"] in layers
     tiles = pd.read_csv(maps_dir / "tiny_beyond" / "tiles.csv")
     assert browser.execute_script("return lulcViewer.vectors.find(v => v.id === 'tiles').paths.length") == len(tiles)
+    sample = browser.execute_script("return lulcViewer.vectors.filter(v => v.points).map(v => v.points.length)")
+    assert sample == [150], "the assessed map's sample points"
     save_screenshot(browser, "viewer_tiny_beyond")
 
     period = next(p.name for p in (maps_dir / "tiny_iowa_map").iterdir() if (p / "label.tif").is_file())

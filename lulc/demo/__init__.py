@@ -15,7 +15,7 @@ and chipping run exactly the code path real data takes. Its modules, each import
 
 from __future__ import annotations
 
-from lulc.demo.generate import MIN_REGION_PX, generate_demo
+from lulc.demo.generate import MIN_REGION_PX, TRUTH_DIR, generate_demo, truth_name
 from lulc.demo.geometry import LABEL_GRID_OFFSET_M, TILE_MARGIN_PX, mgrs_tile, region_grid
 from lulc.demo.landscape import BUILT, CLASS_MIXING, RANGELAND, Landscape, landscape_in_year, make_landscape
 from lulc.demo.render import CLASS_REFLECTANCE
@@ -33,10 +33,12 @@ __all__ = [
     "MIN_REGION_PX",
     "RANGELAND",
     "TILE_MARGIN_PX",
+    "TRUTH_DIR",
     "Landscape",
     "generate_demo",
     "landscape_in_year",
     "make_landscape",
     "mgrs_tile",
     "region_grid",
+    "truth_name",
 ]

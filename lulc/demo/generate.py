@@ -29,6 +29,12 @@ Layout under ``out_dir`` (every href relative, so the folder can be moved)::
     hls2-l30/...
     io-lulc-annual-v02/15T-2023/15T-2023.json
     io-lulc-annual-v02/15T-2023/15T_20230101-20240101.tif
+    truth/{region}_{year}.tif      (every region and imagery year: the true classes, outside the catalog)
+
+The truth rasters (:func:`lulc.demo.stac.write_truth`) are the landscape each year's imagery was rendered
+from, without label noise, as class indices on the label grid: the reference of the demo's accuracy
+assessment (``maps.regions.<name>.reference``). No STAC item points at them, so no search, download or model
+ever sees them.
 """
 
 from __future__ import annotations
@@ -56,12 +62,20 @@ from lulc.demo.stac import (
     hls_item_id,
     write_hls_granule,
     write_label_item,
+    write_truth,
 )
 
 #: Smallest and largest region side accepted, in 30 m pixels.
 MIN_REGION_PX, MAX_REGION_PX = 32, 2048
 #: Imagery years a region may list (config key ``years``).
 YEAR_RANGE = (1980, 2100)
+#: Where the true land cover of every region and imagery year goes, under the demo folder (outside the catalog).
+TRUTH_DIR = "truth"
+
+
+def truth_name(region: str, year: int) -> str:
+    """The file name of a region's true land cover of ``year`` under :data:`TRUTH_DIR`."""
+    return f"{region}_{year}.tif"
 
 
 @dataclass(frozen=True)
@@ -232,6 +246,9 @@ def _generate_region(
         # demo.year keeps the keys of a single-year region; other years get their own.
         suffix = "" if imagery_year == year else f"-{imagery_year}"
         year_scene = landscape_in_year(scene, child_rng(seed, grid.name, "change"), imagery_year - year, core)
+        off_r, off_c = grid.label_offset
+        truth = year_scene.classes[off_r : off_r + grid.label_shape[0], off_c : off_c + grid.label_shape[1]]
+        write_truth(root / TRUTH_DIR / truth_name(grid.name, imagery_year), grid, truth)
         plan = plan_acquisitions(
             child_rng(seed, grid.name, f"dates{suffix}"), grid, imagery_year, dates_per_sensor, cloudy_dates
         )

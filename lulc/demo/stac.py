@@ -255,6 +255,18 @@ def write_hls_granule(
     return item
 
 
+def write_truth(path: Path, grid: RegionGrid, classes_io: np.ndarray) -> None:
+    """Write a region's true land cover of one year (the latent landscape, no label noise) as class indices on
+    the label grid: the reference of the demo's accuracy assessment. Not a STAC item, so no search finds it and
+    no model trains on it."""
+    from lulc import classes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tags = {"DEMO": "true land cover of the synthetic region (lulc.demo)", **classes.class_tags()}
+    _write_cog(path, classes.remap_codes(classes_io), grid.label_transform, grid.epsg, classes.IGNORE_INDEX, "mode",
+               tags, colormap=classes.index_colormap())
+
+
 def write_label_item(item_dir: Path, grid: RegionGrid, year: int, labels: np.ndarray) -> pystac.Item:
     """Write the label COG and return its IO-LULC-like item (``datetime: null`` with start/end)."""
     item_id = f"{grid.utm_zone}-{year}"

@@ -1,10 +1,15 @@
 # The offline demo: synthetic HLS scenes and IO-LULC-like labels in a static STAC catalog, generated from a seed
-# (lulc/demo/). Searches read it where `source: demo`; config: the `demo:` section only.
+# (lulc/demo/), and each region's true land cover per imagery year (the reference of the demo's accuracy
+# assessment, outside the catalog). Searches read it where `source: demo`; config: the `demo:` section only.
+
+
+include: "functions/demo.smk"
 
 
 rule demo:
     output:
-        catalog="results/demo/catalog.json",
+        catalog=f"{DEMO_DIR}/catalog.json",
+        truth=demo_truth_outputs(),
     log:
         "results/logs/demo.log",
     benchmark:

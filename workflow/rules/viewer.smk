@@ -14,6 +14,7 @@ rule map_viewer:
         labels=region_viewer_labels,
         images=region_viewer_images,
         tiles=rules.map_tiles.output.tiles,
+        samples=lambda w: [path for _, path in region_viewer_samples(w)],
     output:
         page=f"{REGION}/viewer.html",
     log:

@@ -60,6 +60,25 @@ def region_viewer_images(wildcards):
     )
 
 
+def region_viewer_samples(wildcards):
+    """(title, assessed sample) of every map of the region that has an accuracy assessment."""
+    return [
+        (
+            f"{model}_f{fraction}_s{seed} {period}",
+            expand(
+                rules.map_accuracy.output.units,
+                region=region,
+                period=period,
+                model=model,
+                fraction=fraction,
+                seed=seed,
+            )[0],
+        )
+        for region, period, model, fraction, seed in assessed_maps()
+        if region == wildcards.region
+    ]
+
+
 def region_viewer_params(wildcards):
     """What a region's page shows besides its input files: periods, runs, change pairs, outline."""
     region = MAP_REGIONS[wildcards.region]
@@ -74,6 +93,7 @@ def region_viewer_params(wildcards):
         "bbox": list(region.bbox),
         "file": region.file,
         "imagery_period": map_periods(wildcards.region)[0],
+        "sample_titles": [title for title, _ in region_viewer_samples(wildcards)],
     }
 
 

@@ -1,0 +1,162 @@
+"""Accuracy assessment of a map region's maps: the sample design (rule ``map_sample``) and the estimates from a
+labelled sample (rule ``map_accuracy``), following Olofsson et al. (2014).
+
+**Sample** (:func:`sample_map`). The strata are the map's classes (as the map records them: its ``CLASSES``
+tag), counted on the full-resolution map block by block. The total is ``maps.accuracy.total``, or from the
+target standard error of overall accuracy and one expected user's accuracy for every class (Olofsson 2014,
+eq. 13: :func:`lulc.accuracy.sample_size`); it is allocated with a minimum for rare classes and the rest in
+proportion to mapped area, or given per class (:func:`lulc.accuracy.allocate`), and drawn without replacement
+within each stratum (:func:`lulc.sampling.draw_stratified_sample`: inclusion probability ``n_h / N_h``,
+seeded, never holding the map in memory). Outputs: ``samples.gpkg`` and ``samples.csv`` to label (an empty
+``reference`` column, to fill with class names), and ``strata.csv`` (pixels, km2 and units per stratum).
+
+**Estimates** (:func:`assess_map`). The reference class of every unit comes from one of:
+
+* a labelled copy of the sample (GeoPackage or CSV, ``reference`` filled; :func:`lulc.sampling.read_reference`
+  refuses an unknown class name, a missing unit or a moved point, naming the unit) or a raster of reference
+  classes (read at the units' positions): *accuracy* against that reference;
+* the region's labels (``labels: true``): reported as *agreement with the labels*, never as accuracy, since
+  the labels are another map.
+
+The error matrix in area proportions, overall, user's and producer's accuracies and the error-adjusted area of
+every class with 95 % intervals come from the stratified estimator (:func:`lulc.accuracy.stratified_estimates`)
+and are written as ``accuracy.md``, ``accuracy.csv`` and ``accuracy.png``; ``assessed.csv`` keeps every unit
+with its map and reference class (the viewer draws them). Units whose reference is missing (nodata in a
+reference raster) are left out and counted in the report: that is only unbiased if they are missing at random.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import rasterio
+
+from lulc.accuracy import allocate, sample_size, stratified_estimates, write_report
+from lulc.classes import raster_legend
+from lulc.io import atomic_path
+from lulc.sampling import MISSING, draw_stratified_sample, read_reference, reference_from_raster, stratum_counts
+
+#: Map nodata (the ignore index): never a stratum.
+NODATA = 255
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
+
+
+def _pixel_km2(map_path: str | os.PathLike[str]) -> float:
+    with rasterio.open(map_path) as src:
+        return abs(src.transform.a * src.transform.e) / 1e6
+
+
+def allocation_for(counts: np.ndarray, names: list[str], cfg: Mapping[str, Any], where: str) -> np.ndarray:
+    """Units per class (in legend order) under the ``maps.accuracy`` settings ``cfg``; errors name ``where``."""
+    mapped = counts.astype(np.int64)
+    if cfg.get("per_class") is not None:
+        per_class = dict(cfg["per_class"])
+        unknown = sorted(set(per_class) - set(names))
+        if unknown:
+            raise ValueError(f"config key 'maps.accuracy.per_class': unknown class(es) {unknown} (legend: {names})")
+        missing = [n for n, count in zip(names, mapped, strict=True) if count and n not in per_class]
+        if missing:
+            raise ValueError(f"config key 'maps.accuracy.per_class': {where} maps class(es) {missing}, not given")
+        return allocate(0, mapped.tolist(), per_class=[int(per_class.get(n, 0)) for n in names])
+    total = cfg.get("total")
+    if total is None:
+        present = mapped > 0
+        total = sample_size([float(cfg["users_accuracy"])] * int(present.sum()), mapped[present].tolist(),
+                            float(cfg["target_se"]))
+    total = min(int(total), int(mapped.sum()))
+    try:
+        return allocate(total, mapped.tolist(), minimum=int(cfg["minimum"]))
+    except ValueError as error:
+        raise ValueError(f"config key 'maps.accuracy': cannot allocate the sample of {where}: {error}") from None
+
+
+def sample_map(
+    map_path: str | os.PathLike[str],
+    gpkg: str | os.PathLike[str],
+    csv: str | os.PathLike[str],
+    strata_csv: str | os.PathLike[str],
+    cfg: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Draw the stratified random sample of one map and write it for labelling (module docstring)."""
+    from lulc.sampling import write_sample
+
+    legend = raster_legend(map_path)
+    names = [entry["name"] for entry in legend]
+    indices = [int(entry["index"]) for entry in legend]
+    counts = stratum_counts(map_path, nodata=NODATA)[indices]
+    units = allocation_for(counts, names, cfg, str(map_path))
+    sample = draw_stratified_sample(map_path, {h: int(n) for h, n in zip(indices, units, strict=True) if n},
+                                    seed=int(cfg["seed"]), nodata=NODATA)
+    with rasterio.open(map_path) as src:
+        crs = src.crs
+    pixel_km2 = _pixel_km2(map_path)
+    strata = pd.DataFrame({
+        "stratum": indices, "class": names, "pixels": counts, "km2": counts * pixel_km2, "units": units,
+        "inclusion_probability": np.where(counts > 0, units / np.maximum(counts, 1), 0.0),
+    })
+    write_sample(sample, names, crs, gpkg, csv)
+    with atomic_path(strata_csv) as tmp:
+        strata.to_csv(tmp, index=False, float_format="%.10g")
+    return {"units": int(units.sum()), "strata": int((units > 0).sum()), "pixels": int(counts.sum())}
+
+
+def reference_classes(
+    sample: pd.DataFrame, reference: str | os.PathLike[str], names: list[str]
+) -> np.ndarray:
+    """Reference class indices of the units from a labelled sample file or a raster of reference classes."""
+    if Path(reference).suffix.lower() in RASTER_SUFFIXES:
+        reference_names = [entry["name"] for entry in raster_legend(reference)]
+        if reference_names != names:
+            raise ValueError(f"{reference}: its classes {reference_names} are not the map's {names}")
+        return reference_from_raster(sample, reference, nodata=NODATA)
+    return read_reference(reference, sample, names)
+
+
+def assess_map(
+    map_path: str | os.PathLike[str],
+    sample_csv: str | os.PathLike[str],
+    strata_csv: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    outputs: Mapping[str, str | os.PathLike[str]],
+    title: str,
+    agreement: bool = False,
+) -> dict[str, Any]:
+    """Estimate accuracy and areas of one map from its sample and a reference (module docstring). ``agreement``:
+    the reference is another map (labels), and the report says agreement, not accuracy. ``outputs``: paths of
+    ``report`` (md), ``table`` (csv), ``figure`` (png) and ``units`` (assessed.csv)."""
+    legend = raster_legend(map_path)
+    names = [entry["name"] for entry in legend]
+    indices = {int(entry["index"]): i for i, entry in enumerate(legend)}
+    sample = pd.read_csv(sample_csv, dtype={"id": str})
+    sample["reference"] = ""
+    strata = pd.read_csv(strata_csv)
+    found = reference_classes(sample, reference, names)
+    known = found != MISSING
+    map_class = np.array([indices[int(v)] for v in sample["map_class"]])
+    ref_class = np.array([indices.get(int(v), -1) for v in found])
+    counts = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(counts, (map_class[known], ref_class[known]), 1)
+    mapped = strata.set_index("stratum").reindex(list(indices))["pixels"].fillna(0).to_numpy(np.int64)
+    estimates = stratified_estimates(counts, mapped, names, pixel_area=_pixel_km2(map_path), area_unit="km²")
+    what = "Agreement with the labels (another map: not accuracy)" if agreement else "Accuracy and area"
+    heading = f"{what}: {title}"
+    note = (f"\nReference: `{reference}`. {int(known.sum())} of {len(sample)} sample units have a reference class"
+            + (f"; {int((~known).sum())} without one are left out." if (~known).any() else ".") + "\n")
+    write_report(estimates, outputs["report"], outputs["table"], outputs["figure"], heading, note=note)
+    units = sample.drop(columns=["reference"]).assign(
+        map_class_name=[names[i] for i in map_class],
+        reference_class_name=[names[r] if k else "" for r, k in zip(ref_class, known, strict=True)],
+        agree=np.where(known, map_class == ref_class, False),
+    )
+    with atomic_path(outputs["units"]) as tmp:
+        units.to_csv(tmp, index=False, float_format="%.10g")
+    return {"overall": float(estimates.overall), "overall_se": float(estimates.overall_se),
+            "units": int(known.sum()), "agreement": agreement}
+
+
+__all__ = ["allocation_for", "assess_map", "reference_classes", "sample_map"]

@@ -1,0 +1,114 @@
+"""The accuracy stage of map regions (lulc/assessment.py): a map's sample from the config, and accuracy or
+agreement from a reference, on class maps the tests write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from lulc import classes
+from lulc.assessment import assess_map, sample_map
+from lulc.schema import section
+
+SIDE = 200
+WATER, CROPS, BUILT = (classes.CLASS_NAMES.index(n) for n in ("water", "crops", "built_area"))
+
+
+def _class_map(path: Path, values: np.ndarray) -> Path:
+    profile = {"driver": "GTiff", "width": SIDE, "height": SIDE, "count": 1, "dtype": "uint8", "crs": "EPSG:32615",
+               "transform": from_origin(500_000, 4_650_000, 30, 30), "nodata": 255, "tiled": True,
+               "blockxsize": 64, "blockysize": 64}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(values[None])
+        dst.write_colormap(1, classes.index_colormap())
+        dst.update_tags(**classes.class_tags())
+    return path
+
+
+@pytest.fixture
+def mapped(tmp_path) -> Path:
+    values = np.full((SIDE, SIDE), CROPS, dtype=np.uint8)
+    values[:, :40] = WATER
+    values[:10, 150:] = BUILT  # a rare class: 500 px
+    values[-5:, -5:] = 255
+    return _class_map(tmp_path / "landcover.tif", values)
+
+
+def _sample(mapped: Path, tmp_path: Path, **cfg) -> pd.DataFrame:
+    folder = tmp_path / "sample"
+    sample_map(mapped, folder / "samples.gpkg", folder / "samples.csv", folder / "strata.csv",
+               {**section("maps", {})["accuracy"], **cfg})
+    return pd.read_csv(folder / "samples.csv", dtype={"id": str})
+
+
+def test_the_sample_follows_the_allocation_rule(mapped, tmp_path):
+    sample = _sample(mapped, tmp_path, total=200, minimum=30)
+    per_class = sample.groupby("map_class").size().to_dict()
+    # built area (500 px) would get 200 * 500 / 39975 = 2.5 units: it gets the minimum; the rest by area
+    assert per_class[BUILT] == 30
+    assert per_class[WATER] + per_class[CROPS] == 170
+    assert per_class[WATER] == round(170 * 8000 / (8000 + 31475))
+    strata = pd.read_csv(tmp_path / "sample" / "strata.csv")
+    assert strata["units"].sum() == 200 and strata.loc[strata["class"] == "built_area", "pixels"].item() == 500
+    assert (tmp_path / "sample" / "samples.gpkg").is_file()
+
+
+def test_the_default_total_comes_from_the_target_standard_error(mapped, tmp_path):
+    sample = _sample(mapped, tmp_path, target_se=0.02, users_accuracy=0.8, minimum=0)
+    assert len(sample) == int(np.ceil((0.4 / 0.02) ** 2))  # eq. 13 with one expected accuracy for every class
+
+
+def test_an_unknown_class_in_per_class_names_the_config_key(mapped, tmp_path):
+    with pytest.raises(ValueError, match=r"maps\.accuracy\.per_class.*forest"):
+        _sample(mapped, tmp_path, per_class={"forest": 10})
+
+
+def _assess(mapped: Path, tmp_path: Path, reference: Path, agreement: bool = False) -> tuple[dict, pd.DataFrame, str]:
+    outputs = {name: tmp_path / "out" / f"accuracy.{ext}" for name, ext in
+               (("report", "md"), ("table", "csv"), ("figure", "png"))}
+    outputs["units"] = tmp_path / "out" / "assessed.csv"
+    record = assess_map(mapped, tmp_path / "sample" / "samples.csv", tmp_path / "sample" / "strata.csv", reference,
+                        outputs, "test map", agreement=agreement)
+    return record, pd.read_csv(outputs["table"]), outputs["report"].read_text()
+
+
+def test_a_perfect_reference_gives_accuracy_one_and_the_mapped_areas(mapped, tmp_path):
+    _sample(mapped, tmp_path, total=120, minimum=20)
+    record, table, report = _assess(mapped, tmp_path, mapped)
+    assert record["overall"] == pytest.approx(1.0) and report.startswith("# Accuracy and area: test map")
+    assert table["area_km²"].to_numpy() == pytest.approx(table["mapped_area_km²"].to_numpy())
+    assert "not accuracy" not in report
+
+
+def test_a_reference_that_differs_moves_the_area_estimates(mapped, tmp_path):
+    """Half of the mapped crops are built area in the reference: the built-area estimate grows from the mapped
+    0.45 km2 towards the true 0.45 + 31475 / 2 px x 0.0009 km2, and the report says agreement when asked."""
+    truth = rasterio.open(mapped).read(1)
+    truth[100:, 40:] = np.where(truth[100:, 40:] == CROPS, BUILT, truth[100:, 40:])
+    reference = _class_map(tmp_path / "truth.tif", truth)
+    _sample(mapped, tmp_path, total=400, minimum=40)
+    record, table, report = _assess(mapped, tmp_path, reference, agreement=True)
+    built = table.set_index(table.columns[0]).loc["built_area"]
+    true_km2 = int((truth == BUILT).sum()) * 0.0009
+    estimate, half_width = float(built["area_km²"]), float(built["area_ci95_km²"])
+    assert float(built["mapped_area_km²"]) == pytest.approx(500 * 0.0009)
+    assert abs(estimate - true_km2) <= max(half_width, 0.1 * true_km2), (estimate, half_width, true_km2)
+    assert record["overall"] < 0.8
+    assert report.startswith("# Agreement with the labels (another map: not accuracy)")
+    units = pd.read_csv(tmp_path / "out" / "assessed.csv")
+    assert set(units["agree"]) == {True, False} and len(units) == 400
+
+
+def test_a_reference_raster_of_another_legend_is_refused(mapped, tmp_path):
+    _sample(mapped, tmp_path, total=60, minimum=10)
+    other = tmp_path / "other.tif"
+    _class_map(other, rasterio.open(mapped).read(1))
+    with rasterio.open(other, "r+") as dst:
+        dst.update_tags(CLASSES="0=forest,1=grass")
+    with pytest.raises(ValueError, match="other.tif: its classes"):
+        _assess(mapped, tmp_path, other)

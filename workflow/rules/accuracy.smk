@@ -1,0 +1,63 @@
+# Accuracy assessment of the map regions' maps (Olofsson et al. 2014): a stratified random sample of every map
+# (strata: its classes) to label, and, where the region names reference data or has labels, the error matrix
+# in area proportions, accuracies and error-adjusted class areas with 95 % intervals. Logic: lulc/assessment.py
+# (lulc/sampling.py, lulc/accuracy.py); config: maps.accuracy and maps.regions.<name>.reference.
+
+
+include: "functions/accuracy.smk"
+
+
+rule map_sample:
+    input:
+        landcover=rules.map_mosaic.output.landcover,
+    output:
+        gpkg=f"{SAMPLE}/samples.gpkg",
+        csv=f"{SAMPLE}/samples.csv",
+        strata=f"{SAMPLE}/strata.csv",
+    log:
+        f"{REGION_LOGS}/{{period}}/{RUN}/sample.log",
+    benchmark:
+        f"{REGION_BENCHMARKS}/{{period}}/{RUN}/sample.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["map_mosaic"],
+    params:
+        accuracy=canonical({k: v for k, v in ACCURACY.items() if k != "enabled"}),
+        code=code_version("scripts/map_sample.py"),
+    script:
+        "../../scripts/map_sample.py"
+
+
+rule map_accuracy:
+    input:
+        landcover=rules.map_mosaic.output.landcover,
+        sample=rules.map_sample.output.csv,
+        strata=rules.map_sample.output.strata,
+        reference=reference_input,
+    output:
+        report=f"{ASSESSMENT}/accuracy.md",
+        table=f"{ASSESSMENT}/accuracy.csv",
+        figure=report(
+            f"{ASSESSMENT}/accuracy.png",
+            caption="../report/map_accuracy.rst",
+            category="Map regions",
+            subcategory="{region}",
+            labels={
+                "region": "{region}",
+                "period": "{period}",
+                "run": f"{RUN} accuracy",
+            },
+        ),
+        units=f"{ASSESSMENT}/assessed.csv",
+    log:
+        f"{REGION_LOGS}/{{period}}/{RUN}/accuracy.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["map_mosaic"],
+    params:
+        agreement=reference_is_agreement,
+        code=code_version("scripts/map_accuracy.py"),
+    script:
+        "../../scripts/map_accuracy.py"
