@@ -383,10 +383,12 @@ def render_page(data: Mapping[str, Any]) -> str:
 
 def write_page(inputs: PageInputs, path: str | os.PathLike[str], max_side: int = MAX_SIDE) -> dict[str, Any]:
     """Write one viewer page atomically; returns its size and layer count for the log."""
-    page = render_page(page_data(inputs, max_side))
+    data = page_data(inputs, max_side)
+    page = render_page(data)
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
-    return {"page": str(path), "bytes": len(page.encode("utf-8")), "layers": page.count('"kind":')}
+    return {"page": str(path), "bytes": len(page.encode("utf-8")), "layers": len(data["layers"]),
+            "grid": [data["grid"]["width"], data["grid"]["height"]]}
 
 
 def write_index(pages: Sequence[tuple[str, str, str]], path: str | os.PathLike[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,22 +110,26 @@ def save_screenshot(driver: Any, name: str) -> None:
         driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
-def check_page(driver: Any, page: Path, maps: dict[str, Path], samples: int = 4) -> str:
-    """What every viewer page must do, asserted: it opens from file:// with no request to any host and no console
-    error, lists one class layer per map (``maps``: layer title -> the map's COG), and, with
-    every map shown, reads out under the cursor the class each COG holds there. Returns the readout last seen."""
-    import re
-
-    import rasterio
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    load(driver, page)
+def assert_offline(driver: Any, page: Path) -> None:
+    """Since it was loaded, the page asked for nothing but itself and its own data: URIs, no host was asked for
+    anything, and the console shows no error."""
     own = page.resolve().as_uri()
     seen = requests(driver)
     assert (own, own) in seen, seen
     assert all(url.startswith("data:") or url == own for document, url in seen if document == own), seen
     assert not [url for _, url in seen if re.match(r"(https?|wss?|ftp)://", url)], "no request to any host"
     assert console_errors(driver) == []
+
+
+def check_page(driver: Any, page: Path, maps: dict[str, Path], samples: int = 4) -> str:
+    """What every viewer page must do, asserted: it opens from file:// with no request to any host and no console
+    error, lists one class layer per map (``maps``: layer title -> the map's COG), and, with
+    every map shown, reads out under the cursor the class each COG holds there. Returns the readout last seen."""
+    import rasterio
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    load(driver, page)
+    assert_offline(driver, page)
     layers = driver.execute_script(
         "return lulcViewer.layers.filter(l => l.group === 'maps').map(l => [l.id, l.title])")
     assert sorted(title for _, title in layers) == sorted(maps), "one layer per map"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from browser import check_page, console_errors, drawn_colour, load, requests, save_screenshot, screen_point, set_range
+from browser import assert_offline, check_page, drawn_colour, load, save_screenshot, screen_point, set_range
 from rasterio.transform import from_origin
 from rasterio.warp import transform as transform_points
 
@@ -151,12 +151,7 @@ def _reference_colour(path: Path, col: int, row: int) -> tuple[int, int, int]:
 
 def test_the_page_opens_offline_with_one_layer_per_map(browser, page, region):
     load(browser, page)
-    own = page.resolve().as_uri()
-    seen = requests(browser)
-    assert (own, own) in seen, seen
-    assert all(url.startswith("data:") or url == own for document, url in seen if document == own), seen
-    assert not [url for _, url in seen if re.match(r"(https?|wss?|ftp)://", url)], "no request to any host"
-    assert console_errors(browser) == []
+    assert_offline(browser, page)
     titles = browser.execute_script(
         "return lulcViewer.layers.filter(l => l.group === 'maps').map(l => l.title)")
     assert titles == [f"{m.run} {m.period}" for m in region.maps]
