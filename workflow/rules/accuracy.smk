@@ -52,6 +52,8 @@ rule map_accuracy:
         units=f"{ASSESSMENT}/assessed.csv",
     log:
         f"{REGION_LOGS}/{{period}}/{RUN}/accuracy.log",
+    benchmark:
+        f"{REGION_BENCHMARKS}/{{period}}/{RUN}/accuracy.tsv"
     conda:
         "../../envs/data.yaml"
     resources:

@@ -65,6 +65,8 @@ rule map_index:
         index="results/maps/index.html",
     log:
         "results/logs/maps/index.log",
+    benchmark:
+        "results/benchmarks/maps/index.tsv"
     conda:
         "../../envs/data.yaml"
     resources:
