@@ -159,4 +159,124 @@ def assess_map(
             "units": int(known.sum()), "agreement": agreement}
 
 
-__all__ = ["allocation_for", "assess_map", "reference_classes", "sample_map"]
+#: The change classes of a change pair: "to <class>" per map class (pixels that became that class), then
+#: "stable" (pixels whose class did not change), in that index order.
+STABLE = "stable"
+STABLE_RGB = (190, 190, 190)
+
+
+def change_legend(legend: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The legend of a change-strata raster: ``to_<class>`` for every class of the maps, then ``stable``."""
+    entries = [{"index": i, "name": f"to_{entry['name']}", "colour": list(entry["colour"])}
+               for i, entry in enumerate(legend)]
+    return [*entries, {"index": len(legend), "name": STABLE, "colour": list(STABLE_RGB)}]
+
+
+def change_classes(before: np.ndarray, after: np.ndarray, num_classes: int) -> np.ndarray:
+    """Change class per pixel: the class it became where it changed, ``num_classes`` (stable) where it did not,
+    NODATA where either map has no class."""
+    valid = (before < num_classes) & (after < num_classes)
+    return np.where(valid, np.where(before == after, num_classes, after), NODATA).astype(np.uint8)
+
+
+def write_change_strata(
+    before_path: str | os.PathLike[str], after_path: str | os.PathLike[str], out_path: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """The change classes of two maps of one region on one grid (:func:`change_classes`), as a COG with its own
+    legend (``CLASSES`` tag and colour table): the strata of a change pair's sample. Read block by block."""
+    from lulc.io import copy_to_cog
+    from lulc.tiling import check_same_grid
+
+    legend = raster_legend(before_path)
+    if [e["name"] for e in raster_legend(after_path)] != [e["name"] for e in legend]:
+        raise ValueError(f"{before_path} and {after_path} have different legends: no change classes between them")
+    strata_legend = change_legend(legend)
+    with rasterio.open(before_path) as src_a, rasterio.open(after_path) as src_b:
+        check_same_grid(before_path, src_a, after_path, src_b)
+        profile = {**src_a.profile, "driver": "GTiff", "count": 1, "dtype": "uint8", "nodata": NODATA,
+                   "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
+        with atomic_path(out_path) as final:
+            stream = final.with_name(final.name + ".stream.tif")  # removed by atomic_path if a job is killed
+            with rasterio.open(stream, "w", **profile) as dst:
+                for _, window in dst.block_windows(1):
+                    dst.write(change_classes(src_a.read(1, window=window), src_b.read(1, window=window),
+                                             len(legend)), 1, window=window)
+                colours = {e["index"]: (*e["colour"], 255) for e in strata_legend}
+                dst.write_colormap(1, colours | {NODATA: (0, 0, 0, 0)})
+                dst.update_tags(CLASSES=",".join(f"{e['index']}={e['name']}" for e in strata_legend),
+                                IGNORE_INDEX=str(NODATA))
+            copy_to_cog(stream, final, "mode")
+            stream.unlink()
+    return {"strata": len(strata_legend)}
+
+
+def reference_change_classes(
+    sample: pd.DataFrame, before: str | os.PathLike[str], after: str | os.PathLike[str], names: list[str]
+) -> np.ndarray:
+    """Reference change class of every unit from reference rasters of both periods; MISSING where either has
+    no class there."""
+    ref_before = reference_classes(sample, before, names)
+    ref_after = reference_classes(sample, after, names)
+    known = (ref_before != MISSING) & (ref_after != MISSING)
+    change = np.where(ref_before == ref_after, len(names), ref_after)
+    return np.where(known, change, MISSING)
+
+
+def assess_change(
+    strata_map: str | os.PathLike[str],
+    after_map: str | os.PathLike[str],
+    sample_csv: str | os.PathLike[str],
+    strata_csv: str | os.PathLike[str],
+    reference: tuple[str | os.PathLike[str], str | os.PathLike[str]],
+    outputs: Mapping[str, str | os.PathLike[str]],
+    title: str,
+) -> dict[str, Any]:
+    """Estimates of a change pair from its sample (strata: the change classes of :func:`write_change_strata`).
+
+    ``reference``: the reference rasters of both periods; a unit's reference change class follows from them.
+    Writes the change classes' report (``report``, ``table``, ``figure``: stratified estimator, strata = change
+    classes), and, from the same units, the accuracy and areas of the later period's map (``after_report``,
+    ``after_table``, ``after_figure``) with the Stehman (2014) estimator, since its strata are not that map's
+    classes."""
+    from lulc.accuracy import stehman_estimates
+
+    change_names = [entry["name"] for entry in raster_legend(strata_map)]
+    names = [entry["name"] for entry in raster_legend(after_map)]
+    sample = pd.read_csv(sample_csv, dtype={"id": str})
+    sample["reference"] = ""
+    strata = pd.read_csv(strata_csv)
+    found = reference_change_classes(sample, reference[0], reference[1], names)
+    after_reference = reference_classes(sample, reference[1], names)
+    known = found != MISSING
+    unit_class = sample["map_class"].to_numpy(np.int64)
+    counts = np.zeros((len(change_names), len(change_names)), dtype=np.int64)
+    np.add.at(counts, (unit_class[known], found[known]), 1)
+    mapped = strata.set_index("stratum").reindex(range(len(change_names)))["pixels"].fillna(0).to_numpy(np.int64)
+    pixel_km2 = _pixel_km2(strata_map)
+    change = stratified_estimates(counts, mapped, change_names, pixel_area=pixel_km2, area_unit="km²")
+    note = (f"\nReference: {', '.join(f'`{r}`' for r in reference)}. {int(known.sum())} of {len(sample)} units "
+            "have a reference change class.\n")
+    write_report(change, outputs["report"], outputs["table"], outputs["figure"], f"Change classes: {title}",
+                 note=note)
+    after_class = reference_classes(sample, after_map, names)  # the later map's class at every unit
+    use = (after_reference != MISSING) & (after_class != MISSING)
+    sizes = dict(zip(strata["stratum"], strata["pixels"], strict=True))
+    after = stehman_estimates(unit_class[use], after_class[use], after_reference[use], sizes, names,
+                              pixel_area=pixel_km2, area_unit="km²")
+    write_report(after, outputs["after_report"], outputs["after_table"], outputs["after_figure"],
+                 f"Accuracy and area of the later map from the change sample: {title}",
+                 note=f"\nStrata: the change classes, not this map's classes (Stehman 2014). {note}")
+    return {"change_overall": float(change.overall), "after_overall": float(after.overall), "units": int(known.sum())}
+
+
+__all__ = [
+    "allocation_for",
+    "assess_change",
+    "assess_map",
+    "change_classes",
+    "change_legend",
+    "reference_change_classes",
+    "reference_classes",
+    "sample_map",
+    "write_change_strata",
+]

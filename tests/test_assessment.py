@@ -112,3 +112,42 @@ def test_a_reference_raster_of_another_legend_is_refused(mapped, tmp_path):
         dst.update_tags(CLASSES="0=forest,1=grass")
     with pytest.raises(ValueError, match="other.tif: its classes"):
         _assess(mapped, tmp_path, other)
+
+
+def test_a_change_pair_is_sampled_by_change_class_and_assessed_with_both_estimators(tmp_path):
+    """Crops became built area in a block: the change strata are "to_<class>" and "stable"; with the truth as
+    reference in both periods the change classes' estimates equal their mapped areas, and the later map's
+    accuracy from the change sample (Stehman) is 1."""
+    from lulc.assessment import assess_change, write_change_strata
+
+    before = np.full((SIDE, SIDE), CROPS, dtype=np.uint8)
+    before[:, :40] = WATER
+    after = before.copy()
+    after[120:180, 60:160] = BUILT
+    before_path = _class_map(tmp_path / "before.tif", before)
+    after_path = _class_map(tmp_path / "after.tif", after)
+    strata_map = tmp_path / "change" / "strata.tif"
+    write_change_strata(before_path, after_path, strata_map)
+    legend = raster_legend_names(strata_map)
+    assert legend[-1] == "stable" and legend[BUILT] == "to_built_area"
+    with rasterio.open(strata_map) as src:
+        change = src.read(1)
+    assert (change[120:180, 60:160] == BUILT).all() and (change[:100] == classes.NUM_CLASSES).all()
+    folder = tmp_path / "change" / "sample"
+    sample_map(strata_map, folder / "samples.gpkg", folder / "samples.csv", folder / "strata.csv",
+               {**section("maps", {})["accuracy"], "total": 100, "minimum": 30})
+    outputs = {name: tmp_path / "out" / f"{name}.{ext}" for name, ext in
+               (("report", "md"), ("table", "csv"), ("figure", "png"), ("after_report", "md"),
+                ("after_table", "csv"), ("after_figure", "png"))}
+    record = assess_change(strata_map, after_path, folder / "samples.csv", folder / "strata.csv",
+                           (before_path, after_path), outputs, "test pair")
+    assert record["change_overall"] == pytest.approx(1.0) and record["after_overall"] == pytest.approx(1.0)
+    table = pd.read_csv(outputs["table"]).set_index("class")
+    assert table.loc["to_built_area", "area_km²"] == pytest.approx(60 * 100 * 0.0009)
+    assert "Stehman 2014" in outputs["after_report"].read_text()
+
+
+def raster_legend_names(path: Path) -> list[str]:
+    from lulc.classes import raster_legend
+
+    return [entry["name"] for entry in raster_legend(path)]

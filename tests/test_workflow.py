@@ -405,9 +405,10 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(workflow_run, 
 
 
 def test_map_regions_get_a_sample_and_accuracy_or_agreement(workflow_run):
-    """Every map gets a stratified sample (strata: its classes, units as maps.accuracy allocates them); the map
+    """Every map gets a stratified sample (strata: its classes, units as maps.accuracy allocates them); a map
     with a reference (the demo's true land cover) gets accuracy and error-adjusted areas, the labelled region's
-    map agreement with its labels, said as such; a map without either gets no report."""
+    map agreement with its labels, said as such; the change pair a sample of its change classes, their estimates
+    and the later map's accuracy from that sample (Stehman)."""
     maps_dir = workflow_run / "results/maps"
     for folder in (maps_dir / "tiny_beyond/2022/unet_f1_s0", maps_dir / "tiny_beyond/2023/unet_f1_s0"):
         strata = pd.read_csv(folder / "sample/strata.csv")
@@ -422,7 +423,11 @@ def test_map_regions_get_a_sample_and_accuracy_or_agreement(workflow_run):
     assert report.startswith("# Accuracy and area: tiny_beyond 2022") and "tiny_beyond_2022.tif" in report
     table = pd.read_csv(maps_dir / "tiny_beyond/2022/unet_f1_s0/accuracy/accuracy.csv")
     assert table["area_km²"].sum() == pytest.approx(table["mapped_area_km²"].sum(), rel=1e-9)
-    assert not (maps_dir / "tiny_beyond/2023/unet_f1_s0/accuracy").exists()
+    change = maps_dir / "tiny_beyond/unet_f1_s0/change_2022_to_2023"
+    strata = pd.read_csv(change / "sample/strata.csv")
+    assert list(strata["class"])[-1] == "stable" and strata["units"].sum() == 150
+    assert (change / "accuracy/accuracy.md").read_text().startswith("# Change classes: tiny_beyond 2022 → 2023")
+    assert "Stehman 2014" in (change / "accuracy/after_map.md").read_text()
     period = next(p.name for p in (maps_dir / "tiny_iowa_map").iterdir() if (p / "label.tif").is_file())
     agreement = (maps_dir / f"tiny_iowa_map/{period}/unet_f1_s0/accuracy/accuracy.md").read_text()
     assert agreement.startswith("# Agreement with the labels (another map: not accuracy)")
@@ -449,7 +454,7 @@ def test_viewer_pages_show_every_map_offline(workflow_run, browser):
     tiles = pd.read_csv(maps_dir / "tiny_beyond" / "tiles.csv")
     assert browser.execute_script("return lulcViewer.vectors.find(v => v.id === 'tiles').paths.length") == len(tiles)
     sample = browser.execute_script("return lulcViewer.vectors.filter(v => v.points).map(v => v.points.length)")
-    assert sample == [150], "the assessed map's sample points"
+    assert sample == [150, 150], "the assessed maps' sample points"
     save_screenshot(browser, "viewer_tiny_beyond")
 
     period = next(p.name for p in (maps_dir / "tiny_iowa_map").iterdir() if (p / "label.tif").is_file())

@@ -63,3 +63,55 @@ rule map_accuracy:
         code=code_version("scripts/map_accuracy.py"),
     script:
         "../../scripts/map_accuracy.py"
+
+
+rule map_change_sample:
+    input:
+        before=f"{REGION}/{{before}}/{RUN}/landcover.tif",
+        after=f"{REGION}/{{after}}/{RUN}/landcover.tif",
+    output:
+        strata_map=f"{CHANGE}/strata.tif",
+        gpkg=f"{CHANGE}/sample/samples.gpkg",
+        csv=f"{CHANGE}/sample/samples.csv",
+        strata=f"{CHANGE}/sample/strata.csv",
+    log:
+        f"{REGION_LOGS}/{RUN}/change_{{before}}_to_{{after}}/sample.log",
+    benchmark:
+        f"{REGION_BENCHMARKS}/{RUN}/change_{{before}}_to_{{after}}/sample.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["map_mosaic"],
+    params:
+        accuracy=canonical({k: v for k, v in ACCURACY.items() if k != "enabled"}),
+        code=code_version("scripts/map_change_sample.py"),
+    script:
+        "../../scripts/map_change_sample.py"
+
+
+rule map_change_accuracy:
+    input:
+        strata_map=rules.map_change_sample.output.strata_map,
+        after=f"{REGION}/{{after}}/{RUN}/landcover.tif",
+        sample=rules.map_change_sample.output.csv,
+        strata=rules.map_change_sample.output.strata,
+        reference=change_reference_inputs,
+    output:
+        report=f"{CHANGE}/accuracy/accuracy.md",
+        table=f"{CHANGE}/accuracy/accuracy.csv",
+        figure=f"{CHANGE}/accuracy/accuracy.png",
+        after_report=f"{CHANGE}/accuracy/after_map.md",
+        after_table=f"{CHANGE}/accuracy/after_map.csv",
+        after_figure=f"{CHANGE}/accuracy/after_map.png",
+    log:
+        f"{REGION_LOGS}/{RUN}/change_{{before}}_to_{{after}}/accuracy.log",
+    benchmark:
+        f"{REGION_BENCHMARKS}/{RUN}/change_{{before}}_to_{{after}}/accuracy.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["map_mosaic"],
+    params:
+        code=code_version("scripts/map_change_accuracy.py"),
+    script:
+        "../../scripts/map_change_accuracy.py"

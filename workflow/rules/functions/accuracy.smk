@@ -3,6 +3,7 @@
 ACCURACY = MAPS["accuracy"]
 SAMPLE = f"{PERIOD_RUN}/sample"
 ASSESSMENT = f"{PERIOD_RUN}/accuracy"
+CHANGE = f"{REGION}/{RUN}/change_{{before}}_to_{{after}}"
 
 
 def map_reference(region, period, run):
@@ -60,6 +61,68 @@ def accuracy_outputs():
             seed=seed,
         )
     return outputs
+
+
+def period_reference_raster(region, period):
+    """The reference raster `maps.regions.<region>.reference` names for a whole period, or None."""
+    references = {
+        str(key): path
+        for key, path in (MAPS["regions"][region].get("reference") or {}).items()
+    }
+    return references.get(str(period))
+
+
+def assessed_changes():
+    """(region, before, after, model, fraction, seed) of every change pair with reference rasters for both
+    periods."""
+    if not ACCURACY["enabled"]:
+        return []
+    return [
+        (region, before, after, model, fraction, seed)
+        for region in MAP_REGIONS
+        for before, after in map_change_pairs(region)
+        for model, fraction, seed in map_runs(region)
+        if period_reference_raster(region, before)
+        and period_reference_raster(region, after)
+    ]
+
+
+def change_accuracy_outputs():
+    """Every change pair's sample and, where both periods have reference rasters, its estimates (rule all)."""
+    if not ACCURACY["enabled"]:
+        return []
+    outputs = []
+    for region in MAP_REGIONS:
+        for before, after in map_change_pairs(region):
+            for model, fraction, seed in map_runs(region):
+                outputs += expand(
+                    rules.map_change_sample.output,
+                    region=region,
+                    before=before,
+                    after=after,
+                    model=model,
+                    fraction=fraction,
+                    seed=seed,
+                )
+    for region, before, after, model, fraction, seed in assessed_changes():
+        outputs += expand(
+            rules.map_change_accuracy.output,
+            region=region,
+            before=before,
+            after=after,
+            model=model,
+            fraction=fraction,
+            seed=seed,
+        )
+    return outputs
+
+
+def change_reference_inputs(wildcards):
+    """The reference rasters of a change pair's two periods."""
+    return [
+        period_reference_raster(wildcards.region, period)
+        for period in (wildcards.before, wildcards.after)
+    ]
 
 
 def reference_input(wildcards):
