@@ -64,10 +64,14 @@ def allocation_for(counts: np.ndarray, names: list[str], cfg: Mapping[str, Any],
             raise ValueError(f"config key 'maps.accuracy.per_class': {where} maps class(es) {missing}, not given")
         return allocate(0, mapped.tolist(), per_class=[int(per_class.get(n, 0)) for n in names])
     total = cfg.get("total")
+    floor = int(np.minimum(mapped, int(cfg["minimum"])).sum())  # every class its minimum (or all its pixels)
     if total is None:
         present = mapped > 0
-        total = sample_size([float(cfg["users_accuracy"])] * int(present.sum()), mapped[present].tolist(),
-                            float(cfg["target_se"]))
+        total = max(floor, sample_size([float(cfg["users_accuracy"])] * int(present.sum()), mapped[present].tolist(),
+                                       float(cfg["target_se"])))
+    elif int(total) < floor:
+        raise ValueError(f"config key 'maps.accuracy.total': {total} units cannot give every class of {where} its "
+                         f"minimum (maps.accuracy.minimum {cfg['minimum']}: {floor} units)")
     total = min(int(total), int(mapped.sum()))
     try:
         return allocate(total, mapped.tolist(), minimum=int(cfg["minimum"]))

@@ -93,6 +93,11 @@ def _map_rules(config: Mapping[str, Any], aois: Mapping[str, Any], base_dir: Pat
         except (ValueError, OSError) as error:
             yield f"config key '{where}': {error}"
             continue
+        if entry["runs"] is not None and not entry["runs"]:
+            yield (
+                f"config key '{where}.runs': an empty list maps the region with no run; give at least one run, or "
+                "leave the key out (null) to map it with predict.runs"
+            )
         yield from _runs_rules(config, entry["runs"], f"{where}.runs")
         if entry["crs"] is not None:
             yield from _metric_crs(str(entry["crs"]), f"{where}.crs", config["download"]["resolution"])
@@ -103,6 +108,39 @@ def _map_rules(config: Mapping[str, Any], aois: Mapping[str, Any], base_dir: Pat
                     yield f"config key '{where}.change.{i}': {label!r} is not one of the region's periods {labels}"
         if entry["imagery"] is not None:
             yield from _static_catalog(entry["imagery"]["source"], f"{where}.imagery.source", base_dir)
+
+
+def map_warnings(config: Mapping[str, Any], base_dir: str | Path = ".") -> list[str]:
+    """What a valid config does that its author may not expect, per map region (naming it and the key): a
+    ``maps.tile_km`` that is rounded to whole predict strides, and more than :data:`lulc.maps.MANY_TILES`
+    processing tiles (one download job per tile and period, one predict job per tile, period and run)."""
+    from lulc.maps import MANY_TILES, MapConfigError, parse_region, predict_geometry, tile_count, tile_sizes
+
+    aois, _ = _parse_aois(config, Path(base_dir))
+    maps, resolution = config["maps"], float(config["download"]["resolution"])
+    tile, stride = predict_geometry(config["predict"], int(config["chips"]["size"]))
+    core, _ = tile_sizes(float(maps["tile_km"]), maps["halo_px"], resolution, tile, stride)
+    wanted_px = float(maps["tile_km"]) * 1000.0 / resolution
+    notes = []
+    for name, entry in maps["regions"].items():
+        try:
+            region = parse_region(name, entry, aois, Path(base_dir))
+        except (MapConfigError, ValueError, OSError):  # reported as an error by check_config
+            continue
+        where = f"config key 'maps.tile_km' (map region {name})"
+        if abs(wanted_px - core) > 1e-6:
+            notes.append(
+                f"{where}: {maps['tile_km']:g} km ({wanted_px:g} px of {resolution:g} m) is not a whole number of "
+                f"predict strides ({stride} px); the processing tiles are {core} px ({core * resolution / 1000:g} km)"
+            )
+        count = tile_count(region, resolution, core)
+        if count > MANY_TILES:
+            notes.append(
+                f"{where}: the region makes {count} processing tiles of {core * resolution / 1000:g} km (more than "
+                f"{MANY_TILES}), so {count} download jobs per period and {count} predict jobs per period and run; "
+                "a larger maps.tile_km makes fewer, larger jobs"
+            )
+    return notes
 
 
 def _parse_aois(config: Mapping[str, Any], base_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -231,8 +269,9 @@ def _tune_rules(config: Mapping[str, Any]) -> Iterator[str]:
             )
 
 
-def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
-    """Every cross-field rule of a validated, default-filled config; one :class:`ConfigError` naming them all."""
+def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> list[str]:
+    """Every cross-field rule of a validated, default-filled config; one :class:`ConfigError` naming them all.
+    Returns the warnings of a valid config (:func:`map_warnings`)."""
     base_dir = Path(base_dir)
     aois, problems = _parse_aois(config, base_dir)
     crs_problems = list(_download_crs(config["download"]))
@@ -270,6 +309,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
             )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return map_warnings(config, base_dir)
 
 
 # ----------------------------------------------------------------------------------- the whole config
@@ -278,9 +318,13 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
 def load_config(
     config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path = "."
 ) -> dict[str, Any]:
-    """Validate and fill defaults, then check the AOIs and the cross-field rules of a Snakemake ``config``."""
+    """Validate and fill defaults, then check the AOIs and the cross-field rules of a Snakemake ``config``; the
+    warnings of a valid config (:func:`map_warnings`) are printed on stderr, one ``WARNING:`` line each."""
+    import sys
+
     validate_config(config, schema_path)
-    check_config(config, base_dir)
+    for note in check_config(config, base_dir):
+        print(f"WARNING: {note}", file=sys.stderr)
     return config
 
 
@@ -339,6 +383,7 @@ __all__ = [
     "check_file",
     "is_integer_key",
     "load_config",
+    "map_warnings",
     "model_entry",
     "model_rules",
     "patch_size",

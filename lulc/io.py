@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +46,24 @@ def remove_stale_temporaries(final: Path) -> list[Path]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
                 removed.append(stale)
+    return removed
+
+
+def remove_stale_folders(parent: str | os.PathLike[str], prefix: str) -> list[Path]:
+    """Delete the scratch folders ``<prefix>*`` in ``parent`` that a killed job left behind.
+
+    Call it only where one job owns both the folder and the prefix (the job that writes that folder's outputs,
+    as :func:`atomic_path` does for the temporaries of one final name): a job of another rule, or the same job
+    running at once elsewhere, never uses them.
+    """
+    removed: list[Path] = []
+    base = Path(parent)
+    if not base.is_dir():
+        return removed
+    for stale in sorted(base.glob(f"{glob.escape(prefix)}*")):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
     return removed
 
 

@@ -26,8 +26,15 @@ beyond what the download does to every asset), and the mosaic (:mod:`lulc.mosaic
 the other zones once, nearest neighbour, into the region's CRS (``maps.regions.<name>.crs``, default the zone
 of the region's centre).
 
-**Frames** are chosen per tile (the clearest acquisition in each window, as for an AOI), so neighbouring tiles
-may use different dates; the dates of every tile are in its ``frames.json``.
+**Frames** are chosen once per region and period (the ``map_frames`` rule, :func:`frame_grids`): the same rule as
+for an AOI (:func:`lulc.download.select_frames`: the clearest acquisition in each window), with each date's
+clear fraction measured over the region (inside its features, for a vector file) on a coarse grid, and every
+tile of the region is built from exactly those dates. The map therefore does not depend on how the region was
+cut into tiles.
+
+**The region's features** (a vector file) bound the map: a tile core's pixels whose centre lies outside every
+feature are nodata (:func:`region_mask`, applied by :mod:`lulc.map_predict`), so the mosaics, change tables and
+anything counted from them cover the region only. A bbox region is its whole bbox grid.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rasterio.warp import transform_bounds
 
 from lulc.aoi import AOI
@@ -53,6 +61,10 @@ log = logging.getLogger(__name__)
 
 #: Width of a UTM zone in degrees of longitude.
 ZONE_WIDTH_DEG = 6.0
+#: Largest side, in pixels, of each zone's grid on which a region's clear fractions are measured (:func:`frame_grids`).
+FRAMES_MAX_SIDE = 1024
+#: More processing tiles than this in one region is said at start-up (:func:`tile_count`).
+MANY_TILES = 1000
 #: Columns of ``tiles.csv`` (the checkpoint's output), in order.
 TILE_COLUMNS: tuple[str, ...] = (
     "tile", "epsg", "resolution", "left", "top", "width", "height",
@@ -78,7 +90,8 @@ class Period:
 
 @dataclass(frozen=True)
 class MapRegion:
-    """A region to map: its WGS84 bbox, an optional vector file (tiles that miss it are skipped), its periods."""
+    """A region to map: its WGS84 bbox, an optional vector file (tiles that miss its features are skipped, pixels
+    outside them are nodata), its periods."""
 
     name: str
     bbox: tuple[float, float, float, float]
@@ -296,62 +309,136 @@ def zone_grids(region: MapRegion, resolution: float) -> list[Any]:
     return grids
 
 
-def _region_shape(region: MapRegion) -> Any:
+def read_region_file(path: str | os.PathLike[str], crs: str = "EPSG:4326") -> Any:
+    """The union of a vector file's features (GeoJSON, GeoPackage, ...; any CRS, none declared read as WGS84) as
+    one shapely geometry in ``crs``: the one reader of a region's file (tiling, frame choice, the maps' masks)."""
+    import geopandas as gpd
+
+    frame = gpd.read_file(path)
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
+    if frame.crs is None:
+        frame = frame.set_crs("EPSG:4326")
+    return frame.to_crs(crs).geometry.union_all()
+
+
+def region_shape(region: MapRegion) -> Any:
     """The region's extent as a WGS84 shapely geometry: the vector file's features, else the bbox."""
     from shapely.geometry import box
 
     if region.file is None:
         return box(*region.bbox)
-    import geopandas as gpd
-
-    frame = gpd.read_file(region.file)
-    if frame.crs is not None:
-        frame = frame.to_crs("EPSG:4326")
-    return frame.geometry.union_all()
+    return read_region_file(region.file)
 
 
-def plan_tiles(region: MapRegion, resolution: float, core_px: int, halo_px: int) -> list[ProcessingTile]:
-    """The processing tiles of a region (see the module docstring), in zone, row, column order."""
+def region_mask(geometry: Any, grid: Any, all_touched: bool = False) -> np.ndarray:
+    """(H, W) bool on ``grid`` (a :class:`lulc.grid.Grid`): True where the pixel's centre lies inside ``geometry``
+    (a shapely geometry in the grid's CRS), GDAL's rasterisation rule; with ``all_touched``, every pixel the
+    geometry touches. The pixels of a region's map that count as the region's."""
+    from rasterio.features import geometry_mask
+    from shapely.geometry import mapping
+
+    if geometry.is_empty:
+        return np.zeros((grid.height, grid.width), dtype=bool)
+    shape = (grid.height, grid.width)
+    mask = geometry_mask([mapping(geometry)], out_shape=shape, transform=grid.transform, all_touched=all_touched,
+                         invert=True)  # fmt: skip
+    return np.asarray(mask)
+
+
+def _zone_extents(region: MapRegion) -> list[tuple[int, Any, Any]]:
+    """(EPSG, the part's WGS84 bbox, the region inside that part in the zone's CRS) of each zone part (west to
+    east) that the region's extent reaches."""
     from rasterio.warp import transform_geom
     from shapely.geometry import box, mapping, shape
 
-    extent = _region_shape(region)
-    tiles: list[ProcessingTile] = []
-    for (epsg, part), grid in zip(zone_parts(region.bbox), zone_grids(region, resolution), strict=True):
-        left, top, width, height = grid.left, grid.top, grid.width, grid.height
+    extent = region_shape(region)
+    parts = []
+    for epsg, part in zone_parts(region.bbox):
         inside = extent.intersection(box(*part))
         if inside.is_empty:
             continue
         inside_utm = shape(transform_geom("EPSG:4326", f"EPSG:{epsg}", mapping(inside.segmentize(0.01))))
-        for row in range(math.ceil(height / core_px)):
-            for col in range(math.ceil(width / core_px)):
-                r0, c0 = row * core_px, col * core_px
-                r1, c1 = min(r0 + core_px, height), min(c0 + core_px, width)
-                core = box(
-                    left + c0 * resolution, top - r1 * resolution, left + c1 * resolution, top - r0 * resolution
-                )
-                if not core.intersects(inside_utm):
-                    continue
-                hr0, hc0 = max(0, r0 - halo_px), max(0, c0 - halo_px)
-                hr1, hc1 = min(height, r1 + halo_px), min(width, c1 + halo_px)
-                tiles.append(
-                    ProcessingTile(
-                        tile=f"{epsg}_r{row:03d}_c{col:03d}",
-                        epsg=epsg,
-                        resolution=resolution,
-                        left=left + hc0 * resolution,
-                        top=top - hr0 * resolution,
-                        width=hc1 - hc0,
-                        height=hr1 - hr0,
-                        core_row=r0 - hr0,
-                        core_col=c0 - hc0,
-                        core_height=r1 - r0,
-                        core_width=c1 - c0,
-                    )
-                )
+        parts.append((epsg, part, inside_utm))
+    return parts
+
+
+def _zone_tiles(grid: Any, inside: Any, core_px: int, halo_px: int) -> list[ProcessingTile]:
+    """The tiles of one zone grid whose core meets ``inside`` (the region in the zone's CRS), row by row."""
+    import shapely
+
+    res, left, top, width, height = grid.resolution, grid.left, grid.top, grid.width, grid.height
+    rows, cols = np.mgrid[0 : math.ceil(height / core_px), 0 : math.ceil(width / core_px)]
+    r0, c0 = rows * core_px, cols * core_px
+    r1, c1 = np.minimum(r0 + core_px, height), np.minimum(c0 + core_px, width)
+    shapely.prepare(inside)
+    cores = shapely.box(left + c0 * res, top - r1 * res, left + c1 * res, top - r0 * res)
+    tiles = []
+    for row, col in zip(*np.nonzero(shapely.intersects(cores, inside)), strict=True):
+        cr0, cc0, cr1, cc1 = int(r0[row, col]), int(c0[row, col]), int(r1[row, col]), int(c1[row, col])
+        hr0, hc0 = max(0, cr0 - halo_px), max(0, cc0 - halo_px)
+        hr1, hc1 = min(height, cr1 + halo_px), min(width, cc1 + halo_px)
+        tile = ProcessingTile(
+            tile=f"{grid.epsg}_r{row:03d}_c{col:03d}", epsg=grid.epsg, resolution=res,
+            left=left + hc0 * res, top=top - hr0 * res, width=hc1 - hc0, height=hr1 - hr0,
+            core_row=cr0 - hr0, core_col=cc0 - hc0, core_height=cr1 - cr0, core_width=cc1 - cc0,
+        )  # fmt: skip
+        tiles.append(tile)
+    return tiles
+
+
+def plan_tiles(region: MapRegion, resolution: float, core_px: int, halo_px: int) -> list[ProcessingTile]:
+    """The processing tiles of a region (see the module docstring), in zone, row, column order."""
+    grids = {grid.epsg: grid for grid in zone_grids(region, resolution)}
+    tiles: list[ProcessingTile] = []
+    for epsg, _, inside in _zone_extents(region):
+        tiles += _zone_tiles(grids[epsg], inside, core_px, halo_px)
     if not tiles:
         raise MapConfigError(f"config key 'maps.regions.{region.name}': the region covers no processing tile")
     return tiles
+
+
+def tile_count(region: MapRegion, resolution: float, core_px: int, exact_below: int = 200_000) -> int:
+    """How many processing tiles the region makes: exact (:func:`plan_tiles`) where its zone grids hold at most
+    ``exact_below`` cores, else that bound (cheap; the start-up checks only compare it with :data:`MANY_TILES`)."""
+    bound = sum(
+        math.ceil(g.height / core_px) * math.ceil(g.width / core_px) for g in zone_grids(region, resolution)
+    )
+    if bound <= MANY_TILES or bound > exact_below:
+        return bound
+    return len(plan_tiles(region, resolution, core_px, 0))
+
+
+def frame_grids(region: MapRegion, resolution: float) -> list[tuple[Any, np.ndarray]]:
+    """The grids on which the region's clear fractions are measured, one per UTM zone it reaches, each with the
+    mask of the region's pixels on it (:func:`region_mask`; all touched pixels where no centre is inside).
+
+    The resolution is the smallest whole multiple of ``resolution`` at which every zone grid of the region
+    (:func:`zone_grids`) is at most :data:`FRAMES_MAX_SIDE` pixels on a side: the full resolution for a region
+    of up to ~30 km at 30 m, 120 m for an HLS tile (109.8 km), ~500 m for a state. Fmask is read at that
+    resolution (nearest neighbour), so each date's clear fraction is that of a regular sample of the region's
+    pixels."""
+    from lulc.grid import Grid
+
+    fine = zone_grids(region, resolution)
+    factor = max(1, math.ceil(max(max(g.width, g.height) for g in fine) / FRAMES_MAX_SIDE))
+    coarse = resolution * factor
+    grids = {g.epsg: g for g in fine}
+    result = []
+    for epsg, _, inside in _zone_extents(region):
+        left, bottom, right, top = grids[epsg].bounds
+        left, top = math.floor(left / coarse) * coarse, math.ceil(top / coarse) * coarse
+        width = math.ceil((right - left) / coarse - 1e-9)
+        height = math.ceil((top - bottom) / coarse - 1e-9)
+        grid = Grid(epsg=epsg, resolution=coarse, left=left, top=top, width=width, height=height)
+        mask = region_mask(inside, grid)
+        result.append((grid, mask if mask.any() else region_mask(inside, grid, all_touched=True)))
+    return result
+
+
+def core_mask(region_file: str | os.PathLike[str], tile: ProcessingTile) -> np.ndarray:
+    """(core height, core width) bool: True where a pixel of ``tile``'s core has its centre inside the union of
+    the region file's features (read in the tile's CRS, so a projected file's edges stay straight)."""
+    return region_mask(read_region_file(region_file, f"EPSG:{tile.epsg}"), tile.core_grid())
 
 
 def write_tiles(tiles: Iterable[ProcessingTile], path: str | os.PathLike[str]) -> None:

@@ -36,7 +36,7 @@ from typing import Any, cast
 
 import yaml
 
-from lulc.io import atomic_path
+from lulc.io import atomic_path, remove_stale_folders
 from lulc.schema import (
     ConfigError,
     is_integer_key,
@@ -48,6 +48,9 @@ from lulc.schema import (
 from lulc.tuned import TUNED_FORMAT, apply_tuned
 
 logger = logging.getLogger(__name__)
+
+#: Prefix of the trials' scratch folder in the tune job's output folder (only that job uses it).
+TRIALS_PREFIX = ".trials-"
 
 TRIAL_COLUMNS = ("number", "state", "val_miou", "epochs_run", "time_s")
 
@@ -239,7 +242,8 @@ def tune(
     trials, epochs = int(cfg["trials"]), int(cfg["epochs"])
     study, pruning = make_study(model_name, cfg, int(train_settings["devices"]))
     rows: list[dict[str, Any]] = []
-    scratch = Path(tempfile.mkdtemp(prefix=".trials-", dir=out_dir))
+    remove_stale_folders(out_dir, TRIALS_PREFIX)  # a killed run of this job left them; no other job writes here
+    scratch = Path(tempfile.mkdtemp(prefix=TRIALS_PREFIX, dir=out_dir))
 
     def objective(trial: optuna.Trial) -> float:
         values = suggest(trial, model_type, space)

@@ -1,5 +1,7 @@
-"""Rule map_download: one processing tile (core + halo) of a map region's imagery, no labels; lulc/download/."""
+"""Rule map_download: one processing tile (core + halo) of a map region's imagery, no labels, built from the frames
+chosen for the whole region (rule map_frames); lulc/download/."""
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -19,4 +21,5 @@ write_imagery_stack(
     snakemake.params.download,
     Path(snakemake.output.image).parent,
     imagery_signing=snakemake.params.imagery_signing,
+    frames=json.loads(Path(snakemake.input.frames).read_text(encoding="utf-8")),
 )

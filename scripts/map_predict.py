@@ -1,4 +1,5 @@
-"""Rule map_predict: one processing tile (core + halo) predicted by one trained run, its core kept."""
+"""Rule map_predict: one processing tile (core + halo) predicted by one trained run, its core kept (inside the
+region's features where it is a vector file)."""
 
 from lulc.logs import setup_script_logging
 from lulc.map_predict import predict_tile
@@ -9,6 +10,7 @@ setup_script_logging(snakemake)
 settings = snakemake.config["predict"]
 runtime = {key: settings[key] for key in RUNTIME_KEYS if key in settings and key != "runs"}
 wildcards = snakemake.wildcards
+region_files = list(snakemake.input.region)  # the region's vector file; none for a bbox or an AOI region
 predict_tile(
     snakemake.input.best,
     snakemake.input.image,
@@ -20,4 +22,5 @@ predict_tile(
     run_name=f"{wildcards.model}_f{wildcards.fraction}_s{wildcards.seed}",
     region=f"{wildcards.region} {wildcards.period}",
     threads=snakemake.threads,
+    region_file=region_files[0] if region_files else None,
 )

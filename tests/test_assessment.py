@@ -63,6 +63,13 @@ def test_the_default_total_comes_from_the_target_standard_error(mapped, tmp_path
     assert len(sample) == int(np.ceil((0.4 / 0.02) ** 2))  # eq. 13 with one expected accuracy for every class
 
 
+def test_a_total_below_the_minimums_names_the_config_keys_and_the_default_total_covers_them(mapped, tmp_path):
+    with pytest.raises(ValueError, match=r"maps\.accuracy\.total': 50 units cannot give every class.*90 units"):
+        _sample(mapped, tmp_path, total=50, minimum=30)
+    sample = _sample(mapped, tmp_path, target_se=0.2, minimum=30)  # eq. 13 alone: 4 units
+    assert len(sample) == 90
+
+
 def test_an_unknown_class_in_per_class_names_the_config_key(mapped, tmp_path):
     with pytest.raises(ValueError, match=r"maps\.accuracy\.per_class.*forest"):
         _sample(mapped, tmp_path, per_class={"forest": 10})

@@ -1018,3 +1018,57 @@ def test_label_raster_refuses_items_without_the_label_asset_and_leaves_nothing(s
     assert _outputs(out) == []
     with pytest.raises(ValueError, match="the labels ItemCollection is empty"):
         download.write_label_raster(REGION_TILE, aoi_grid(_aoi(), 30.0), pystac.ItemCollection([]), CFG, out)
+
+
+# ------------------------------------------------------------------ a map region's frames, chosen once
+
+
+def test_region_frames_are_the_aoi_rule_over_the_region_and_every_tile_uses_them(scene, tmp_path):
+    """write_region_frames measures each date over the region's pixels and chooses as for an AOI; a tile built
+    from that record takes exactly those dates (even where another date would be clearer over the tile alone)."""
+    imagery, labels = scene
+    grid = aoi_grid(_aoi(), 30.0)
+    inside = np.ones((grid.height, grid.width), bool)
+    aoi = _aoi()
+    record = download.write_region_frames(REGION_TILE, aoi.start, aoi.end, [(grid, inside)], imagery, CFG,
+                                          tmp_path / "frames.json")  # fmt: skip
+    reference = write_aoi_stack(aoi, imagery, labels, CFG, tmp_path / "aoi")
+    assert [f["date"] for f in record["frames"]] == [f["date"] for f in reference["frames"]]
+    assert [c["clear_fraction"] for c in record["candidates"]] == [c["clear_fraction"] for c in reference["candidates"]]
+    assert record["grids"] == [{"epsg": grid.epsg, "resolution": 30.0, "bounds": list(grid.bounds), "width": grid.width,
+                                "height": grid.height, "region_pixels": inside.size, "imaged_pixels": inside.size}]
+    assert json.loads((tmp_path / "frames.json").read_text()) == record
+
+    # the east half of the grid as a tile: its own choice could differ, the region's is kept
+    half = download.Grid(grid.epsg, 30.0, grid.left + 30.0 * (grid.width // 2), grid.top, grid.width // 2, grid.height)
+    tile = _imagery_only(half, imagery, tmp_path / "tile", frames=record)
+    assert [f["date"] for f in tile["frames"]] == [f["date"] for f in record["frames"]]
+    assert tile["frames_without_imagery"] == [] and tile["chosen_for"].startswith("the map region")
+    image, _ = _read(tmp_path / "tile" / "image.tif")
+    whole, _ = _read(tmp_path / "aoi" / "image.tif")
+    assert np.array_equal(image, whole[:, :, grid.width // 2 :])
+
+
+def test_region_frames_count_only_pixels_with_imagery_and_a_stale_record_is_refused(scene, tmp_path):
+    imagery, _ = scene
+    aoi = _aoi()
+    scene_grid = download.Grid(32615, 30.0, ORIGIN[0], ORIGIN[1], SIZE, SIZE)
+    wider = download.Grid(32615, 30.0, ORIGIN[0], ORIGIN[1], SIZE * 2, SIZE)  # half of it has no imagery
+    inside = np.ones((SIZE, SIZE * 2), bool)
+    record = download.write_region_frames(REGION_TILE, aoi.start, aoi.end, [(wider, inside)], imagery, CFG,
+                                          tmp_path / "frames.json")  # fmt: skip
+    on_scene = download.write_region_frames(REGION_TILE, aoi.start, aoi.end, [(scene_grid, inside[:, :SIZE])],
+                                            imagery, CFG, tmp_path / "scene.json")  # fmt: skip
+    assert record["grids"][0]["imaged_pixels"] == SIZE * SIZE
+    assert [c["clear_fraction"] for c in record["candidates"]] == [c["clear_fraction"] for c in on_scene["candidates"]]
+    far = download.Grid(32615, 30.0, ORIGIN[0] + SIZE * 30.0, ORIGIN[1], SIZE, SIZE)  # no item reaches it
+    tile = _imagery_only(far, imagery, tmp_path / "far", frames=record)
+    assert len(tile["frames_without_imagery"]) == 3
+    assert (_read(tmp_path / "far" / "mask.tif")[0] == 255).all()
+
+    stale = {**record, "frames": [{**record["frames"][0], "date": "2023-03-03"}, *record["frames"][1:]]}
+    with pytest.raises(ValueError, match="frame 2023-03-03 .* not in the imagery; .*rerun rule map_frames"):
+        _imagery_only(scene_grid, imagery, tmp_path / "stale", frames=stale)
+    assert _outputs(tmp_path / "stale") == []
+    with pytest.raises(ValueError, match="download.frames = 2; .*rerun rule map_frames"):
+        _imagery_only(scene_grid, imagery, tmp_path / "stale", cfg={**CFG, "frames": 2}, frames=record)

@@ -49,11 +49,11 @@ KILL_AFTER_S = 540
 #: config tunes it), its four runs (fractions 1 and 0.5 x seeds 0 and 1) and one evaluate job for all of them:
 #: 14 SLURM jobs
 #: (`snakemake -n --configfile tests/config/tiny.yaml results/evaluate/unet/f1_s0/metrics.json`).
-#: And the tiled map region of one year: its tiles checkpoint, one search, and per processing tile (4) one
-#: download and one predict job, then the mosaic: 11 more jobs.
+#: And the tiled map region of one year: its tiles checkpoint, one search, the region's frame choice, and per
+#: processing tile (4) one download and one predict job, then the mosaic: 12 more jobs.
 TARGETS = ("results/evaluate/unet/f1_s0/metrics.json", "results/maps/tiny_beyond/2023/unet_f1_s0/landcover.tif")
 REMOTE_RULES = {"demo": 1, "search": 2, "download": 2, "chips": 2, "splits": 1, "tune": 1, "train": 4,
-                "evaluate": 1, "map_tiles": 1, "map_search": 1, "map_download": 4, "map_predict": 4,
+                "evaluate": 1, "map_tiles": 1, "map_search": 1, "map_frames": 1, "map_download": 4, "map_predict": 4,
                 "map_mosaic": 1}  # fmt: skip
 #: Rules the profiles send to the GPU partition with a GPU (set-resources).
 GPU_RULES = {"tune", "train", "evaluate", "map_predict"}

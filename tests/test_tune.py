@@ -107,17 +107,23 @@ def test_tune_reads_no_test_data_and_writes_its_outputs(chip_data, tmp_path, mon
     poisoned = tmp_path / "splits.csv"
     table.to_csv(poisoned, index=False)
     requested: list[str] = []
+    scratch_folders: list[list[str]] = []
     real_load_split = lulc.train.load_split
+    out = tmp_path / "tune" / "unet"
+    stale = out / ".trials-k1ll3d"  # the scratch folder of a killed run of this job: removed before the trials
+    (stale / "trial_000").mkdir(parents=True)
+    (stale / "trial_000" / "last.ckpt").write_bytes(b"half a checkpoint")
 
     def recording_load_split(path, split, *args, **kwargs):
         requested.append(split)
+        scratch_folders.append(sorted(p.name for p in out.glob(".trials-*")))
         return real_load_split(path, split, *args, **kwargs)
 
     monkeypatch.setattr(lulc.train, "load_split", recording_load_split)
     settings = {"trials": 3, "epochs": 2, "startup_trials": 2, "pruning": "median", "search_space": {"unet": SPACE}}
-    out = tmp_path / "tune" / "unet"
     best = tune("unet", {"encoder_depth": 2, "decoder_channels": [16, 8]}, FAST, settings, stores, poisoned, out)
     assert set(requested) == {"train", "val"}
+    assert all(len(names) == 1 and ".trials-k1ll3d" not in names for names in scratch_folders), scratch_folders
     with open(out / "trials.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and {r["state"] for r in rows} <= {"complete", "pruned"}

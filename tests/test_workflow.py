@@ -415,7 +415,7 @@ def test_map_regions_get_a_sample_and_accuracy_or_agreement(workflow_run):
         samples = pd.read_csv(folder / "sample/samples.csv")
         assert strata["units"].sum() == len(samples) == 150
         assert (strata.loc[strata["pixels"] > 0, "units"] >= strata.loc[strata["pixels"] > 0, "pixels"].clip(
-            upper=20)).all()
+            upper=10)).all()
         with rasterio.open(folder / "landcover.tif") as src:
             values = src.read(1)
         assert (values[samples["row"], samples["col"]] == samples["map_class"]).all()

@@ -16,7 +16,11 @@ Outputs (``write_aoi_stack``):
 
 ``write_imagery_stack`` writes the same files but ``label.tif`` (:data:`IMAGERY_OUTPUT_NAMES`) on a grid it is
 given (a tile of a map region without labels), never touching a label source; dates of which no item overlaps
-that grid are not candidates there (a region's imagery holds tiles that miss some of its map tiles).
+that grid are not candidates there (a region's imagery holds tiles that miss some of its map tiles). A map
+region's frames are chosen once for the whole region (``write_region_frames``: the clear fraction of each date
+over the region's pixels that have imagery, read from Fmask on a coarse grid, then the same choice as for an
+AOI), and ``write_imagery_stack`` given that record builds every tile from exactly those dates (nodata where a
+date has no item over the tile), so a region's map does not depend on its tiling.
 
 Real data (Planetary Computer, NASA CMR-STAC):
 
@@ -58,8 +62,8 @@ The stage is a package, one module per concern, each importing only those listed
 * :mod:`lulc.download.imagery`: the lazy HLS stack of an acquisition, its Fmask mask and clear fraction.
 * :mod:`lulc.download.labels`: the label class checks and the lazy label raster.
 * :mod:`lulc.download.cog`: streaming a lazy array into a COG.
-* :mod:`lulc.download.stack`: the orchestration (``write_aoi_stack``, ``write_imagery_stack``,
-  ``write_label_raster``).
+* :mod:`lulc.download.stack`: the orchestration (``write_aoi_stack``, ``write_region_frames``,
+  ``write_imagery_stack``, ``write_label_raster``).
 
 The output grid (:class:`~lulc.grid.Grid`, :func:`~lulc.grid.aoi_grid`) lives in :mod:`lulc.grid`, shared with
 the map stage; it is re-exported here. Settings read at run time (``GDAL_HTTP_MAX_RETRY``,
@@ -79,6 +83,7 @@ from lulc.download.stack import (
     write_aoi_stack,
     write_imagery_stack,
     write_label_raster,
+    write_region_frames,
 )
 from lulc.grid import Grid, aoi_grid
 
@@ -105,4 +110,5 @@ __all__ = [
     "write_aoi_stack",
     "write_imagery_stack",
     "write_label_raster",
+    "write_region_frames",
 ]

@@ -2,7 +2,9 @@
 
 :func:`stack_acquisition` mosaics an acquisition's tiles into a lazy (7, H, W) dask array (six Prithvi bands,
 then Fmask), one asset per chunk, so the clear fraction (:func:`clear_share`) reads Fmask alone;
-:func:`masked_frame` turns a chosen acquisition into reflectance with nodata and a mask code.
+:func:`masked_frame` turns a chosen acquisition into reflectance with nodata and a mask code; :func:`region_coverage`
+counts a map region's clear pixels among those that have imagery, and :func:`nodata_stack` stands for a date with
+no item over a tile.
 """
 
 from __future__ import annotations
@@ -98,6 +100,23 @@ def clear_share(stack: da.Array, mask_flags: Sequence[str]) -> da.Array:
     """Lazy share of the AOI grid's pixels whose Fmask is valid and carries none of ``mask_flags`` (reads
     only the Fmask assets of a (7, H, W) acquisition stack)."""
     return (_fmask_code(stack[6], mask_flags) == 0).mean()
+
+
+def region_coverage(stack: da.Array, mask_flags: Sequence[str], inside: np.ndarray) -> tuple[da.Array, da.Array]:
+    """Lazy (clear pixels inside the region, (H, W) bool: pixels inside the region that have imagery) of a
+    (7, H, W) acquisition stack; ``inside`` is the region's (H, W) mask. Reads only the Fmask assets. A pixel has
+    imagery where its Fmask is valid (inside the item's footprint and the satellite's swath)."""
+    code = _fmask_code(stack[6], mask_flags)
+    inside_lazy = da.from_array(inside, chunks=code.chunks)
+    return ((code == 0) & inside_lazy).sum(), (code != 255) & inside_lazy
+
+
+def nodata_stack(grid: Grid, block_size: int) -> da.Array:
+    """A lazy (7, H, W) stack with no imagery at all: the frame of a date chosen for a map region that has no
+    item over this grid (every pixel nodata, mask code 255)."""
+    return da.full(
+        (7, grid.height, grid.width), hls.REFLECTANCE_NODATA, dtype=np.int16, chunks=(1, block_size, block_size)
+    )
 
 
 def clear_fraction(stack: da.Array, mask_flags: Sequence[str]) -> float:

@@ -1,7 +1,8 @@
 """Orchestration of the download stage: the checks before any request, then every output of one place.
 
-:func:`write_aoi_stack` (an AOI with labels), :func:`write_imagery_stack` (a map tile's imagery on a given grid)
-and :func:`write_label_raster` (a map tile's labels) check what needs no download first, open one GDAL
+:func:`write_aoi_stack` (an AOI with labels), :func:`write_region_frames` (the frames of a whole map region),
+:func:`write_imagery_stack` (a map tile's imagery on a given grid, from the region's frames) and
+:func:`write_label_raster` (a map tile's labels) check what needs no download first, open one GDAL
 environment per source, and remove every output again when anything fails. The work itself is done by the
 modules below: :mod:`~lulc.download.items`, :mod:`~lulc.download.imagery`, :mod:`~lulc.download.frames`,
 :mod:`~lulc.download.labels` and :mod:`~lulc.download.cog`.
@@ -14,7 +15,8 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 
 import dask
 import dask.array as da
+import numpy as np
 import pystac
 import rasterio
 import stackstac
@@ -33,7 +36,14 @@ from lulc.aoi import AOI, parse_season_windows
 from lulc.download.cog import write_cog
 from lulc.download.environment import AssetIndex, asset_errors, gdal_env
 from lulc.download.frames import Acquisition, group_acquisitions, select_frames
-from lulc.download.imagery import NoOverlap, clear_share, masked_frame, stack_acquisition
+from lulc.download.imagery import (
+    NoOverlap,
+    clear_share,
+    masked_frame,
+    nodata_stack,
+    region_coverage,
+    stack_acquisition,
+)
 from lulc.download.items import check_local_assets, first_http_href, offline_item, with_projection
 from lulc.download.labels import LABEL_ASSET, CodeCounter, checked_labels, label_stack
 from lulc.grid import Grid, aoi_grid
@@ -121,9 +131,15 @@ def write_imagery_stack(
     cfg: dict[str, Any],
     out_dir: Path,
     imagery_signing: str = "none",
+    frames: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build ``image.tif``, ``mask.tif``, ``frames.json`` and ``dates.csv`` (:data:`IMAGERY_OUTPUT_NAMES`, no
     labels) on ``grid`` exactly as given: a tile of a map region that has no labels, say.
+
+    ``frames``: the record of :func:`write_region_frames` (a map region's ``frames.json``). The tile is then built
+    from exactly those dates, whatever their clear fraction over this grid; a date with no item over the grid
+    is a frame of nodata there. ``frames.json`` and ``dates.csv`` then hold the region's choice and clear
+    fractions. Without ``frames``, the frames are chosen over ``grid`` as below.
 
     ``name`` is what messages call the place (``map region iowa_big 2023 tile 32615_r000_c001``) and the
     record's ``aoi``; frames are chosen from ``start``..``end`` (inclusive) as for an AOI. ``cfg`` is the
@@ -140,7 +156,7 @@ def write_imagery_stack(
     if not isinstance(start, date) or not isinstance(end, date) or end < start:
         raise ValueError(f"{name}: the period must be two dates, start <= end; got {start!r} .. {end!r}")
     place = _Place(where=name, name=name, start=start, end=end)
-    return _write_stack(place, grid, imagery, None, settings, Path(out_dir), imagery_signing, "none")
+    return _write_stack(place, grid, imagery, None, settings, Path(out_dir), imagery_signing, "none", frames)
 
 
 def write_label_raster(
@@ -203,9 +219,11 @@ def _write_stack(
     out_dir: Path,
     imagery_signing: str,
     labels_signing: str,
+    frames: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checks before any download, then :func:`_write_aoi_stack`, removing every output when it fails.
-    Without ``labels`` (None) the label source is neither checked nor contacted and no ``label.tif`` is made."""
+    """The checks before any download, then :func:`_write_aoi_stack` (or, with a region's ``frames``,
+    :func:`_write_region_tile`), removing every output when it fails. Without ``labels`` (None) the label source
+    is neither checked nor contacted and no ``label.tif`` is made."""
     if not len(imagery):
         raise ValueError(f"{place.where}: the imagery ItemCollection is empty")
     # before any download: asset keys and local files, the labels' class tables, credentials, then whether
@@ -232,6 +250,8 @@ def _write_stack(
             gdal_env(imagery_signing) as imagery_env,
             gdal_env(labels_signing) if labels is not None else contextlib.nullcontext(None) as labels_env,
         ):
+            if frames is not None:
+                return _write_region_tile(place, imagery, grid, out_dir, settings, imagery_signing, imagery_env, frames)
             return _write_aoi_stack(
                 place, imagery, labels, grid, out_dir, settings, imagery_signing, labels_signing, imagery_env,
                 labels_env,
@@ -240,6 +260,192 @@ def _write_stack(
         for path in outputs:
             path.unlink(missing_ok=True)
         raise
+
+
+def _checked_imagery(place: _Place, imagery: pystac.ItemCollection, signing: str) -> pystac.ItemCollection:
+    """The imagery items as offline copies, after the checks that need no download (those of :func:`_write_stack`
+    without labels): not empty, local asset files there, credentials for ``signing``, the asset host answering."""
+    if not len(imagery):
+        raise ValueError(f"{place.where}: the imagery ItemCollection is empty")
+    imagery = pystac.ItemCollection([offline_item(i) for i in imagery], clone_items=False)
+    check_local_assets(imagery, None, f"{place.where}: imagery")
+    check_signing(signing, "stac.imagery.signing")
+    href = first_http_href(list(imagery))
+    if href is not None:
+        check_reachable(href, "the stac.imagery assets, e.g.")
+    return imagery
+
+
+def _region_frames(place: _Place, frames: Mapping[str, Any], acquisitions: Sequence[Acquisition],
+                   settings: _Settings) -> list[Acquisition]:  # fmt: skip
+    """The acquisitions a region's ``frames`` record chose, with the region's clear fractions; refused where the
+    record does not fit the imagery or the settings (a ``frames.json`` older than them)."""
+    rerun = "the region's frames.json does not fit its imagery.json or download settings: rerun rule map_frames"
+    if list(frames.get("mask_flags", [])) != list(settings.mask_flags):
+        raise ValueError(f"{place.where}: frames chosen with mask flags {frames.get('mask_flags')}, but "
+                         f"download.mask_flags is {list(settings.mask_flags)}; {rerun}")  # fmt: skip
+    by_key = {a.key: a for a in acquisitions}
+    chosen = []
+    for frame in frames["frames"]:
+        acq = by_key.get(f"{frame['date']}_{frame['sensor']}")
+        if acq is None or [i.id for i in acq.items] != list(frame["items"]):
+            raise ValueError(f"{place.where}: frame {frame['date']} {frame['sensor']} (items {frame['items']}) is "
+                             f"not in the imagery; {rerun}")  # fmt: skip
+        acq.clear_fraction = float(frame["clear_fraction"])
+        chosen.append(acq)
+    if len(chosen) != settings.frames:
+        raise ValueError(f"{place.where}: {len(chosen)} frames chosen for the region, but download.frames = "
+                         f"{settings.frames}; {rerun}")  # fmt: skip
+    return chosen
+
+
+def _write_region_tile(
+    place: _Place,
+    imagery: pystac.ItemCollection,
+    grid: Grid,
+    out_dir: Path,
+    settings: _Settings,
+    imagery_signing: str,
+    imagery_env: stackstac.rio_env.LayeredEnv,
+    frames: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A map tile from its region's frames (:func:`write_region_frames`): the image and mask COGs of exactly those
+    dates on ``grid`` (nodata where a date has no item over it), ``dates.csv`` and ``frames.json`` with the
+    region's choice and clear fractions, and the dates without imagery over this grid."""
+    with asset_errors(f"{place.where}: imagery"):
+        hls_items = with_projection([sign_item(i, imagery_signing) for i in imagery], imagery_env)
+    assets = AssetIndex(hls_items)
+    chosen = _region_frames(place, frames, group_acquisitions(hls_items), settings)
+    stacks: dict[str, da.Array] = {}
+    without = []
+    with dask.config.set(scheduler="threads"):
+        for acq in chosen:
+            try:
+                stacks[acq.key] = stack_acquisition(acq, grid, settings.block_size, imagery_env)
+            except NoOverlap:
+                log.info("%s: no item of frame %s %s overlaps the grid: nodata there", place.where, acq.date,
+                         acq.sensor)  # fmt: skip
+                stacks[acq.key] = nodata_stack(grid, settings.block_size)
+                without.append(acq.key)
+        _write_imagery_cogs(place, chosen, stacks, grid, out_dir, settings, assets)
+    log.info("%s: the region's frames %s", place.where, [a.key for a in chosen])
+    records = list(frames["candidates"])
+    record = _frames_record(place, grid, settings, chosen, records)
+    record |= {"chosen_for": "the map region: clear fractions over the region, not this tile",
+               "frames_without_imagery": without}  # fmt: skip
+    _write_dates_csv(records, out_dir / "dates.csv")
+    write_json(record, out_dir / "frames.json")
+    return record
+
+
+def write_region_frames(
+    name: str,
+    start: date,
+    end: date,
+    grids: Sequence[tuple[Grid, np.ndarray]],
+    imagery: pystac.ItemCollection,
+    cfg: dict[str, Any],
+    out_path: str | os.PathLike[str],
+    imagery_signing: str = "none",
+) -> dict[str, Any]:
+    """Choose the frames of a whole map region and period once (the ``map_frames`` rule) and write them to
+    ``out_path`` (``frames.json``), so that every tile of the region is built from the same dates.
+
+    ``grids``: where the region's clear fractions are measured, one grid per UTM zone with the (H, W) mask of
+    the region's pixels on it (:func:`lulc.maps.frame_grids`). A date's clear fraction is its clear pixels
+    (valid Fmask with none of ``download.mask_flags``) inside the region, over the pixels of the region that
+    have imagery (valid Fmask) on at least one candidate date: a coast or the edge of the imagery is not cloud.
+    The frames are then chosen by :func:`select_frames`, the rule of an AOI (``download.frames``,
+    ``download.season_windows``, ``download.min_clear_fraction``). Dates of which no item overlaps any grid are
+    not candidates. Only Fmask is read. Returns the record written: the grids, the settings, the chosen frames
+    (date, sensor, items, clear fraction) and every candidate with its clear fraction and what became of it.
+    """
+    _, settings = _download_settings(cfg)
+    if not grids:
+        raise ValueError(f"{name}: no grid to measure the region's clear fractions on")
+    for grid, inside in grids:
+        _check_grid(grid, name)
+        if np.shape(inside) != (grid.height, grid.width):
+            raise ValueError(f"{name}: a region mask of {np.shape(inside)} on a {grid.height} x {grid.width} grid")
+    if not isinstance(start, date) or not isinstance(end, date) or end < start:
+        raise ValueError(f"{name}: the period must be two dates, start <= end; got {start!r} .. {end!r}")
+    place = _Place(where=name, name=name, start=start, end=end)
+    imagery = _checked_imagery(place, imagery, imagery_signing)
+    with gdal_env(imagery_signing) as env, dask.config.set(scheduler="threads"):
+        with asset_errors(f"{name}: imagery"):
+            hls_items = with_projection([sign_item(i, imagery_signing) for i in imagery], env)
+        acquisitions = group_acquisitions(hls_items)
+        stacks = [_candidate_stacks(place, acquisitions, g, settings.block_size, env, True) for g, _ in grids]
+        acquisitions = [a for a in acquisitions if any(a.key in by_key for by_key in stacks)]
+        if not acquisitions:
+            raise ValueError(f"{name}: none of the {len(hls_items)} imagery items overlaps the region according to "
+                             "its footprint metadata")  # fmt: skip
+        imaged = _measure_region_clear_fractions(place, acquisitions, stacks, grids, settings.mask_flags,
+                                                 AssetIndex(hls_items))  # fmt: skip
+        chosen, records = _choose_frames(place, acquisitions, settings)
+    record = _region_frames_record(place, grids, imaged, settings, chosen, records)
+    write_json(record, out_path)
+    return record
+
+
+def _measure_region_clear_fractions(
+    place: _Place,
+    acquisitions: Sequence[Acquisition],
+    stacks: Sequence[dict[str, da.Array]],
+    grids: Sequence[tuple[Grid, np.ndarray]],
+    mask_flags: Sequence[str],
+    assets: AssetIndex,
+) -> list[np.ndarray]:
+    """Set each acquisition's clear fraction over the region (see :func:`write_region_frames`),
+    :data:`CLEAR_FRACTION_BATCH` dates per dask computation; returns, per grid, the region's pixels that have
+    imagery on some candidate date."""
+    imaged = [np.zeros(np.shape(inside), dtype=bool) for _, inside in grids]
+    clear = {a.key: 0 for a in acquisitions}
+    with tqdm(total=len(acquisitions), desc=f"{place.name}: clear fraction per date", unit="date") as bar:
+        for first in range(0, len(acquisitions), CLEAR_FRACTION_BATCH):
+            batch = acquisitions[first : first + CLEAR_FRACTION_BATCH]
+            tasks = [(a.key, g) for a in batch for g in range(len(grids)) if a.key in stacks[g]]
+            with asset_errors(f"{place.where}: Fmask of {batch[0].date}..{batch[-1].date}", assets):
+                results = dask.compute(
+                    *[region_coverage(stacks[g][key], mask_flags, np.asarray(grids[g][1], bool)) for key, g in tasks]
+                )
+            for (key, g), (count, has_imagery) in zip(tasks, results, strict=True):
+                clear[key] += int(count)
+                imaged[g] |= has_imagery
+            bar.update(len(batch))
+    total = sum(int(m.sum()) for m in imaged)
+    if total == 0:
+        raise ValueError(f"{place.where}: none of the {len(acquisitions)} candidate dates has imagery (a valid Fmask) "
+                         "over the region")  # fmt: skip
+    for acq in acquisitions:
+        acq.clear_fraction = clear[acq.key] / total
+        log.info("%s %s: clear fraction %.3f over the region", acq.date, acq.sensor, acq.clear_fraction)
+    return imaged
+
+
+def _region_frames_record(
+    place: _Place,
+    grids: Sequence[tuple[Grid, np.ndarray]],
+    imaged: Sequence[np.ndarray],
+    settings: _Settings,
+    chosen: Sequence[Acquisition],
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A region's ``frames.json``: where the clear fractions were measured, the settings, the frames, every
+    candidate (as the ``frames.json`` of an AOI, with the measuring grids in place of the output grid)."""
+    record = _frames_record(place, grids[0][0], settings, chosen, records)
+    del record["grid"], record["aoi"]
+    measured = [
+        {"epsg": g.epsg, "resolution": g.resolution, "bounds": list(g.bounds), "width": g.width, "height": g.height,
+         "region_pixels": int(np.count_nonzero(inside)), "imaged_pixels": int(m.sum())}
+        for (g, inside), m in zip(grids, imaged, strict=True)
+    ]  # fmt: skip
+    clear_rule = (
+        "clear pixels (valid Fmask, none of mask_flags) inside the region / the region's pixels that have imagery "
+        "on at least one candidate date, on the grids below (Fmask read nearest neighbour)"
+    )
+    return {"region": place.name, "start": place.start.isoformat(), "end": place.end.isoformat(),
+            "clear_fraction": clear_rule, "grids": measured, **record}  # fmt: skip
 
 
 def _write_aoi_stack(

@@ -1,6 +1,7 @@
 # Map regions: label-free land-cover maps of any size and year (lulc/maps.py, lulc/mosaic.py). The region is
-# tiled by a checkpoint; each processing tile is downloaded and predicted (core + halo) as its own job; the
-# cores are mosaicked into one COG per region x period x run; periods are compared in a transition table.
+# tiled by a checkpoint; its frames are chosen once per period for the whole region (map_frames); each
+# processing tile is downloaded from those frames and predicted (core + halo) as its own job; the cores are
+# mosaicked into one COG per region x period x run; periods are compared in a transition table.
 # Each rule gets only the settings it depends on: adding a year or a region reruns only its own jobs.
 
 
@@ -112,10 +113,35 @@ rule map_label_mosaic:
         "../../scripts/map_label_mosaic.py"
 
 
+rule map_frames:
+    input:
+        imagery=rules.map_search.output.imagery,
+        region=map_region_file,
+    output:
+        frames=f"{PERIOD}/frames.json",
+    log:
+        f"{REGION_LOGS}/{{period}}/frames.log",
+    benchmark:
+        f"{REGION_BENCHMARKS}/{{period}}/frames.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=MEM_MB["download"],
+    params:
+        place=map_period_params,
+        extent=map_extent_params,
+        download=MAP_DOWNLOAD_PARAMS,
+        imagery_signing=lambda w: map_imagery(w.region)["signing"],
+        code=code_version("scripts/map_frames.py"),
+    script:
+        "../../scripts/map_frames.py"
+
+
 rule map_download:
     input:
         imagery=rules.map_search.output.imagery,
         tiles=rules.map_tiles.output.tiles,
+        frames=rules.map_frames.output.frames,
     output:
         image=f"{PERIOD}/{TILE}/image.tif",
         mask=f"{PERIOD}/{TILE}/mask.tif",
@@ -131,9 +157,7 @@ rule map_download:
         mem_mb=MEM_MB["download"],
     params:
         place=map_period_params,
-        download=canonical(
-            {k: v for k, v in config["download"].items() if k not in ("crs",)}
-        ),
+        download=MAP_DOWNLOAD_PARAMS,
         imagery_signing=lambda w: map_imagery(w.region)["signing"],
         code=code_version("scripts/map_download.py"),
     script:
@@ -145,6 +169,7 @@ rule map_predict:
         best=rules.train.output.best,
         image=rules.map_download.output.image,
         tiles=rules.map_tiles.output.tiles,
+        region=map_region_file,
     output:
         **confidence_output(f"{PERIOD_RUN}/{TILE}/confidence.tif"),
         landcover=f"{PERIOD_RUN}/{TILE}/landcover.tif",

@@ -10,6 +10,10 @@ from lulc.maps import (
 MAPS = config["maps"]
 MAP_REGIONS = parse_map_regions(config)  # checked at start-up (lulc.config)
 MAP_TILE, MAP_STRIDE = map_predict_geometry(config)
+# The download settings of a region's frame choice and tiles (its grids are the region's, not download.crs).
+MAP_DOWNLOAD_PARAMS = canonical(
+    {k: v for k, v in config["download"].items() if k not in ("crs",)}
+)
 
 # Where a region's files go: per region, per period, per period x run, and per processing tile.
 REGION = "results/maps/{region}"
@@ -89,7 +93,8 @@ def map_region_trained_on(wildcards):
 
 
 def map_region_file(wildcards):
-    """The region's vector file (tracked: editing it re-tiles the region)."""
+    """The region's vector file (tracked: editing it re-tiles the region, chooses its frames again and masks its
+    tile maps again)."""
     path = MAP_REGIONS[wildcards.region].file
     return [path] if path else []
 
@@ -111,6 +116,15 @@ def map_tiling_params(wildcards):
             "predict_stride": MAP_STRIDE,
         }
     )
+
+
+def map_extent_params(wildcards):
+    """Where the region's frames are measured: its extent (bbox, vector file). Not its tiling."""
+    region = MAP_REGIONS[wildcards.region]
+    return {
+        "bbox": list(region.bbox),
+        "file": MAPS["regions"][wildcards.region].get("file"),
+    }
 
 
 def map_period_params(wildcards):
