@@ -44,7 +44,7 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 #: Hard limit per snakemake call: the plugin can hang (e.g. on a failing status command) and ignores Ctrl-C.
 #: Generous: on the 2-CPU test node the runs of this module share two CPU slots and one (placeholder) GPU.
-KILL_AFTER_S = 540
+KILL_AFTER_S = 840
 #: One model's evaluation: demo, search, download, chips (both AOIs), splits, the unet's tune job (the tiny
 #: config tunes it), its four runs (fractions 1 and 0.5 x seeds 0 and 1) and one evaluate job for all of them:
 #: 14 SLURM jobs
@@ -79,7 +79,8 @@ EVALUATE_TIMINGS = ("seconds",)
 PREEMPTED_RUN = "results/train/unet/f1_s0"
 PREEMPTED_EPOCHS = 10
 
-pytestmark = pytest.mark.slow
+#: The module's runs start together in its first test: its limit covers them (the suite's 900 s would not).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(KILL_AFTER_S + 240)]
 
 
 def _unavailable(reason: str):
