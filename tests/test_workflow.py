@@ -226,7 +226,9 @@ def test_adding_a_year_or_a_region_reruns_only_their_own_jobs(workflow_run, tmp_
     plans = plan_files(workflow_run, changed)
     pending = {path for path, plan in plans.items() if plan != "no update"}
     assert pending, "adding a year and a region planned nothing"
-    assert all("/2024/" in path or "tiny_second" in path or "change_2022_to_2024" in path
+    # the region's own page (it shows every year) and the index of pages are the region's too
+    own_pages = {"results/maps/tiny_beyond/viewer.html", "results/maps/index.html"}
+    assert all("/2024/" in path or "tiny_second" in path or "change_2022_to_2024" in path or path in own_pages
                for path in pending if path.startswith("results/")), sorted(pending)  # fmt: skip
     assert "results/maps/tiny_second/2023/unet_f1_s0/landcover.tif" in pending
     assert "results/maps/tiny_beyond/2024/unet_f1_s0/landcover.tif" in pending
@@ -308,7 +310,9 @@ def test_search_space_change_reruns_that_tune_and_what_follows_only(workflow_run
     }
     assert {("tune", "unet"), ("train", "unet"), ("evaluate", "unet"), ("summary", "")} <= pending
     assert not {("train", "prithvi"), ("train", "vit"), ("evaluate", "vit")} & pending
-    maps_of_the_run = {"map_predict", "map_mosaic", "map_change", "map_compare"}  # regions mapped by unet runs
+    maps_of_the_run = {"map_predict", "map_mosaic", "map_change", "map_compare",  # regions mapped by unet runs
+                       "map_sample", "map_accuracy", "map_change_sample", "map_change_accuracy",  # their assessment
+                       "map_viewer", "aoi_viewer", "map_index"}  # and the pages that show them
     assert {rule for rule, _ in pending} <= {"tune", "train", "evaluate", "summary", "predict", "all"} | maps_of_the_run
 
 
