@@ -39,16 +39,18 @@ import rasterio
 from lulc.accuracy import allocate, sample_size, stratified_estimates, write_report
 from lulc.classes import raster_legend
 from lulc.io import atomic_path
-from lulc.sampling import MISSING, draw_stratified_sample, read_reference, reference_from_raster, stratum_counts
+from lulc.sampling import (
+    MISSING,
+    draw_stratified_sample,
+    pixel_km2,
+    read_reference,
+    reference_from_raster,
+    stratum_counts,
+)
 
 #: Map nodata (the ignore index): never a stratum.
 NODATA = 255
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
-
-
-def _pixel_km2(map_path: str | os.PathLike[str]) -> float:
-    with rasterio.open(map_path) as src:
-        return abs(src.transform.a * src.transform.e) / 1e6
 
 
 def allocation_for(counts: np.ndarray, names: list[str], cfg: Mapping[str, Any], where: str) -> np.ndarray:
@@ -98,9 +100,9 @@ def sample_map(
                                     seed=int(cfg["seed"]), nodata=NODATA)
     with rasterio.open(map_path) as src:
         crs = src.crs
-    pixel_km2 = _pixel_km2(map_path)
+    pixel_area = pixel_km2(map_path)
     strata = pd.DataFrame({
-        "stratum": indices, "class": names, "pixels": counts, "km2": counts * pixel_km2, "units": units,
+        "stratum": indices, "class": names, "pixels": counts, "km2": counts * pixel_area, "units": units,
         "inclusion_probability": np.where(counts > 0, units / np.maximum(counts, 1), 0.0),
     })
     write_sample(sample, names, crs, gpkg, csv)
@@ -146,7 +148,7 @@ def assess_map(
     counts = np.zeros((len(names), len(names)), dtype=np.int64)
     np.add.at(counts, (map_class[known], ref_class[known]), 1)
     mapped = strata.set_index("stratum").reindex(list(indices))["pixels"].fillna(0).to_numpy(np.int64)
-    estimates = stratified_estimates(counts, mapped, names, pixel_area=_pixel_km2(map_path), area_unit="km²")
+    estimates = stratified_estimates(counts, mapped, names, pixel_area=pixel_km2(map_path), area_unit="km²")
     what = "Agreement with the labels (another map: not accuracy)" if agreement else "Accuracy and area"
     heading = f"{what}: {title}"
     note = (f"\nReference: `{reference}`. {int(known.sum())} of {len(sample)} sample units have a reference class"
@@ -256,8 +258,8 @@ def assess_change(
     counts = np.zeros((len(change_names), len(change_names)), dtype=np.int64)
     np.add.at(counts, (unit_class[known], found[known]), 1)
     mapped = strata.set_index("stratum").reindex(range(len(change_names)))["pixels"].fillna(0).to_numpy(np.int64)
-    pixel_km2 = _pixel_km2(strata_map)
-    change = stratified_estimates(counts, mapped, change_names, pixel_area=pixel_km2, area_unit="km²")
+    pixel_area = pixel_km2(strata_map)
+    change = stratified_estimates(counts, mapped, change_names, pixel_area=pixel_area, area_unit="km²")
     note = (f"\nReference: {', '.join(f'`{r}`' for r in reference)}. {int(known.sum())} of {len(sample)} units "
             "have a reference change class.\n")
     write_report(change, outputs["report"], outputs["table"], outputs["figure"], f"Change classes: {title}",
@@ -266,7 +268,7 @@ def assess_change(
     use = (after_reference != MISSING) & (after_class != MISSING)
     sizes = dict(zip(strata["stratum"], strata["pixels"], strict=True))
     after = stehman_estimates(unit_class[use], after_class[use], after_reference[use], sizes, names,
-                              pixel_area=pixel_km2, area_unit="km²")
+                              pixel_area=pixel_area, area_unit="km²")
     write_report(after, outputs["after_report"], outputs["after_table"], outputs["after_figure"],
                  f"Accuracy and area of the later map from the change sample: {title}",
                  note=f"\nStrata: the change classes, not this map's classes (Stehman 2014). {note}")

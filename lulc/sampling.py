@@ -47,6 +47,12 @@ def _check_map(src: Any) -> None:
         raise ValueError(f"{src.name}: a class map must be a single-band uint8 raster, got {src.dtypes}")
 
 
+def pixel_km2(map_path: str | os.PathLike[str]) -> float:
+    """Area of one pixel of a map in km2 (a projected grid in metres, as every map of the workflow is)."""
+    with rasterio.open(map_path) as src:
+        return abs(src.transform.a * src.transform.e) / 1e6
+
+
 def stratum_counts(map_path: str | os.PathLike[str], nodata: int | None = 255) -> np.ndarray:
     """Pixels per class value (256 entries, ``nodata`` set to 0) of a uint8 map, read block by block."""
     counts = np.zeros(256, dtype=np.int64)

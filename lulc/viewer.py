@@ -128,13 +128,12 @@ def read_on_grid(
 
 
 def class_areas_km2(path: str | os.PathLike[str], legend: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Mapped area per class (km2), counted on the full-resolution map block by block."""
-    counts = np.zeros(256, dtype=np.int64)
-    with rasterio.open(path) as src:
-        pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
-        for _, window in src.block_windows(1):
-            counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)[:256]
-    return {entry["name"]: round(float(counts[entry["index"]] * pixel_km2), 4) for entry in legend}
+    """Mapped area per class (km2), counted on the full-resolution map block by block
+    (:func:`lulc.sampling.stratum_counts`, the counts the accuracy sample is drawn from)."""
+    from lulc.sampling import pixel_km2, stratum_counts
+
+    counts, area = stratum_counts(path, nodata=NODATA), pixel_km2(path)
+    return {entry["name"]: round(float(counts[entry["index"]] * area), 4) for entry in legend}
 
 
 def data_uri(rgb: np.ndarray) -> str:
