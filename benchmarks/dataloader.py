@@ -27,9 +27,13 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lulc import classes, hls  # noqa: E402
+from lulc import hls  # noqa: E402
 from lulc.chips import export_geotiff_chips, make_chips  # noqa: E402
 from lulc.dataset import ChipStoreDataset, GeoTiffChipDataset  # noqa: E402
+from lulc.legends import IGNORE_INDEX, preset  # noqa: E402
+
+#: The legend of the synthetic class rasters (the IO LULC 9-class preset).
+LEGEND = preset("io-lulc-9")
 
 
 class PlainMemmapDataset(Dataset):
@@ -68,8 +72,8 @@ def write_rasters(workdir: Path, n_side: int, size: int, frames: int) -> dict[st
             dst.write(rng.integers(0, 6000, (side, side), dtype=np.int16), band)
     with rasterio.open(paths["mask"], "w", count=frames, dtype="uint8", nodata=255, **common) as dst:
         dst.write(np.zeros((frames, side, side), np.uint8))
-    with rasterio.open(paths["label"], "w", count=1, dtype="uint8", nodata=classes.IGNORE_INDEX, **common) as dst:
-        dst.write(rng.integers(0, classes.NUM_CLASSES, (1, side, side), dtype=np.uint8))
+    with rasterio.open(paths["label"], "w", count=1, dtype="uint8", nodata=IGNORE_INDEX, **common) as dst:
+        dst.write(rng.integers(0, LEGEND.num_classes, (1, side, side), dtype=np.uint8))
     return paths
 
 

@@ -74,8 +74,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from maps_dag import solve_bbox, tile_shape  # noqa: E402
 
-from lulc import classes, hls  # noqa: E402
+from lulc import hls  # noqa: E402
+from lulc.legends import preset  # noqa: E402
 from lulc.maps import MapRegion, ProcessingTile, plan_tiles, tile_sizes, write_tiles  # noqa: E402
+
+#: The legend of the synthetic class rasters (the IO LULC 9-class preset).
+LEGEND = preset("io-lulc-9")
 
 EPSG = 32615
 RESOLUTION = 30.0
@@ -257,7 +261,7 @@ def make_cores(folder: Path, n_side: int) -> tuple[list[Path], list[Path]]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     landcover, confidence = [], []
-    colormap = classes.index_colormap()
+    colormap = LEGEND.colormap()
     for row in range(n_side):
         for col in range(n_side):
             left = MOSAIC_ORIGIN[0] + col * CORE * RESOLUTION
@@ -267,10 +271,10 @@ def make_cores(folder: Path, n_side: int) -> tuple[list[Path], list[Path]]:
                 "crs": f"EPSG:{EPSG}", "transform": from_origin(left, top, RESOLUTION, RESOLUTION), "nodata": 255,
                 "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "zlevel": 1,
             }  # fmt: skip
-            fields = rng.integers(0, classes.NUM_CLASSES, (CORE // 24 + 1, CORE // 24 + 1)).astype(np.uint8)
+            fields = rng.integers(0, LEGEND.num_classes, (CORE // 24 + 1, CORE // 24 + 1)).astype(np.uint8)
             cls = np.repeat(np.repeat(fields, 24, 0), 24, 1)[:CORE, :CORE]
             speckle = rng.random((CORE, CORE)) < 0.05
-            cls = np.where(speckle, rng.integers(0, classes.NUM_CLASSES, (CORE, CORE)), cls).astype(np.uint8)
+            cls = np.where(speckle, rng.integers(0, LEGEND.num_classes, (CORE, CORE)), cls).astype(np.uint8)
             conf = np.clip(55 + 8 * (cls % 5) + rng.integers(0, 30, (CORE, CORE)), 0, 100).astype(np.uint8)
             for kind, data, paths in (("landcover", cls, landcover), ("confidence", conf, confidence)):
                 path = folder / f"{EPSG}_r{row:03d}_c{col:03d}_{kind}.tif"

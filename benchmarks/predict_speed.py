@@ -49,10 +49,14 @@ from rio_cogeo.cogeo import cog_validate
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lulc import classes, hls  # noqa: E402
+from lulc import hls  # noqa: E402
+from lulc.legends import preset  # noqa: E402
 from lulc.models import build_model  # noqa: E402
 from lulc.predict import autocast, inference_precision, predict_scene, prepare_model, resolve_device  # noqa: E402
 from lulc.train import cpu_name  # noqa: E402
+
+#: The legend of the synthetic class rasters (the IO LULC 9-class preset).
+LEGEND = preset("io-lulc-9")
 
 warnings.filterwarnings("ignore")
 FRAMES, TILE, STRIDE = 3, 224, 192
@@ -178,7 +182,7 @@ def run_terratorch(
     stream = out.with_suffix(".stream.tif")
     with rasterio.open(stream, "w", **profile) as dst:
         dst.write(prediction, 1)
-        dst.write_colormap(1, classes.index_colormap())
+        dst.write_colormap(1, LEGEND.colormap())
     rasterio.shutil.copy(stream, out, driver="COG", compress="DEFLATE", blocksize=256, overview_resampling="mode")
     stream.unlink()
     done = time.perf_counter()

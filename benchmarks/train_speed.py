@@ -46,7 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lulc.classes import IGNORE_INDEX, NUM_CLASSES  # noqa: E402
+from lulc.legends import IGNORE_INDEX, preset  # noqa: E402
+
+NUM_CLASSES = preset("io-lulc-9").num_classes
 from lulc.models import (  # noqa: E402
     NORMALIZATIONS,
     build_model,

@@ -37,9 +37,12 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from browser import load, open_browser, require_browser  # noqa: E402
 
-from lulc import classes  # noqa: E402
 from lulc.io import copy_to_cog  # noqa: E402
+from lulc.legends import preset  # noqa: E402
 from lulc.viewer import MapInput, PageInputs, box, write_page  # noqa: E402
+
+#: The legend of the synthetic class rasters (the IO LULC 9-class preset).
+LEGEND = preset("io-lulc-9")
 
 ORIGIN = (400_000.0, 4_700_000.0)
 RESOLUTION = 30.0
@@ -54,10 +57,10 @@ def _field(rng: np.random.Generator, side: int, coarse: int = 64) -> np.ndarray:
 
 def _class_map(rng: np.random.Generator, side: int) -> np.ndarray:
     values = _field(rng, side)
-    edges = np.quantile(values, np.linspace(0, 1, classes.NUM_CLASSES + 1)[1:-1])
+    edges = np.quantile(values, np.linspace(0, 1, LEGEND.num_classes + 1)[1:-1])
     indices = np.digitize(values, edges).astype(np.uint8)
     speckle = rng.random((side, side)) < 0.1
-    indices[speckle] = rng.integers(0, classes.NUM_CLASSES, int(speckle.sum()), dtype=np.uint8)
+    indices[speckle] = rng.integers(0, LEGEND.num_classes, int(speckle.sum()), dtype=np.uint8)
     return indices
 
 
@@ -70,8 +73,8 @@ def _write_cog(path: Path, array: np.ndarray, transform: object, nodata: float, 
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(array if array.ndim == 3 else array[None])
         if legend:
-            dst.write_colormap(1, classes.index_colormap())
-            dst.update_tags(**classes.class_tags())
+            dst.write_colormap(1, LEGEND.colormap())
+            dst.update_tags(**LEGEND.tags())
     copy_to_cog(tmp, path, resampling)
     tmp.unlink()
     return path
@@ -88,7 +91,7 @@ def make_region(folder: Path, tiles_per_side: int, tile_px: int, seed: int = 0) 
         for run in ("unet_f1_s0", "prithvi_f1_s0"):
             indices = base.copy()
             changed = _field(rng, side) > 1.2  # patches that differ between periods and runs
-            indices[changed] = (indices[changed] + 1) % classes.NUM_CLASSES
+            indices[changed] = (indices[changed] + 1) % LEGEND.num_classes
             landcover = _write_cog(folder / f"{period}_{run}.tif", indices, transform, 255, True, "mode")
             confidence = np.clip(60 + 25 * _field(rng, side) + rng.normal(0, 5, (side, side)), 0, 100).astype(np.uint8)
             conf = _write_cog(folder / f"{period}_{run}_conf.tif", confidence, transform, 255, False, "average")

@@ -37,8 +37,8 @@ import pandas as pd
 import rasterio
 
 from lulc.accuracy import allocate, sample_size, stratified_estimates, write_report
-from lulc.classes import raster_legend
 from lulc.io import atomic_path
+from lulc.legends import raster_legend
 from lulc.sampling import (
     MISSING,
     draw_stratified_sample,

@@ -3,12 +3,16 @@
 The chip store is two NumPy ``.npy`` files that a PyTorch DataLoader memory-maps (no per-chip file
 opens, no decoding): ``images.npy`` int16 ``(N, T, 6, size, size)`` in the time-major order of
 :mod:`lulc.hls`, and ``labels.npy`` uint8 ``(N, size, size)`` with contiguous class indices and
-:data:`lulc.classes.IGNORE_INDEX`. Pixels stay int16 until they reach the model.
+:data:`lulc.legends.IGNORE_INDEX`. Pixels stay int16 until they reach the model.
 
 The manifest (``manifest.parquet``, GeoParquet in the AOI's CRS) has one row per kept chip: ``chip_id``,
 ``aoi``, ``index`` (row in the chip store), the window (``row_off``, ``col_off``, ``height``,
 ``width``), the footprint ``geometry``, ``valid_fraction`` (labelled pixels clear in every frame),
-``cloud_fraction`` (pixels masked by Fmask in at least one frame) and ``px_<class>`` pixel counts.
+``cloud_fraction`` (pixels masked by Fmask in at least one frame), ``labelled_pixels`` and ``px_<class>`` pixel
+counts, one column per class of the label raster's legend (:func:`pixel_columns`).
+
+The summary (``summary.json``) records the legend (read from the label raster's tags, :func:`chip_legend` reads it
+back), the chips kept and those dropped for a low valid fraction or too few labelled pixels (sparse labels).
 
 Only strips of ``size`` rows are read at a time, so memory stays bounded for full-size HLS tiles.
 
@@ -19,8 +23,10 @@ image is HLS int16 reflectance x 10000.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,15 +39,18 @@ from rasterio.windows import Window
 from shapely.geometry import box
 from tqdm import tqdm
 
-from lulc import classes, hls
+from lulc import hls
 from lulc.io import atomic_path, write_json
+from lulc.legends import IGNORE_INDEX, Legend, read_legend
 from lulc.schema import section
 from lulc.tiling import GridError, check_same_grid, require_crs
 
 log = logging.getLogger(__name__)
 
-#: Manifest columns with the per-class pixel counts, in class-index order.
-PIXEL_COLUMNS: tuple[str, ...] = tuple(f"px_{name}" for name in classes.CLASS_NAMES)
+
+def pixel_columns(names: Sequence[str]) -> list[str]:
+    """Manifest columns with the per-class pixel counts, in class-index order."""
+    return [f"px_{name}" for name in names]
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,8 @@ def _row_strips(
 def _chip_stats(mask_chip: np.ndarray, label_chip: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Training labels for one chip (ignore where no frame is clear) and its valid / cloud fractions."""
     clear = mask_chip == 0
-    label_chip = np.where(clear.any(axis=0), label_chip, classes.IGNORE_INDEX).astype(np.uint8)
-    labelled = label_chip != classes.IGNORE_INDEX
+    label_chip = np.where(clear.any(axis=0), label_chip, IGNORE_INDEX).astype(np.uint8)
+    labelled = label_chip != IGNORE_INDEX
     valid_fraction = float((clear.all(axis=0) & labelled).mean())
     cloud_fraction = float((mask_chip == 1).any(axis=0).mean())
     return label_chip, valid_fraction, cloud_fraction
@@ -130,6 +139,8 @@ class _Scan:
     windows: int
     labelled_pixels: int = 0  # labelled pixels in the whole AOI
     best_valid: float = 0.0  # the highest valid fraction of any chip
+    dropped_low_valid: int = 0  # chips below chips.min_valid_fraction
+    dropped_few_labelled: int = 0  # chips clear enough but with fewer labelled pixels than chips.min_labelled_pixels
 
 
 def _check_chip_inputs(
@@ -165,10 +176,11 @@ def _chip_record(
     valid_fraction: float,
     cloud_fraction: float,
     transform: Any,
+    names: Sequence[str],
 ) -> dict[str, Any]:
     """The manifest row of one kept chip (see the module docstring): its window, footprint, fractions and
     per-class pixel counts."""
-    counts = np.bincount(chip_labels.ravel(), minlength=256)[: classes.NUM_CLASSES]
+    counts = np.bincount(chip_labels.ravel(), minlength=256)[: len(names)]
     left, top = transform @ (col, row)
     right, bottom = transform @ (col + size, row + size)
     return {
@@ -181,44 +193,71 @@ def _chip_record(
         "width": size,
         "valid_fraction": round(valid_fraction, 6),
         "cloud_fraction": round(cloud_fraction, 6),
-        **{column: int(n) for column, n in zip(PIXEL_COLUMNS, counts, strict=True)},
+        **{column: int(n) for column, n in zip(pixel_columns(names), counts, strict=True)},
         "geometry": box(left, bottom, right, top),
     }
 
 
 def _scan_chips(
-    aoi: str, mask: rasterio.DatasetReader, label: rasterio.DatasetReader, size: int, stride: int, min_valid: float
+    aoi: str,
+    mask: rasterio.DatasetReader,
+    label: rasterio.DatasetReader,
+    size: int,
+    stride: int,
+    min_valid: float,
+    min_labelled: int,
+    names: Sequence[str],
 ) -> _Scan:
     """First pass: read only the mask and label strips and keep the chips whose valid fraction reaches
-    ``min_valid``, in raster order (their store index is their position)."""
+    ``min_valid`` and that hold at least ``min_labelled`` labelled pixels, in raster order (their store index is
+    their position)."""
     cols = chip_offsets(label.width, size, stride)
     rows = chip_offsets(label.height, size, stride)
     scan = _Scan(records=[], windows=len(rows) * len(cols))
     for row, _, mask_strip, label_strip in tqdm(
         _row_strips(None, mask, label, size, stride), total=len(rows), desc=f"{aoi}: scanning chips", unit="row"
     ):
-        scan.labelled_pixels += int(np.count_nonzero(label_strip != classes.IGNORE_INDEX))
+        scan.labelled_pixels += int(np.count_nonzero(label_strip != IGNORE_INDEX))
         for col in cols:
             chip_labels, valid_fraction, cloud_fraction = _chip_stats(
                 mask_strip[:, :, col : col + size], label_strip[:, col : col + size]
             )
             scan.best_valid = max(scan.best_valid, valid_fraction)
             if valid_fraction < min_valid:
+                scan.dropped_low_valid += 1
+                continue
+            if min_labelled and np.count_nonzero(chip_labels != IGNORE_INDEX) < min_labelled:
+                scan.dropped_few_labelled += 1
                 continue
             scan.records.append(
                 _chip_record(
-                    aoi, len(scan.records), row, col, size, chip_labels, valid_fraction, cloud_fraction, label.transform
+                    aoi,
+                    len(scan.records),
+                    row,
+                    col,
+                    size,
+                    chip_labels,
+                    valid_fraction,
+                    cloud_fraction,
+                    label.transform,
+                    names,
                 )
             )
     return scan
 
 
-def _require_kept_chips(aoi: str, label_path: Path, scan: _Scan, min_valid: float) -> None:
+def _require_kept_chips(aoi: str, label_path: Path, scan: _Scan, min_valid: float, min_labelled: int) -> None:
     """Refuse an AOI with no kept chip, saying why: no labelled pixel at all, or no chip clear enough."""
     if not scan.records and scan.labelled_pixels == 0:
         raise ValueError(
             f"AOI {aoi}: every pixel of {label_path} is nodata: the label source has no class here (check "
             f"stac.labels and the AOI's year or dates; the labels may not cover this AOI)"
+        )
+    if not scan.records and scan.dropped_few_labelled:
+        raise ValueError(
+            f"AOI {aoi}: every chip clear enough has fewer than chips.min_labelled_pixels = {min_labelled} labelled "
+            f"pixels ({scan.dropped_few_labelled} such chips; {scan.labelled_pixels} labelled pixels in the AOI); "
+            "lower the key, or add labels"
         )
     if not scan.records:
         raise ValueError(
@@ -282,7 +321,8 @@ def make_chips(
 ) -> dict[str, Any]:
     """Write the chip store, manifest and summary of one AOI into ``out_dir``; return the summary.
 
-    ``cfg`` is the ``chips`` config section (``size``, ``stride``, ``min_valid_fraction``). Two passes
+    ``cfg`` is the ``chips`` config section (``size``, ``stride``, ``min_valid_fraction``,
+    ``min_labelled_pixels``); the classes are those of the label raster's legend (its ``LEGEND`` tag). Two passes
     over the rasters: the first reads only the small mask and label bands to decide which chips to keep,
     the second copies the kept chips' pixels into a pre-sized memory-mapped store. The inputs are checked
     first (:func:`check_inputs`, then bands and dtypes): a bad input raises a ``ValueError`` and writes nothing.
@@ -291,20 +331,27 @@ def make_chips(
     size = int(cfg["size"])
     stride = int(cfg["stride"] or size)
     min_valid = float(cfg["min_valid_fraction"])
+    min_labelled = int(cfg["min_labelled_pixels"])
     store = ChipStore(Path(out_dir))
 
     with rasterio.open(image_path) as image, rasterio.open(mask_path) as mask, rasterio.open(label_path) as label:
         _check_chip_inputs(aoi, image_path, image, mask_path, mask, label_path, label, size)
+        legend = read_legend(label_path)
         frames = mask.count
-        scan = _scan_chips(aoi, mask, label, size, stride, min_valid)
+        scan = _scan_chips(aoi, mask, label, size, stride, min_valid, min_labelled, legend.names)
         n_kept = len(scan.records)
-        log.info("AOI %s: %d of %d chips kept (valid fraction >= %g)", aoi, n_kept, scan.windows, min_valid)
-        _require_kept_chips(aoi, label_path, scan, min_valid)
+        log.info("AOI %s: %d of %d chips kept (valid fraction >= %g, labelled pixels >= %d); legend %s", aoi,
+                 n_kept, scan.windows, min_valid, min_labelled, legend.name)  # fmt: skip
+        _require_kept_chips(aoi, label_path, scan, min_valid, min_labelled)
         _pack_chips(aoi, image, mask, label, scan.records, size, store)
         crs = label.crs
+        periods = {
+            "labels": label.tags().get("LABEL_PERIOD"),
+            "imagery": [v.split()[0] for k, v in sorted(image.tags().items()) if k.startswith("FRAME_")],
+        }
 
     manifest = _write_manifest(scan.records, crs, store)
-    totals = manifest[list(PIXEL_COLUMNS)].sum()
+    totals = manifest[pixel_columns(legend.names)].sum()
     summary = {
         "aoi": aoi,
         "chip_size": size,
@@ -314,12 +361,42 @@ def make_chips(
         "min_valid_fraction": min_valid,
         "windows": scan.windows,
         "kept": n_kept,
-        "dropped_low_valid_fraction": scan.windows - n_kept,
-        "class_pixels": {name: int(totals[f"px_{name}"]) for name in classes.CLASS_NAMES},
+        "dropped_low_valid_fraction": scan.dropped_low_valid,
+        "class_pixels": {name: int(totals[f"px_{name}"]) for name in legend.names},
         "crs": crs.to_string(),
+        "legend": legend.to_dict(),
+        "periods": periods,
+        **(
+            {"min_labelled_pixels": min_labelled, "dropped_few_labelled_pixels": scan.dropped_few_labelled}
+            if min_labelled
+            else {}
+        ),
     }
     write_json(summary, store.summary)
     return summary
+
+
+def chip_legend(stores: Mapping[str, str | os.PathLike[str]]) -> Legend:
+    """The legend of the chip stores (AOI -> store directory), recorded in their summaries; stores of different
+    legends are refused, naming them."""
+    legends = {}
+    for aoi, directory in sorted(stores.items()):
+        summary = json.loads(ChipStore(Path(directory)).summary.read_text())
+        if "legend" not in summary:
+            raise ValueError(f"chip store {directory} (AOI {aoi}) records no legend: rerun rule chips")
+        legends[aoi] = Legend.from_dict(summary["legend"], where=f"{directory}/summary.json")
+    first_aoi, first = next(iter(legends.items()))
+    for aoi, legend in legends.items():
+        first.require_same(legend, f"the chips of AOI {first_aoi}", f"the chips of AOI {aoi}")
+    return first
+
+
+def chip_periods(stores: Mapping[str, str | os.PathLike[str]]) -> dict[str, Any]:
+    """AOI -> the periods its chips' labels and imagery describe (the label period, the frames' dates)."""
+    return {
+        aoi: json.loads(ChipStore(Path(directory)).summary.read_text()).get("periods")
+        for aoi, directory in sorted(stores.items())
+    }
 
 
 def read_manifest(path: Path) -> gpd.GeoDataFrame:
@@ -336,6 +413,7 @@ def export_geotiff_chips(store_dir: Path, image_path: Path, out_dir: Path) -> in
     manifest = read_manifest(store.manifest)
     images = np.load(store.images, mmap_mode="r")
     labels = np.load(store.labels, mmap_mode="r")
+    legend = Legend.from_dict(json.loads(store.summary.read_text())["legend"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with rasterio.open(image_path) as src:
@@ -360,7 +438,8 @@ def export_geotiff_chips(store_dir: Path, image_path: Path, out_dir: Path) -> in
                 for band, description in enumerate(descriptions, start=1):
                     dst.set_band_description(band, description or "")
         with atomic_path(out_dir / f"{record.chip_id}_label.tif") as tmp:
-            with rasterio.open(tmp, "w", count=1, dtype="uint8", nodata=classes.IGNORE_INDEX, **common) as dst:
+            with rasterio.open(tmp, "w", count=1, dtype="uint8", nodata=IGNORE_INDEX, **common) as dst:
                 dst.write(np.asarray(labels[record.index])[None])
-                dst.write_colormap(1, classes.index_colormap())
+                dst.write_colormap(1, legend.colormap())
+                dst.update_tags(**legend.tags())
     return len(manifest)

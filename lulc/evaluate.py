@@ -51,10 +51,11 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm import tqdm
 
-from lulc import classes, hls
-from lulc.chips import ChipStore
+from lulc import hls
+from lulc.chips import ChipStore, chip_legend, pixel_columns
 from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path, write_json
+from lulc.legends import IGNORE_INDEX
 from lulc.metrics import confusion_frame, majority_confusion, metrics_from_confusion
 from lulc.schema import section
 from lulc.split_table import SPLITS_CSV, load_split
@@ -65,15 +66,25 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def confusion_matrix(
-    model: torch.nn.Module, dataset: ChipStoreDataset, batch_size: int = 16, device: str | torch.device = "cpu"
+    model: torch.nn.Module,
+    dataset: ChipStoreDataset,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    num_classes: int | None = None,
 ) -> np.ndarray:
-    """Accumulate the confusion matrix of ``model`` over ``dataset`` (raw int16 chips in, logits out)."""
-    metric = MulticlassConfusionMatrix(classes.NUM_CLASSES, ignore_index=classes.IGNORE_INDEX).to(device)
+    """Accumulate the confusion matrix of ``model`` over ``dataset`` (raw int16 chips in, logits out), over
+    ``num_classes`` classes (default: as many as the model predicts)."""
+    metric: MulticlassConfusionMatrix | None = None
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     model = model.to(device).eval()
     for batch in tqdm(loader, desc="evaluating", unit="batch", leave=False):
         logits = model(batch["image"].to(device))
+        if metric is None:
+            classes = int(num_classes or logits.shape[1])
+            metric = MulticlassConfusionMatrix(classes, ignore_index=IGNORE_INDEX).to(device)
         metric.update(logits.argmax(dim=1), batch["mask"].to(device).long())
+    if metric is None:
+        raise ValueError("no chips to evaluate")
     return metric.compute().cpu().numpy().astype(np.int64)
 
 
@@ -233,20 +244,21 @@ def sliding_window_confusion(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    num_classes: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The confusion matrix of ``model`` over the evaluated pixels of ``blocks`` (module docstring), each block's
     region predicted by :func:`slide_logits`; and a record (blocks, windows, evaluated pixels).
 
     ``images`` maps AOI -> its downloaded ``image.tif``; ``stores`` AOI -> chip store directory (labels, and
-    the chips the image is checked against).
+    the chips the image is checked against). ``num_classes``: as many as the model predicts by default.
     """
     import rasterio
     from rasterio.windows import Window
 
     if not 1 <= stride <= crop:
         raise ValueError(f"config key evaluate.stride: need 1 <= stride <= crop ({crop}), got {stride}")
-    n = classes.NUM_CLASSES
-    confusion = np.zeros((n, n), dtype=np.int64)
+    n = num_classes
+    confusion: np.ndarray | None = None
     windows = 0
     model = model.to(device).eval()
     by_aoi: dict[str, list[EvaluationBlock]] = {}
@@ -281,7 +293,7 @@ def sliding_window_confusion(
                 height, width = row1 - row0, col1 - col0
                 raw = src.read(window=Window(col0, row0, width, height))
                 raw = raw.reshape(frames, len(hls.PRITHVI_BANDS), height, width)
-                labels = np.full((height, width), classes.IGNORE_INDEX, dtype=np.uint8)
+                labels = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
                 scored = np.zeros((height, width), dtype=bool)
                 for chip in block.chips:
                     part = chip.overlap(row0, col0, height, width)
@@ -302,10 +314,13 @@ def sliding_window_confusion(
                 logits = slide_logits(
                     model, torch.from_numpy(raw.astype(np.int16, copy=False)), crop, stride, batch_size, device
                 )
+                n = n or int(logits.shape[0])
                 if logits.shape[0] != n:
                     raise ValueError(f"the model predicts {logits.shape[0]} classes, the labels have {n}")
+                if confusion is None:
+                    confusion = np.zeros((n, n), dtype=np.int64)
                 predicted = logits.argmax(dim=0).cpu().numpy()
-                keep = scored & (labels != classes.IGNORE_INDEX)
+                keep = scored & (labels != IGNORE_INDEX)
                 confusion += np.bincount(
                     labels[keep].astype(np.int64) * n + predicted[keep], minlength=n * n
                 ).reshape(n, n)
@@ -314,6 +329,8 @@ def sliding_window_confusion(
                 )
                 bar.update(1)
     bar.close()
+    if confusion is None:
+        raise ValueError("no test blocks to evaluate")
     record = {"blocks": len(blocks), "windows": windows, "evaluated_pixels": int(confusion.sum())}
     return confusion, record
 
@@ -336,14 +353,16 @@ def evaluate_runs(
     test split, its chips (or blocks) and the training majority class are the same for every run: they are
     read once.
     """
-    from lulc.models import load_trained_model
+    from lulc.models import checkpoint_legend, load_trained_model
 
     cfg = section("evaluate", cfg)
     batch_size = int(batch_size or cfg["batch_size"])
     mode = cfg["mode"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     test = load_split(splits_table, "test")
-    majority = _training_majority_class(stores, load_split(splits_table, "train"))
+    legend = chip_legend(stores)
+    names = legend.names
+    majority = _training_majority_class(stores, load_split(splits_table, "train"), names)
     if mode == "sliding_window":
         if not images:
             raise ValueError("evaluate.mode: sliding_window needs the downloaded images (results/download/{aoi}/"
@@ -355,28 +374,32 @@ def evaluate_runs(
     for run in runs:
         start = time.perf_counter()
         model, record = load_trained_model(run.checkpoint)
+        checkpoint_legend(record, run.checkpoint).require_same(legend, f"checkpoint {run.checkpoint}",
+                                                                 "the test labels (chips)")  # fmt: skip
         matmul_precision = torch.get_float32_matmul_precision()  # set by every TerraTorch import (build_model)
         if mode == "sliding_window":
             crop = int(cfg["crop"] or record["info"]["chip_size"])
             stride = int(cfg["stride"] or max(1, crop // 2))
             confusion, details = sliding_window_confusion(
-                model, blocks, stores, dict(images or {}), crop, stride, batch_size, device
+                model, blocks, stores, dict(images or {}), crop, stride, batch_size, device,
+                num_classes=legend.num_classes,
             )
             evaluation = {"mode": mode, "crop": crop, "stride": stride, **details}
         else:
-            confusion = confusion_matrix(model, dataset, batch_size, device)
+            confusion = confusion_matrix(model, dataset, batch_size, device, legend.num_classes)
             evaluation = {"mode": mode, "crop": None, "stride": None, "evaluated_pixels": int(confusion.sum())}
         result = {
-            **metrics_from_confusion(confusion),
+            **metrics_from_confusion(confusion, names),
             "majority_baseline": {
-                "class": classes.CLASS_NAMES[majority],
+                "class": names[majority],
                 **{
                     k: v
-                    for k, v in metrics_from_confusion(majority_confusion(confusion, majority)).items()
+                    for k, v in metrics_from_confusion(majority_confusion(confusion, majority), names).items()
                     if k in ("miou", "macro_f1", "pixel_accuracy")
                 },
             },
             "evaluation": evaluation,
+            "legend": legend.name,
             "test_chips": len(test),
             "checkpoint": str(run.checkpoint),
             "run": dict(run.run_info or {}),
@@ -393,7 +416,7 @@ def evaluate_runs(
             mode if mode == "chips" else f"{mode}, crop {evaluation['crop']}, stride {evaluation['stride']}",
         )
         with atomic_path(run.out_confusion) as tmp:
-            confusion_frame(confusion).to_csv(tmp)
+            confusion_frame(confusion, names).to_csv(tmp)
         per_class = pd.DataFrame({key: result[key] for key in ("iou", "f1", "precision", "recall", "support")})
         per_class.index.name = "class"
         with atomic_path(run.out_classes) as tmp:
@@ -403,10 +426,10 @@ def evaluate_runs(
     return results
 
 
-def _training_majority_class(stores: Mapping[str, Path], train: pd.DataFrame) -> int:
+def _training_majority_class(stores: Mapping[str, Path], train: pd.DataFrame, names: Sequence[str]) -> int:
     """The most frequent labelled class over the training pool's pixels (from the chip manifests)."""
-    counts = np.zeros(classes.NUM_CLASSES, dtype=np.int64)
-    columns = [f"px_{name}" for name in classes.CLASS_NAMES]
+    counts = np.zeros(len(names), dtype=np.int64)
+    columns = pixel_columns(names)
     for aoi, store in stores.items():
         manifest = pd.read_parquet(Path(store) / "manifest.parquet", columns=["index", *columns])
         chosen = manifest[manifest["index"].isin(train.loc[train["aoi"] == aoi, "index"])]

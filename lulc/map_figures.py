@@ -25,16 +25,16 @@ from matplotlib.patches import Patch, Rectangle
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from lulc import classes
 from lulc.figures import save_map_png
+from lulc.legends import Legend, read_legend
 from lulc.metrics import metrics_from_confusion, pixel_confusion
 from lulc.tiling import check_same_grid
 
 
-def _colour_lut() -> np.ndarray:
-    """uint8 class index -> RGBA (the colour table of the map; nodata transparent)."""
+def _colour_lut(legend: Legend) -> np.ndarray:
+    """uint8 class index -> RGBA (the colour table of the map's legend; nodata transparent)."""
     lut = np.zeros((256, 4), dtype=np.uint8)
-    for index, rgba in classes.index_colormap().items():
+    for index, rgba in legend.colormap().items():
         lut[index] = rgba
     return lut
 
@@ -67,11 +67,10 @@ def _read_small(
     return data, (b.left * unit, b.right * unit, b.bottom * unit, b.top * unit), factor
 
 
-def _legend_handles(shares: Mapping[str, float] | None = None) -> list[Patch]:
+def _legend_handles(legend: Legend, shares: Mapping[str, float] | None = None) -> list[Patch]:
     handles = []
-    for index, name in enumerate(classes.CLASS_NAMES):
-        red, green, blue = (channel / 255 for channel in classes.IO_COLOURS[classes.CLASS_CODES[index]][:3])
-        colour = (red, green, blue)
+    for name, rgb in zip(legend.names, legend.colours, strict=True):
+        colour = (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255)
         label = name.replace("snow_ice", "snow / ice").replace("_", " ")
         if shares is not None:
             label += f" ({100 * shares.get(name, 0.0):.1f} %)"
@@ -96,9 +95,10 @@ def _map_axes(
     extent: tuple[float, float, float, float],
     title: str,
     labels: tuple[str, str] = ("easting (km)", "northing (km)"),
+    legend: Legend | None = None,
 ) -> None:
     ax.set_facecolor("0.85")  # nodata (transparent) shows as light grey
-    ax.imshow(_colour_lut()[data], extent=extent, interpolation="nearest")
+    ax.imshow(_colour_lut(legend or Legend.generic(1))[data], extent=extent, interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
@@ -110,13 +110,14 @@ def write_preview(
 ) -> None:
     """A PNG of the map (read from its overviews) with a legend of the classes and their area shares."""
     data, extent, factor = _read_small(landcover, max_size)
+    legend = read_legend(landcover)
     shares, nodata_share = _class_shares(landcover)
     with rasterio.open(landcover) as src:
         crs = src.crs.to_string() if src.crs else "no CRS"
         _, *labels = _axes_units(src.crs)
     fig, ax = plt.subplots(figsize=(9.5, 7))
-    _map_axes(ax, data, extent, title or Path(landcover).parent.name, (labels[0], labels[1]))
-    handles = _legend_handles(shares)
+    _map_axes(ax, data, extent, title or Path(landcover).parent.name, (labels[0], labels[1]), legend)
+    handles = _legend_handles(legend, shares)
     handles.append(
         Patch(
             facecolor="0.85", edgecolor="0.3", linewidth=0.5, label=f"no data ({100 * nodata_share:.1f} % of the AOI)"
@@ -171,16 +172,17 @@ def agreement(
                 Window(0, row, pred_src.width, min(rows_per_read, pred_src.height - row))
                 for row in range(0, pred_src.height, rows_per_read)
             ]
-        confusion = np.zeros((classes.NUM_CLASSES, classes.NUM_CLASSES), dtype=np.int64)
+        n = read_legend(landcover).num_classes
+        confusion = np.zeros((n, n), dtype=np.int64)
         for window in windows:
-            confusion += pixel_confusion(pred_src.read(1, window=window), label_src.read(1, window=window))
+            confusion += pixel_confusion(pred_src.read(1, window=window), label_src.read(1, window=window), n)
     return confusion
 
 
-def _describe(confusion: np.ndarray) -> str:
+def _describe(confusion: np.ndarray, legend: Legend) -> str:
     if not confusion.sum():
         return "no labelled pixels"
-    metrics = metrics_from_confusion(confusion)
+    metrics = metrics_from_confusion(confusion, legend.names)
     return (
         f"accuracy {100 * metrics['pixel_accuracy']:.1f} %, mIoU {100 * metrics['miou']:.1f} % "
         f"({metrics['pixels']:,} px)"
@@ -200,6 +202,8 @@ def write_comparison(
     outside them faded. Accuracy and mIoU are computed at full resolution over the test chips (the only
     pixels no model trained or selected on) and, for reference, over the whole map (``whole`` names it).
     Returns both confusions."""
+    legend = read_legend(landcover)
+    legend.require_same(read_legend(label), f"the map {landcover}", f"the labels {label}")
     pred, extent, factor = _read_small(landcover, max_size)
     truth, _, _ = _read_small(label, max_size)
     if pred.shape != truth.shape:
@@ -223,7 +227,7 @@ def write_comparison(
                 w.height * abs(transform.e) * unit,
             )
         )
-    labelled = (truth < classes.NUM_CLASSES) & (pred < classes.NUM_CLASSES)
+    labelled = (truth < legend.num_classes) & (pred < legend.num_classes)
     colours = np.zeros((*pred.shape, 4), dtype=np.float32)
     colours[labelled & (pred == truth)] = (0.10, 0.60, 0.31, 1.0)
     colours[labelled & (pred != truth)] = (0.84, 0.19, 0.15, 1.0)
@@ -231,8 +235,8 @@ def write_comparison(
         colours[~in_test, 3] *= 0.3
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.8), sharex=True, sharey=True)
-    _map_axes(axes[0], pred, extent, "prediction", (labels[0], labels[1]))
-    _map_axes(axes[1], truth, extent, "label (IO LULC, ignore = grey)", (labels[0], labels[1]))
+    _map_axes(axes[0], pred, extent, "prediction", (labels[0], labels[1]), legend)
+    _map_axes(axes[1], truth, extent, f"label ({legend.name}, ignore = grey)", (labels[0], labels[1]), legend)
     axes[2].set_facecolor("0.85")
     axes[2].imshow(colours, extent=extent, interpolation="nearest")
     axes[2].set_xlabel(labels[0])
@@ -244,14 +248,14 @@ def write_comparison(
             ax.add_collection(PatchCollection(rectangles, facecolor="none", edgecolor="black", linewidth=0.6))
     test_line = "no test chips in this AOI" if windows is not None else None  # a map region has no split
     summary = [
-        *([f"test chips: {_describe(test)}"] if test is not None else [test_line] if test_line else []),
-        f"{whole}: {_describe(whole_confusion)}",
+        *([f"test chips: {_describe(test, legend)}"] if test is not None else [test_line] if test_line else []),
+        f"{whole}: {_describe(whole_confusion, legend)}",
     ]
     fig.suptitle((title + "\n" if title else "") + " | ".join(summary), fontsize=10)
     fig.legend(
-        handles=_legend_handles(),
+        handles=_legend_handles(legend),
         loc="lower center",
-        ncol=len(classes.CLASS_NAMES),
+        ncol=min(len(legend.names), 9),
         fontsize=8,
         frameon=False,
         bbox_to_anchor=(0.5, -0.02),

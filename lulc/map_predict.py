@@ -100,7 +100,7 @@ def predict_tile(
     import torch
 
     from lulc.integrity import check_inputs
-    from lulc.models import load_trained_model, sha256_file
+    from lulc.models import checkpoint_legend, load_trained_model, sha256_file
     from lulc.predict import check_image, predict_scene
     from lulc.schema import section
 
@@ -147,7 +147,7 @@ def predict_tile(
                 model, image, whole, tile=tile_px, stride=stride, batch_size=cfg["batch_size"],
                 device=cfg["device"], precision=cfg["precision"], confidence_path=whole_confidence,
                 min_valid_frames=cfg["min_valid_frames"], tags={k: v for k, v in tags.items() if v},
-                threads=threads or cfg["threads"], progress=False,
+                threads=threads or cfg["threads"], progress=False, legend=checkpoint_legend(record, checkpoint),
             )  # fmt: skip
             counts = crop_core(whole, landcover, tile, inside=inside)
             if confidence is not None and whole_confidence is not None:
@@ -156,9 +156,10 @@ def predict_tile(
         for path in outputs:
             path.unlink(missing_ok=True)
         raise
-    from lulc import classes
+    from lulc.legends import IGNORE_INDEX, read_legend
 
-    result["core_class_pixels"] = {name: int(counts[i]) for i, name in enumerate(classes.CLASS_NAMES)}
-    result["core_nodata_pixels"] = int(counts[classes.IGNORE_INDEX])
+    names = read_legend(landcover).names
+    result["core_class_pixels"] = {name: int(counts[i]) for i, name in enumerate(names)}
+    result["core_nodata_pixels"] = int(counts[IGNORE_INDEX])
     result["tile"] = tile_id
     return result

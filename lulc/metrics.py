@@ -1,28 +1,29 @@
 """Segmentation metrics from a confusion matrix: per-class IoU, precision, recall, F1, macro means, pixel
 accuracy, and the majority-class baseline.
 
-Pure numpy and the class legend, nothing else: the evaluate stage, the map comparison and the summary score
+Pure numpy, nothing else (class names come from the caller, read from the artefact scored): the evaluate stage,
 with the same definitions, and a rule that only compares two rasters needs no training environment for them.
 ``confusion[i, j]`` counts pixels of true class ``i`` predicted as ``j``; the ignore index is never counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lulc import classes
 
-
-def metrics_from_confusion(confusion: np.ndarray) -> dict[str, Any]:
+def metrics_from_confusion(confusion: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """Macro mIoU, per-class IoU / precision / recall / F1 and pixel accuracy from a confusion matrix.
 
     Undefined per-class values (a class absent from labels and predictions) are ``None`` and excluded from the
-    macro means.
+    macro means. ``names`` are the classes of the rows and columns (the legend's, in index order).
     """
     confusion = np.asarray(confusion, dtype=np.float64)
+    if confusion.shape != (len(names), len(names)):
+        raise ValueError(f"a confusion matrix of shape {confusion.shape} for {len(names)} classes")
     tp = np.diag(confusion)
     support = confusion.sum(axis=1)
     predicted = confusion.sum(axis=0)
@@ -37,7 +38,7 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict[str, Any]:
     def per_class(values: np.ndarray) -> dict[str, float | None]:
         return {
             name: (None if np.isnan(v) else round(float(v), 6))
-            for name, v in zip(classes.CLASS_NAMES, values, strict=True)
+            for name, v in zip(names, values, strict=True)
         }
 
     return {
@@ -48,7 +49,7 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict[str, Any]:
         "f1": per_class(f1),
         "precision": per_class(precision),
         "recall": per_class(recall),
-        "support": {name: int(n) for name, n in zip(classes.CLASS_NAMES, support, strict=True)},
+        "support": {name: int(n) for name, n in zip(names, support, strict=True)},
         "pixels": int(total),
     }
 
@@ -60,20 +61,19 @@ def majority_confusion(confusion: np.ndarray, majority_class: int) -> np.ndarray
     return baseline
 
 
-def pixel_confusion(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Confusion matrix of two class-index arrays of one shape; pixels where either is outside the legend
-    (the ignore index, map nodata) are not counted."""
-    n = classes.NUM_CLASSES
+def pixel_confusion(pred: np.ndarray, label: np.ndarray, n: int) -> np.ndarray:
+    """Confusion matrix of two class-index arrays of one shape over ``n`` classes; pixels where either is outside
+    the legend (the ignore index, map nodata) are not counted."""
     keep = (label < n) & (pred < n)
     return np.bincount(label[keep].astype(np.int64) * n + pred[keep], minlength=n * n).reshape(n, n)
 
 
-def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
+def confusion_frame(confusion: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
     """A labelled confusion-matrix table: rows true classes, columns predicted classes."""
     return pd.DataFrame(
         confusion,
-        index=pd.Index(classes.CLASS_NAMES, name="true"),
-        columns=pd.Index(classes.CLASS_NAMES, name="predicted"),
+        index=pd.Index(list(names), name="true"),
+        columns=pd.Index(list(names), name="predicted"),
     )
 
 

@@ -52,14 +52,14 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
-from lulc import classes
 from lulc.io import atomic_path, copy_to_cog
+from lulc.legends import IGNORE_INDEX, Legend, read_legend
 from lulc.tiling import area_km2, check_same_grid, require_crs
 
 log = logging.getLogger(__name__)
 
 #: Nodata of the class and confidence rasters (= the ignore index of the labels).
-NODATA = classes.IGNORE_INDEX
+NODATA = IGNORE_INDEX
 #: Block size of the mosaic COG (as the per-AOI maps).
 COG_BLOCK = 256
 #: A target-CRS tile is on the lattice when its origin is within this fraction of a pixel of a lattice point.
@@ -209,6 +209,14 @@ class _Source:
     block: tuple[int, int]
 
 
+def _tiles_legend(paths: Sequence[str | os.PathLike[str]]) -> Legend:
+    """The legend of class tiles (their tags), the same for all: else an error naming the two tiles."""
+    legend = read_legend(paths[0])
+    for path in paths[1:]:
+        legend.require_same(read_legend(path), f"tile {paths[0]}", f"tile {path}")
+    return legend
+
+
 def _vrt_xml(
     crs: CRS,
     transform: Affine,
@@ -217,6 +225,7 @@ def _vrt_xml(
     sources: Sequence[_Source],
     kind: Kind,
     tags: Mapping[str, str],
+    legend: Legend | None = None,
 ) -> str:
     """A VRT of ``sources`` painted in order (later ones win where they are valid), nodata 255 throughout."""
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
@@ -232,7 +241,7 @@ def _vrt_xml(
     if kind == "classes":
         ET.SubElement(band, "ColorInterp").text = "Palette"
         table = ET.SubElement(band, "ColorTable")
-        colours = classes.index_colormap()
+        colours = (legend or Legend.generic(1)).colormap()
         for index in range(256):
             c1, c2, c3, c4 = colours.get(index, (0, 0, 0, 0))
             ET.SubElement(table, "Entry", c1=str(c1), c2=str(c2), c3=str(c3), c4=str(c4))
@@ -360,6 +369,7 @@ def mosaic(
     if kind not in _BAND_DESCRIPTION:
         raise ValueError(f"mosaic: kind must be 'classes' or 'confidence', got {kind!r}")
     infos = [_read_tile(t) for t in tiles]  # before any work: a missing or bad tile writes nothing
+    legend = _tiles_legend([t.path for t in infos]) if kind == "classes" else None
     target, res = _resolve(infos, crs, resolution)
     transform, width, height = _grid(infos, target, res)
     gdal_threads = (os.cpu_count() or 1) if threads is None else max(1, int(threads))
@@ -387,17 +397,16 @@ def mosaic(
         vrt = prefix.with_name(prefix.name + ".vrt")
         all_tags: dict[str, str] = {}
         if kind == "classes":
-            vrt.write_text(_vrt_xml(target, transform, width, height, sources, kind, {}))
+            assert legend is not None
+            vrt.write_text(_vrt_xml(target, transform, width, height, sources, kind, {}, legend))
             counts = _count_values(vrt)
-            all_tags |= classes.class_tags()
-            all_tags["CLASS_PIXELS"] = ",".join(
-                f"{name}={int(counts[i])}" for i, name in enumerate(classes.CLASS_NAMES)
-            )
+            all_tags |= legend.tags()
+            all_tags["CLASS_PIXELS"] = ",".join(f"{name}={int(counts[i])}" for i, name in enumerate(legend.names))
             all_tags["NODATA_PIXELS"] = str(int(counts[NODATA]))
         else:
             all_tags["VALUES"] = CONFIDENCE_VALUES
         all_tags |= {"TILES": str(len(infos)), "TILES_WARPED": str(len(foreign)), **(tags or {})}
-        vrt.write_text(_vrt_xml(target, transform, width, height, sources, kind, all_tags))
+        vrt.write_text(_vrt_xml(target, transform, width, height, sources, kind, all_tags, legend))
         copy_to_cog(vrt, tmp, _OVERVIEW_RESAMPLING[kind], threads=threads, block_size=COG_BLOCK)
     km2 = area_km2(target, transform, height, width, out_path)
     seconds = time.perf_counter() - started
@@ -412,8 +421,8 @@ def mosaic(
         "tiles_warped": len(foreign),
         "area_km2": round(km2, 3),
         "class_pixels": None
-        if counts is None
-        else {name: int(counts[i]) for i, name in enumerate(classes.CLASS_NAMES)},
+        if counts is None or legend is None
+        else {name: int(counts[i]) for i, name in enumerate(legend.names)},
         "nodata_pixels": None if counts is None else int(counts[NODATA]),
         "seconds": round(seconds, 3),
         "km2_per_s": round(km2 / seconds, 3) if seconds > 0 else None,
@@ -458,7 +467,10 @@ def transition_table(
     class), both atomically. Returns the matrix (pixels; rows: ``map_a``'s classes, columns: ``map_b``'s), its
     km2, and the changed / unchanged area.
     """
-    n = classes.NUM_CLASSES
+    legend = read_legend(map_a)
+    legend.require_same(read_legend(map_b), f"the map {map_a}", f"the map {map_b}")
+    names = legend.names
+    n = legend.num_classes
     counts = np.zeros((n, n), dtype=np.int64)
     km2 = np.zeros((n, n), dtype=np.float64)
     with rasterio.open(map_a) as src_a, rasterio.open(map_b) as src_b:
@@ -482,7 +494,7 @@ def transition_table(
         for j in range(n):
             if counts[i, j] > 0:
                 writer.writerow(
-                    [classes.CLASS_NAMES[i], classes.CLASS_NAMES[j], int(counts[i, j]), f"{km2[i, j]:.6f}",
+                    [names[i], names[j], int(counts[i, j]), f"{km2[i, j]:.6f}",
                      f"{counts[i, j] / from_totals[i]:.6f}"]
                 )  # fmt: skip
     with atomic_path(csv_path) as tmp:
@@ -491,11 +503,12 @@ def transition_table(
     unchanged = float(np.trace(km2))
     changed = float(km2.sum() - unchanged)
     total = changed + unchanged
-    _transition_figure(km2, png_path, label_a, label_b, title, changed, total)
+    _transition_figure(km2, png_path, label_a, label_b, title, changed, total, legend)
     return {
         "label_a": label_a,
         "label_b": label_b,
-        "classes": list(classes.CLASS_NAMES),
+        "classes": list(names),
+        "legend": legend.name,
         "matrix": counts.tolist(),
         "matrix_km2": km2.tolist(),
         "pixels": int(counts.sum()),
@@ -506,7 +519,14 @@ def transition_table(
 
 
 def _transition_figure(
-    km2: np.ndarray, png: str | os.PathLike[str], label_a: str, label_b: str, title: str, changed: float, total: float
+    km2: np.ndarray,
+    png: str | os.PathLike[str],
+    label_a: str,
+    label_b: str,
+    title: str,
+    changed: float,
+    total: float,
+    legend: Legend,
 ) -> None:
     """Heat map of the transition matrix (km2, log scale, annotated) beside the net change per class."""
     import matplotlib
@@ -517,7 +537,7 @@ def _transition_figure(
 
     from lulc.figures import save_map_png
 
-    names = [_label(name) for name in classes.CLASS_NAMES]
+    names = [_label(name) for name in legend.names]
     positive = km2[km2 > 0]
     low, high = (float(positive.min()), float(positive.max())) if positive.size else (1.0, 1.0)
     fig, (ax_matrix, ax_net) = plt.subplots(
@@ -539,7 +559,7 @@ def _transition_figure(
                 colour = "black" if norm(km2[i, j]) > 0.6 else "white"  # readable on viridis' yellow end
                 ax_matrix.text(j, i, f"{km2[i, j]:.3g}", ha="center", va="center", fontsize=6, color=colour)
     net = km2.sum(axis=0) - km2.sum(axis=1)
-    colours = [tuple(c / 255 for c in classes.IO_COLOURS[code]) for code in classes.CLASS_CODES]
+    colours = [tuple(c / 255 for c in rgb) for rgb in legend.colours]
     ax_net.barh(list(ticks), net, color=colours, edgecolor="0.3", linewidth=0.5)
     ax_net.axvline(0, color="0.3", linewidth=0.8)
     ax_net.set_yticks(ticks, names, fontsize=8)

@@ -33,12 +33,12 @@ loads the model. The record's ``area_km2`` is the true area in any CRS (:func:`l
 The geometry lives in :mod:`lulc.tiling`, the preview and comparison figures in :mod:`lulc.map_figures`;
 this module runs the model and streams the map to disk.
 
-**Outputs.** ``landcover.tif``: uint8 class indices (:mod:`lulc.classes`), nodata 255, the IO LULC colour
-table, tags ``CLASSES`` (``0=water,1=trees,...``), ``CLASS_PIXELS`` and the settings, one band described
-``class_index``: QGIS opens it with the IO colours (paletted renderer). ``confidence.tif`` (optional): uint8
-max softmax probability of the blended logits in percent (0-100), nodata 255. It is a separate file, not a
-second band: GDAL's COG driver marks the second band of a paletted image as alpha, and QGIS then either
-draws it as transparency (alpha) or, were it grey, ignores the colour table (multiband renderer).
+**Outputs.** ``landcover.tif``: uint8 class indices of the checkpoint's legend (:mod:`lulc.legends`), nodata 255,
+the legend's colour table, tags ``CLASSES`` (``0=water,1=trees,...``), ``LEGEND``, ``CLASS_PIXELS`` and the
+settings, one band described ``class_index``: QGIS opens it with the legend's colours (paletted renderer).
+``confidence.tif`` (optional): uint8 max softmax probability of the blended logits in percent (0-100), nodata 255.
+It is a separate file, not a second band: GDAL's COG driver marks the second band of a paletted image as alpha, and
+QGIS then either draws it as transparency (alpha) or, were it grey, ignores the colour table (multiband renderer).
 
 **Speed.** :func:`prepare_model` (in place): eval mode, the device, channels-last convolutions,
 TerraTorch's ``Norm2d`` without its memory copy (same arithmetic). ``precision: auto`` runs the
@@ -68,8 +68,9 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from lulc import classes, hls
+from lulc import hls
 from lulc.io import atomic_path, copy_to_cog
+from lulc.legends import IGNORE_INDEX, Legend, read_legend
 from lulc.map_figures import test_windows, write_comparison, write_preview
 from lulc.models import auto_precision, channels_last_convolutions, enforce_fp32_matmul_precision
 from lulc.schema import PREDICT_RUNTIME_KEYS, section
@@ -79,7 +80,7 @@ from lulc.tiling import area_km2 as scene_area_km2
 log = logging.getLogger(__name__)
 
 #: Map nodata (= the ignore index of the labels), and nodata of the confidence raster.
-NODATA = classes.IGNORE_INDEX
+NODATA = IGNORE_INDEX
 CONFIDENCE_NODATA = 255
 #: Block size of the COGs.
 COG_BLOCK = 256
@@ -352,15 +353,15 @@ def _map_settings(
 
 
 def _finish_class_map(
-    stream: Path, final: Path, class_pixels: np.ndarray, settings: Mapping[str, str], threads: int
+    stream: Path, final: Path, class_pixels: np.ndarray, settings: Mapping[str, str], threads: int, legend: Legend
 ) -> None:
-    """Give the class-map stream its colour table and tags (classes, pixels per class, settings), then copy it
+    """Give the class-map stream its colour table and tags (the legend, pixels per class, settings), then copy it
     to the COG ``final`` (overviews by ``mode``, the right resampling for class indices)."""
     with rasterio.open(stream, "r+") as dst:
-        dst.write_colormap(1, classes.index_colormap())
+        dst.write_colormap(1, legend.colormap())
         dst.update_tags(
-            **classes.class_tags(),
-            CLASS_PIXELS=",".join(f"{name}={int(class_pixels[i])}" for i, name in enumerate(classes.CLASS_NAMES)),
+            **legend.tags(),
+            CLASS_PIXELS=",".join(f"{name}={int(class_pixels[i])}" for i, name in enumerate(legend.names)),
             NODATA_PIXELS=str(int(class_pixels[NODATA])),
             **settings,
         )
@@ -386,11 +387,13 @@ def _write_maps(
     settings: Mapping[str, str],
     threads: int,
     progress: bool,
-) -> tuple[tuple[int, ...], float, np.ndarray]:
+    legend: Legend | None,
+) -> tuple[tuple[int, ...], float, np.ndarray, Legend]:
     """Run the tile loop into tiled GeoTIFF streams beside the outputs, then tag them and convert them to COGs.
 
     The outputs appear atomically (all or none) and the streams are removed whatever happens. Returns the
-    accumulator shape, the :func:`time.perf_counter` at the end of the tile loop and the pixels per class.
+    accumulator shape, the :func:`time.perf_counter` at the end of the tile loop, the pixels per class and the
+    legend written (``legend``, or :meth:`Legend.generic` of as many classes as the model predicts).
     """
     with contextlib.ExitStack() as stack:
         final = stack.enter_context(atomic_path(out_path))
@@ -406,13 +409,14 @@ def _write_maps(
                 writer.close()
             model_done = time.perf_counter()
             class_pixels = writer.class_pixels
-            _finish_class_map(streams[0], final, class_pixels, settings, threads)
+            legend = legend or Legend.generic(int(accumulator_shape[0]))
+            _finish_class_map(streams[0], final, class_pixels, settings, threads, legend)
             if final_confidence is not None:
                 _finish_confidence(streams[1], final_confidence, settings, threads)
         finally:
             for stream in streams:
                 stream.unlink(missing_ok=True)
-    return accumulator_shape, model_done, class_pixels
+    return accumulator_shape, model_done, class_pixels, legend
 
 
 def predict_scene(
@@ -431,6 +435,7 @@ def predict_scene(
     tags: Mapping[str, str] | None = None,
     threads: int | None = None,
     progress: bool = True,
+    legend: Legend | None = None,
 ) -> dict[str, Any]:
     """Predict a whole ``image.tif`` (int16, ``T x 6`` time-major bands) and write the land-cover COG.
 
@@ -444,6 +449,8 @@ def predict_scene(
     count is the caller's). Outputs appear atomically (all written or none). Returns a record: tiles,
     ``seconds`` (everything: reading, model, writing and the COG conversion) and ``tiles_seconds`` (up to
     the tiled GeoTIFF), km2 and km2/s, device, precision, the accumulator shape, pixels per class.
+    ``legend``: the classes the model predicts (its checkpoint's), recorded in the map's tags and colour table;
+    without one the classes are ``class_0``... (:meth:`Legend.generic`).
     """
     started = time.perf_counter()
     stride = int(stride) if stride else tile - tile // 4
@@ -489,8 +496,8 @@ def predict_scene(
             image_path, tile=tile, stride=stride, blend=blend, precision=precision,
             matmul_precision=matmul_precision, min_valid_frames=min_valid_frames, tags=tags,
         )  # fmt: skip
-        accumulator_shape, model_done, class_pixels = _write_maps(
-            net, src, job, out_path, confidence_path, settings, threads, progress
+        accumulator_shape, model_done, class_pixels, legend = _write_maps(
+            net, src, job, out_path, confidence_path, settings, threads, progress, legend
         )
     seconds = time.perf_counter() - started
     record |= {
@@ -499,7 +506,7 @@ def predict_scene(
         "seconds": round(seconds, 3),
         "tiles_seconds": round(model_done - started, 3),
         "km2_per_s": round(area_km2 / seconds, 3),
-        "class_pixels": {name: int(class_pixels[i]) for i, name in enumerate(classes.CLASS_NAMES)},
+        "class_pixels": {name: int(class_pixels[i]) for i, name in enumerate(legend.names)},
         "nodata_pixels": int(class_pixels[NODATA]),
     }
     log.info(
@@ -664,7 +671,7 @@ def predict_run(
     output is removed. The image and the label are checked (:func:`check_inputs`) before the model is loaded.
     Returns :func:`predict_scene`'s record plus the agreement figures.
     """
-    from lulc.models import load_trained_model, sha256_file
+    from lulc.models import checkpoint_legend, load_trained_model, sha256_file
 
     cfg = section("predict", cfg)
     if threads:
@@ -681,6 +688,8 @@ def predict_run(
                 f"{image} has {frames * len(hls.PRITHVI_BANDS)} bands ({frames} frames of 6) "
                 f"but {checkpoint} was trained on {info['frames']} frames (download.frames)"
             )
+        legend = checkpoint_legend(checkpoint_record, checkpoint)
+        legend.require_same(read_legend(label), f"checkpoint {checkpoint}", f"the labels {label}")
         tile = cfg["tile"] or int(info["chip_size"])
         stride = cfg["stride"] or tile - tile // 4
         if stride > tile:
@@ -700,7 +709,7 @@ def predict_run(
             model, image, landcover, tile=tile, stride=stride, batch_size=cfg["batch_size"], device=cfg["device"],
             precision=cfg["precision"], confidence_path=confidence if cfg["confidence"] else None,
             min_valid_frames=cfg["min_valid_frames"], tags={k: v for k, v in tags.items() if v},
-            threads=threads or cfg["threads"],
+            threads=threads or cfg["threads"], legend=legend,
         )  # fmt: skip
         title = f"{aoi}: {run_name}" if aoi or run_name else ""
         write_preview(landcover, preview, title=f"{title} ({record['precision']}, tile {tile}, stride {stride})")

@@ -4,7 +4,7 @@ What a run is trained with, independent of how the run is driven: the train stag
 tune stage through it, and masked-autoencoder pretraining (:mod:`lulc.pretrain`) share these pieces, and none of
 them imports another stage for them.
 
-* Loss: class-weighted cross-entropy, :data:`~lulc.classes.IGNORE_INDEX` ignored (:func:`weighted_cross_entropy`).
+* Loss: class-weighted cross-entropy, :data:`~lulc.legends.IGNORE_INDEX` ignored (:func:`weighted_cross_entropy`).
   Weights come from the run's training pixel counts (:func:`class_weights`).
 * Augmentation on the device, per sample: flips and 90-degree rotations of image and mask together
   (:func:`augment_batch`).
@@ -22,16 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from lulc.chips import ChipStore
-from lulc.classes import IGNORE_INDEX, NUM_CLASSES
 from lulc.dataset import ChipStoreDataset
+from lulc.legends import IGNORE_INDEX
 
 
-def class_pixel_counts(dataset: ChipStoreDataset) -> np.ndarray:
+def class_pixel_counts(dataset: ChipStoreDataset, num_classes: int) -> np.ndarray:
     """Labelled pixels per class over a dataset's chips (ignore index excluded)."""
-    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    counts = np.zeros(num_classes, dtype=np.int64)
     for aoi, index in zip(dataset.aois, dataset.indices, strict=True):
         _, labels = dataset.arrays(aoi)
-        counts += np.bincount(np.asarray(labels[index]).ravel(), minlength=256)[:NUM_CLASSES]
+        counts += np.bincount(np.asarray(labels[index]).ravel(), minlength=256)[:num_classes]
     return counts
 
 

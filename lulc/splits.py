@@ -57,7 +57,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lulc.classes import CLASS_NAMES, NUM_CLASSES
 from lulc.io import atomic_path
 from lulc.schema import section
 from lulc.split_table import SPLITS, SPLITS_CSV, fraction_label, subset_column
@@ -68,7 +67,17 @@ EXCLUDED = "excluded"
 
 #: Manifest columns this stage needs, besides ``px_<class>`` and ``geometry``.
 MANIFEST_COLUMNS: tuple[str, ...] = ("chip_id", "aoi", "index")
-PIXEL_COLUMNS: tuple[str, ...] = tuple(f"px_{name}" for name in CLASS_NAMES)
+#: Prefix of the per-class pixel count columns (one per class of the chips' legend, in class-index order).
+PIXEL_PREFIX = "px_"
+
+
+def manifest_classes(frame: Any, source: str) -> list[str]:
+    """The class names of a chip manifest, from its ``px_<class>`` columns in order."""
+    names = [str(c)[len(PIXEL_PREFIX) :] for c in frame.columns if str(c).startswith(PIXEL_PREFIX)]
+    if not names:
+        raise ValueError(f"chip manifest {source}: no px_<class> pixel count columns")
+    return names
+
 
 #: File names written by :func:`make_splits` when given a directory.
 BALANCE_CSV = "class_balance.csv"
@@ -138,12 +147,13 @@ class ChipTable:
     """All chips of all AOIs, sorted by ``chip_id``, with what the split logic needs as arrays."""
 
     frame: pd.DataFrame  # chip_id, aoi, index, crs_tag, block_id
-    pixels: np.ndarray  # (n_chips, NUM_CLASSES) int64 labelled pixels per class
+    pixels: np.ndarray  # (n_chips, n_classes) int64 labelled pixels per class
     geometries: dict[str, Any]  # crs_tag -> (row numbers, shapely geometry array, pyproj CRS)
+    class_names: tuple[str, ...] = ()  # the legend's classes, from the manifests' px_<class> columns
 
     @property
     def presence(self) -> np.ndarray:
-        """(n_chips, NUM_CLASSES) bool: the chip holds at least one pixel of the class."""
+        """(n_chips, n_classes) bool: the chip holds at least one pixel of the class."""
         return self.pixels > 0
 
 
@@ -167,14 +177,14 @@ def read_manifests(paths: Sequence[str | os.PathLike[str]]) -> list[Any]:
 
 
 def _check_manifest(frame: Any, source: str) -> None:
-    missing = [c for c in (*MANIFEST_COLUMNS, *PIXEL_COLUMNS) if c not in frame.columns]
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"chip manifest {source}: missing columns {', '.join(missing)}")
     if frame.crs is None:
         raise ValueError(f"chip manifest {source}: has no CRS (expected the AOI's projected UTM grid)")
     if not frame.crs.is_projected:
         raise ValueError(f"chip manifest {source}: CRS {frame.crs.to_string()} is not projected (metres)")
-    if (frame[list(PIXEL_COLUMNS)].to_numpy() < 0).any():
+    if (frame[[f"{PIXEL_PREFIX}{n}" for n in manifest_classes(frame, source)]].to_numpy() < 0).any():
         raise ValueError(f"chip manifest {source}: negative pixel counts")
 
 
@@ -187,8 +197,15 @@ def chip_table(manifests: Sequence[Any], block_size_km: float) -> ChipTable:
     block_m = block_size_km * 1000.0
     parts = []
     crs_of_tag: dict[str, Any] = {}
+    names = manifest_classes(manifests[0], "#0")
+    pixel_columns = [f"{PIXEL_PREFIX}{n}" for n in names]
     for number, frame in enumerate(manifests):
         _check_manifest(frame, f"#{number}")
+        if manifest_classes(frame, f"#{number}") != names:
+            raise ValueError(
+                f"chip manifests #0 and #{number} have different classes ({names} vs "
+                f"{manifest_classes(frame, f'#{number}')}): chips of one study share one legend (labels.legend)"
+            )
         tag = _crs_tag(frame.crs)
         crs_of_tag.setdefault(tag, frame.crs)
         centroids = shapely.centroid(frame.geometry.values)
@@ -204,7 +221,7 @@ def chip_table(manifests: Sequence[Any], block_size_km: float) -> ChipTable:
                 "_geometry": np.asarray(frame.geometry.values, dtype=object),
             }
         )
-        for column in PIXEL_COLUMNS:
+        for column in pixel_columns:
             part[column] = frame[column].astype(np.int64).to_numpy()
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
@@ -221,8 +238,9 @@ def chip_table(manifests: Sequence[Any], block_size_km: float) -> ChipTable:
         geometries[tag] = (rows, all_geometries[rows], crs_of_tag[tag])
     return ChipTable(
         frame=table[["chip_id", "aoi", "index", "crs_tag", "block_id"]].copy(),
-        pixels=table[list(PIXEL_COLUMNS)].to_numpy(dtype=np.int64),
+        pixels=table[pixel_columns].to_numpy(dtype=np.int64),
         geometries=geometries,
+        class_names=tuple(names),
     )
 
 
@@ -284,12 +302,7 @@ def conflict_pairs(chips: ChipTable, buffer_m: float) -> np.ndarray:
     for position, tag_a in enumerate(tags):
         for tag_b in tags[position + 1 :]:
             (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = bounds[tag_a], bounds[tag_b]
-            if (
-                ax0 > bx1 + margin_deg
-                or bx0 > ax1 + margin_deg
-                or ay0 > by1 + margin_deg
-                or by0 > ay1 + margin_deg
-            ):
+            if ax0 > bx1 + margin_deg or bx0 > ax1 + margin_deg or ay0 > by1 + margin_deg or by0 > ay1 + margin_deg:
                 continue
             rows_a, geoms_a, crs_a = chips.geometries[tag_a]
             rows_b, geoms_b, crs_b = chips.geometries[tag_b]
@@ -446,9 +459,7 @@ def _evaluate(
     kept = ~dropped
     n_kept = kept.sum()
     present = presence.any(axis=0)
-    split_presence = np.stack(
-        [presence[kept & (split_of_chip == s)].sum(axis=0) for s in range(len(targets))]
-    )
+    split_presence = np.stack([presence[kept & (split_of_chip == s)].sum(axis=0) for s in range(len(targets))])
     split_sizes = np.array([(kept & (split_of_chip == s)).sum() for s in range(len(targets))])
     if (split_sizes == 0).any():
         return -1, math.inf, {}
@@ -488,7 +499,7 @@ def search_assignment(
     block_codes, block_of_chip = np.unique(chips.frame["block_id"].to_numpy(), return_inverse=True)
     n_blocks = len(block_codes)
     presence = chips.presence
-    block_presence = np.zeros((n_blocks, NUM_CLASSES), dtype=np.int64)
+    block_presence = np.zeros((n_blocks, presence.shape[1]), dtype=np.int64)
     np.add.at(block_presence, block_of_chip, presence.astype(np.int64))
     block_chips = np.bincount(block_of_chip, minlength=n_blocks)
     neighbours = block_neighbours(list(block_codes))
@@ -497,9 +508,7 @@ def search_assignment(
     rounds = min(SEARCH_ROUNDS, attempts)
     for round_number in range(rounds):
         for _ in range(attempts // rounds + (round_number < attempts % rounds)):
-            split_of_block = stratified_block_assignment(
-                block_presence, block_chips, aim, neighbours, generator
-            )
+            split_of_block = stratified_block_assignment(block_presence, block_chips, aim, neighbours, generator)
             split_of_chip = split_of_block[block_of_chip]
             dropped = resolve_conflicts(pairs, split_of_chip, targets)
             coverage, cost, details = _evaluate(split_of_chip, dropped, presence, targets)
@@ -542,9 +551,7 @@ def balance_training_pool(
         return keep
     pixels = pixels.astype(np.float64)
     chip_totals = pixels.sum(axis=1)
-    chip_shares = np.divide(
-        pixels, chip_totals[:, None], out=np.zeros_like(pixels), where=chip_totals[:, None] > 0
-    )
+    chip_shares = np.divide(pixels, chip_totals[:, None], out=np.zeros_like(pixels), where=chip_totals[:, None] > 0)
     totals = pixels.sum(axis=0)
     pool_shares = totals / max(totals.sum(), 1.0)
     rare = (pool_shares > 0) & (pool_shares < balance_cfg["rare_class_share"])
@@ -569,9 +576,7 @@ def balance_training_pool(
     current_entropy = entropy_of(totals)
     while kept > min_kept:
         shares = totals / totals.sum()
-        over_cap = [
-            k for k in np.argsort(-shares, kind="stable") if shares[k] > balance_cfg["max_class_share"]
-        ]
+        over_cap = [k for k in np.argsort(-shares, kind="stable") if shares[k] > balance_cfg["max_class_share"]]
         progressed = False
         for k in over_cap:
             while queues[k]:
@@ -654,12 +659,10 @@ class SplitPaths:
     def in_directory(cls, directory: str | os.PathLike[str]) -> SplitPaths:
         """The default file names (``splits.csv``, ...) inside ``directory``."""
         directory = Path(directory)
-        return cls(
-            directory / SPLITS_CSV, directory / BALANCE_CSV, directory / BALANCE_PNG, directory / SUMMARY_JSON
-        )
+        return cls(directory / SPLITS_CSV, directory / BALANCE_CSV, directory / BALANCE_PNG, directory / SUMMARY_JSON)
 
 
-def _balance_rows(name: str, pixels: np.ndarray) -> list[dict[str, Any]]:
+def _balance_rows(name: str, pixels: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
     totals = pixels.sum(axis=0)
     grand_total = totals.sum()
     chips_with = (pixels > 0).sum(axis=0)
@@ -672,7 +675,7 @@ def _balance_rows(name: str, pixels: np.ndarray) -> list[dict[str, Any]]:
             "chips_with_class": int(chips_with[k]),
             "chips": len(pixels),
         }
-        for k, class_name in enumerate(CLASS_NAMES)
+        for k, class_name in enumerate(class_names)
     ]
 
 
@@ -809,17 +812,21 @@ def _class_balance(
     rows = []
     entropy = {}
     for name, set_rows in sets.items():
-        rows.extend(_balance_rows(name, chips.pixels[set_rows]))
+        rows.extend(_balance_rows(name, chips.pixels[set_rows], chips.class_names))
         entropy[name] = round(normalised_entropy(chips.pixels[set_rows].sum(axis=0), n_present), 6)
     return pd.DataFrame(rows), entropy
 
 
 def _warn_missing_classes(
-    present: np.ndarray, presence: np.ndarray, sets: Mapping[str, np.ndarray], warnings: _Warnings
+    present: np.ndarray,
+    presence: np.ndarray,
+    sets: Mapping[str, np.ndarray],
+    warnings: _Warnings,
+    class_names: Sequence[str],
 ) -> None:
     """Warn about each class present in the data but absent from the train, val or test split."""
     for name in ("train", "val", "test"):
-        missing = [CLASS_NAMES[k] for k in np.flatnonzero(present & ~presence[sets[name]].any(axis=0))]
+        missing = [class_names[int(k)] for k in np.flatnonzero(present & ~presence[sets[name]].any(axis=0))]
         for class_name in missing:
             warnings.warn(
                 f"class {class_name!r} is present in the data but not in the {name} split "
@@ -862,7 +869,7 @@ def _summary(
         "entropy_train_before_balancing": entropy["train_before_balancing"],
         "entropy_train_after_balancing": entropy["train"],
         "entropy_classes": n_present,
-        "classes_absent": [CLASS_NAMES[k] for k in np.flatnonzero(~present)],
+        "classes_absent": [chips.class_names[k] for k in np.flatnonzero(~present)],
         "seeds": cfg["seeds"],
         "train_fractions": [float(f) for f in cfg["train_fractions"]],
         "train_subset_sizes": {fraction_label(f): subset_sizes[f] for f in cfg["train_fractions"]},
@@ -886,7 +893,7 @@ def build_splits(manifests: Sequence[Any], cfg: Mapping[str, Any] | None) -> Spl
     presence = chips.presence
     present = np.asarray(presence.any(axis=0))  # bool per class: in some chip
     for k in np.flatnonzero(~present):
-        warnings.warn(f"class {CLASS_NAMES[k]!r} has no pixels in any chip: it cannot appear in any split")
+        warnings.warn(f"class {chips.class_names[k]!r} has no pixels in any chip: it cannot appear in any split")
     chip_width_m = _chip_width_m(chips)
     n_blocks = _check_blocks(chips, cfg, chip_width_m, warnings)
 
@@ -895,7 +902,7 @@ def build_splits(manifests: Sequence[Any], cfg: Mapping[str, Any] | None) -> Spl
     subset_sizes = _add_training_subsets(table, presence, assignment.pool_rows, cfg)
     sets = _balance_sets(table, assignment)
     balance, entropy = _class_balance(chips, sets, int(present.sum()))
-    _warn_missing_classes(present, presence, sets, warnings)
+    _warn_missing_classes(present, presence, sets, warnings, chips.class_names)
 
     summary = _summary(chips, cfg, n_blocks, assignment, table, present, entropy, subset_sizes, warnings)
     logger.info(
@@ -923,14 +930,15 @@ def _plot_balance(balance: pd.DataFrame, summary: Mapping[str, Any], path: Path)
     import matplotlib.pyplot as plt
 
     sets = list(dict.fromkeys(balance["set"]))
+    class_names = list(dict.fromkeys(balance["class"]))
     width = 0.8 / len(sets)
-    x = np.arange(NUM_CLASSES)
+    x = np.arange(len(class_names))
     figure, axis = plt.subplots(figsize=(10, 4.5), dpi=100)
     for position, name in enumerate(sets):
-        shares = balance.loc[balance["set"] == name].set_index("class").loc[list(CLASS_NAMES), "pixel_share"]
+        shares = balance.loc[balance["set"] == name].set_index("class").loc[class_names, "pixel_share"]
         label = f"{SET_LABELS.get(name, name)} (H={summary['normalised_entropy'][name]:.3f})"
         axis.bar(x + (position - (len(sets) - 1) / 2) * width, shares.to_numpy() * 100, width, label=label)
-    axis.set_xticks(x, [name.replace("_", " ") for name in CLASS_NAMES], rotation=30, ha="right")
+    axis.set_xticks(x, [name.replace("_", " ") for name in class_names], rotation=30, ha="right")
     axis.set_ylabel("share of labelled pixels (%)")
     axis.set_title(
         "Class balance per split; normalised entropy of the training pool "
@@ -974,5 +982,3 @@ def make_splits(
 
 
 # -------------------------------------------------------------------------------------------- loading
-
-

@@ -38,7 +38,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lulc import classes
 from lulc.figures import save_png
 from lulc.io import atomic_path
 
@@ -95,8 +94,10 @@ def bootstrap_interval(
 def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
     """One row per run from the evaluate stage's JSON files, sorted by model, fraction, seed."""
     rows = []
+    classes: dict[tuple[str, ...], str] = {}
     for path in metric_files:
         result = json.loads(Path(path).read_text())
+        classes.setdefault(tuple(result["iou"]), str(path))
         run = result.get("run", {})
         model = run.get("model", result.get("model"))
         model_type, weights_source = run_model_type({"model": model, **run}), run_weights_source(run)
@@ -127,6 +128,10 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
         rows.append(row)
     if not rows:
         raise ValueError("the summary needs at least one evaluated run")
+    if len(classes) > 1:
+        (first, first_file), (other, other_file) = list(classes.items())[:2]
+        raise ValueError(f"runs of different legends cannot be summarised together: {first_file} has classes "
+                         f"{list(first)}, {other_file} has {list(other)}")  # fmt: skip
     return pd.DataFrame(rows).sort_values(["model", "fraction", "seed"]).reset_index(drop=True)
 
 
@@ -258,6 +263,11 @@ def plot_fraction_curve(aggregate: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+def class_names(runs: pd.DataFrame) -> list[str]:
+    """The classes of the runs (their legend's, in index order), from the ``iou_<class>`` columns."""
+    return [str(c)[4:] for c in runs.columns if str(c).startswith("iou_")]
+
+
 def plot_per_class_iou(runs: pd.DataFrame, path: Path) -> None:
     """Per-class IoU per model at the largest training fraction (mean +- sd over seeds)."""
     full = runs[runs["fraction"] == runs["fraction"].max()]
@@ -265,10 +275,11 @@ def plot_per_class_iou(runs: pd.DataFrame, path: Path) -> None:
     colours = model_colours(models)
     fig, ax = plt.subplots(figsize=(8.5, 4.2), dpi=120)
     width = 0.8 / max(len(models), 1)
-    x = np.arange(classes.NUM_CLASSES)
+    names = class_names(runs)
+    x = np.arange(len(names))
     for i, model in enumerate(models):
         rows = full[full["model"] == model]
-        values = rows[[f"iou_{n}" for n in classes.CLASS_NAMES]].astype(float)
+        values = rows[[f"iou_{n}" for n in names]].astype(float)
         ax.bar(
             x + (i - (len(models) - 1) / 2) * width,
             values.mean() * 100,
@@ -278,7 +289,7 @@ def plot_per_class_iou(runs: pd.DataFrame, path: Path) -> None:
             label=model,
             capsize=2,
         )
-    ax.set_xticks(x, [n.replace("_", " ") for n in classes.CLASS_NAMES], rotation=30, ha="right")
+    ax.set_xticks(x, [n.replace("_", " ") for n in names], rotation=30, ha="right")
     ax.set_ylabel("test IoU (%)")
     ax.set_title(f"Per-class IoU at {runs['fraction'].max() * 100:g} % of the training data")
     ax.grid(axis="y", alpha=0.3)
@@ -286,11 +297,11 @@ def plot_per_class_iou(runs: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_confusions(confusions: dict[str, np.ndarray], path: Path) -> None:
+def plot_confusions(confusions: dict[str, np.ndarray], path: Path, class_names: Sequence[str]) -> None:
     """Row-normalised confusion matrices (recall per true class), one panel per model."""
     models = _model_order(list(confusions))
     fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 4.4), dpi=110, squeeze=False)
-    names = [n.replace("_", " ") for n in classes.CLASS_NAMES]
+    names = [n.replace("_", " ") for n in class_names]
     for ax, model in zip(axes[0], models, strict=True):
         matrix = confusions[model].astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -489,7 +500,7 @@ def per_class_differences(runs: pd.DataFrame, answer: pd.DataFrame) -> pd.DataFr
     rows = []
     for row in answer.itertuples(index=False):
         mine, theirs = paired_runs(runs, str(row.model), str(row.reference), float(row.fraction))
-        for name in classes.CLASS_NAMES:
+        for name in class_names(runs):
             column = f"iou_{name}"
             if column not in mine or column not in theirs:
                 continue
@@ -685,7 +696,7 @@ def make_summary(
             continue
         matrix = pd.read_csv(confusion_path, index_col=0).to_numpy()
         confusions[run["model"]] = confusions.get(run["model"], 0) + matrix
-    plot_confusions(confusions, out_dir / "confusion_matrices.png")
+    plot_confusions(confusions, out_dir / "confusion_matrices.png", class_names(runs))
     write_answer(runs, out_dir, seed=seed)
     log.info("summary of %d runs written to %s", len(runs), out_dir)
     return aggregate

@@ -3,7 +3,7 @@
 One run = one config entry ``models.<name>`` x one nested training subset of ``results/splits/splits.csv``
 (:func:`lulc.split_table.load_split`) x one seed. Validation is the same fixed split for every run.
 
-* Loss: class-weighted cross-entropy, :data:`~lulc.classes.IGNORE_INDEX` ignored. Weights come from the
+* Loss: class-weighted cross-entropy, :data:`~lulc.legends.IGNORE_INDEX` ignored. Weights come from the
   run's training pixel counts (``inverse_sqrt``: ``f_c ** -0.5``, ``inverse``: ``1 / f_c``; scaled to a mean
   per-pixel weight of 1, or with ``class_weights.scale: sum`` to shares summing to 1; then capped at
   ``class_weights.cap``). With ``aux_head.enabled`` the auxiliary head's weighted cross-entropy is added,
@@ -70,10 +70,10 @@ from torch.utils.data import DataLoader, RandomSampler
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.checkpoint_io import VerifiedCheckpointIO, verified_checkpoint
-from lulc.chips import ChipStore
-from lulc.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from lulc.chips import ChipStore, chip_legend, chip_periods
 from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path
+from lulc.legends import IGNORE_INDEX, Legend
 from lulc.models import (
     HPARAM_KEYS,
     BuiltModel,
@@ -170,7 +170,7 @@ class SegmentationTask(pl.LightningModule):
         hflip: bool = True,
         vflip: bool = True,
         rot90: bool = True,
-        num_classes: int = NUM_CLASSES,
+        num_classes: int | None = None,
         schedule: str = "cosine",
         poly_power: float = 1.0,
         warmup_start_ratio: float | None = None,
@@ -185,7 +185,8 @@ class SegmentationTask(pl.LightningModule):
         self.schedule, self.poly_power, self.warmup_start_ratio = schedule, poly_power, warmup_start_ratio
         self.hflip, self.vflip, self.rot90 = hflip, vflip, rot90
         self.aux_loss_weight = aux_loss_weight
-        self.val_miou = MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX, average="macro")
+        classes = len(weights) if num_classes is None else num_classes
+        self.val_miou = MulticlassJaccardIndex(classes, ignore_index=IGNORE_INDEX, average="macro")
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.model(image)
@@ -527,6 +528,8 @@ class RunData:
 
     train_set: ChipStoreDataset
     val_set: ChipStoreDataset
+    legend: Legend
+    store_paths: Mapping[str, Path]
     counts: np.ndarray
     weights: np.ndarray
     generator: torch.Generator
@@ -545,12 +548,14 @@ def run_data(
     settings: RunSettings,
     seed: int,
     accelerator: str,
+    legend: Legend,
 ) -> RunData:
-    """Datasets, class weights from the training pixels, the seeded per-epoch sampler and the step counts."""
+    """Datasets in the chips' legend, class weights from the training pixels, the seeded per-epoch sampler and
+    the step counts."""
     cfg, hparams = settings.cfg, settings.hparams
     train_set = ChipStoreDataset(dict(store_paths), train_chips)
     val_set = ChipStoreDataset(dict(store_paths), val_chips)
-    counts = class_pixel_counts(train_set)
+    counts = class_pixel_counts(train_set, legend.num_classes)
     weights = class_weights(counts, cfg["class_weights"]["method"], float(cfg["class_weights"]["cap"]),
                             cfg["class_weights"]["scale"])
     generator = torch.Generator().manual_seed(seed)
@@ -575,8 +580,8 @@ def run_data(
     total_steps = steps_per_epoch * int(hparams["epochs"])
     warmup = cfg["warmup_iters"] if cfg["warmup_iters"] is not None else steps_per_epoch * cfg["warmup_epochs"]
     warmup_steps = min(int(warmup), max(0, total_steps - 1))
-    return RunData(train_set, val_set, counts, weights, generator, train_loader, val_loader, batch_size,
-                   steps_per_epoch, total_steps, warmup_steps)
+    return RunData(train_set, val_set, legend, store_paths, counts, weights, generator, train_loader, val_loader,
+                   batch_size, steps_per_epoch, total_steps, warmup_steps)
 
 
 def segmentation_task(built: BuiltModel, settings: RunSettings, data: RunData) -> SegmentationTask:
@@ -732,6 +737,7 @@ def train(
     if train_chips.empty or val_chips.empty:
         raise ValueError(f"{splits}: the training subset (fraction {fraction:g}, seed {seed}) or validation is empty")
     frames, chip_size = chip_geometry(store_paths)
+    legend = chip_legend(store_paths)
 
     resume = prepare_resume(work, run_identity(model_name, settings, fraction, seed, splits, store_paths,
                                                pretrain_checkpoint, dataset_stats))
@@ -741,12 +747,12 @@ def train(
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     precision = training_precision(cfg["precision"], accelerator)
-    built: BuiltModel = build_model(model_name, settings.model_cfg, frames, chip_size,
+    built: BuiltModel = build_model(model_name, settings.model_cfg, frames, chip_size, legend.num_classes,
                                     pretrain_checkpoint=pretrain_checkpoint, dataset_stats=dataset_stats)
     if precision == "bf16-mixed":
         channels_last_convolutions(built.model)
     frozen_parameters = freeze_encoder(built.model) if settings.model_cfg.get("freeze_encoder") else 0
-    data = run_data(store_paths, train_chips, val_chips, settings, seed, accelerator)
+    data = run_data(store_paths, train_chips, val_chips, settings, seed, accelerator, legend)
     task = segmentation_task(built, settings, data)
     val_every = int(cfg["val_every_epochs"])
     run_cbs = run_callbacks(work, cfg["patience"])
@@ -869,8 +875,10 @@ def run_record(
         },
         "train_config": cfg,
         "model_config": model_cfg,
-        "class_pixels": dict(zip(CLASS_NAMES, data.counts.tolist(), strict=True)),
-        "class_weights": dict(zip(CLASS_NAMES, [round(float(w), 6) for w in data.weights], strict=True)),
+        "legend": data.legend.to_dict(),
+        "labels": {"legend": data.legend.name, "periods": chip_periods(data.store_paths)},
+        "class_pixels": dict(zip(data.legend.names, data.counts.tolist(), strict=True)),
+        "class_weights": dict(zip(data.legend.names, [round(float(w), 6) for w in data.weights], strict=True)),
         "optimizer": optimizer_record(task, frozen_parameters),
         "schedule": {
             "name": task.schedule, "steps_per_epoch": data.steps_per_epoch, "total_steps": total_steps,
@@ -917,7 +925,7 @@ def write_run_outputs(
         save_trained_model(
             built, model_cfg, best_tmp,
             {"epoch": run["best_epoch"], "val_miou": run["best_val_miou"], "fraction": run["fraction"],
-             "seed": run["seed"]},
+             "seed": run["seed"], "legend": run["legend"]},
         )
         write_curve(rows, curve_tmp)
         run_tmp.write_text(json.dumps(run, indent=2, sort_keys=True, default=str) + "\n")

@@ -45,8 +45,8 @@ from rasterio.warp import transform as transform_points
 from rasterio.warp import transform_geom
 
 from lulc import hls
-from lulc.classes import raster_legend
 from lulc.io import atomic_path
+from lulc.legends import raster_legend
 
 #: The page's template: its markup, style and script; the page data replaces :data:`DATA_PLACEHOLDER`.
 TEMPLATE = Path(__file__).with_name("viewer_page.html")

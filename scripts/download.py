@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from lulc.aoi import AOI
-from lulc.download import write_aoi_stack
+from lulc.download import LabelSource, write_aoi_stack
 from lulc.logs import setup_script_logging
 from lulc.search import load_item_collection
 
@@ -16,4 +16,5 @@ write_aoi_stack(
     Path(snakemake.output.image).parent,
     imagery_signing=snakemake.params.imagery_signing,
     labels_signing=snakemake.params.labels_signing,
+    label_source=LabelSource.from_config(snakemake.params.label_source).for_place(snakemake.wildcards.aoi),
 )

@@ -1,6 +1,7 @@
 """Rule map_compare: a map region's map against its labels (figure + agreement.json); lulc/map_figures.py."""
 
 from lulc.io import write_json
+from lulc.legends import read_legend
 from lulc.logs import setup_script_logging
 from lulc.map_figures import write_comparison
 from lulc.metrics import metrics_from_confusion
@@ -23,7 +24,9 @@ figures = write_comparison(
     whole=whole,
 )
 confusion = figures["whole"]
-metrics = metrics_from_confusion(confusion) if confusion.sum() else {}
-record = {"region": wildcards.region, "period": wildcards.period, "run": run, "training_aois_overlapped": overlapped}
+legend = read_legend(snakemake.input.landcover)
+metrics = metrics_from_confusion(confusion, legend.names) if confusion.sum() else {}
+record = {"region": wildcards.region, "period": wildcards.period, "run": run, "training_aois_overlapped": overlapped,
+          "legend": legend.name}
 write_json({**record, "confusion": confusion.tolist(), **metrics}, snakemake.output.agreement)
 log.info("agreement with the labels: %s", {k: v for k, v in metrics.items() if not isinstance(v, list | dict)})

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lulc.download import write_label_raster
+from lulc.download import LabelSource, write_label_raster
 from lulc.logs import setup_script_logging
 from lulc.maps import find_tile
 from lulc.search import load_item_collection
@@ -16,4 +16,5 @@ write_label_raster(
     snakemake.params.download,
     Path(snakemake.output.label).parent,
     labels_signing=snakemake.params.labels_signing,
+    label_source=LabelSource.from_config(snakemake.params.label_source).for_place(wildcards.region),
 )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lulc.classes import CLASS_NAMES, IGNORE_INDEX
 from lulc.demo import CLASS_REFLECTANCE
 from lulc.hls import REFLECTANCE_NODATA
+from tests.io_legend import CLASS_NAMES, IGNORE_INDEX, IO
 
 #: Typical reflectance (x 10000) per class index: the demo generator's spectra (crops in the green season).
 _DEMO_NAME = {"crops": "crops_green", "clouds": "cloud"}
@@ -35,6 +36,7 @@ def make_chip_store(directory: Path, n_chips: int, frames: int, size: int, seed:
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / "images.npy", images)
     np.save(directory / "labels.npy", labels)
+    (directory / "summary.json").write_text(json.dumps({"legend": IO.to_dict(), "periods": None}))
 
 
 def make_dataset(

@@ -11,9 +11,10 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from lulc import classes
 from lulc.assessment import assess_map, sample_map
+from lulc.legends import preset
 from lulc.schema import section
+from tests import io_legend as classes
 
 SIDE = 200
 WATER, CROPS, BUILT = (classes.CLASS_NAMES.index(n) for n in ("water", "crops", "built_area"))
@@ -116,7 +117,7 @@ def test_a_reference_raster_of_another_legend_is_refused(mapped, tmp_path):
     other = tmp_path / "other.tif"
     _class_map(other, rasterio.open(mapped).read(1))
     with rasterio.open(other, "r+") as dst:
-        dst.update_tags(CLASSES="0=forest,1=grass")
+        dst.update_tags(**preset("esa-worldcover").tags())
     with pytest.raises(ValueError, match="other.tif: its classes"):
         _assess(mapped, tmp_path, other)
 
@@ -155,6 +156,6 @@ def test_a_change_pair_is_sampled_by_change_class_and_assessed_with_both_estimat
 
 
 def raster_legend_names(path: Path) -> list[str]:
-    from lulc.classes import raster_legend
+    from lulc.legends import raster_legend
 
     return [entry["name"] for entry in raster_legend(path)]

@@ -13,15 +13,18 @@ from affine import Affine
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from lulc import classes, hls, tiling
-from lulc.chips import PIXEL_COLUMNS, ChipStore, chip_offsets, export_geotiff_chips, make_chips
+from lulc import hls, tiling
+from lulc.chips import ChipStore, chip_offsets, export_geotiff_chips, make_chips, pixel_columns
 from lulc.dataset import ChipStoreDataset, GeoTiffChipDataset
+from tests import io_legend as classes
+
+PIXEL_COLUMNS = pixel_columns(classes.CLASS_NAMES)
 
 H, W, T, SIZE = 40, 56, 3, 16
 TRANSFORM = from_origin(600_000.0, 4_200_000.0, 30.0, 30.0)
 
 
-def _write(path, array, dtype, nodata, colormap=None, crs="EPSG:32610", transform=TRANSFORM):
+def _write(path, array, dtype, nodata, colormap=None, crs="EPSG:32610", transform=TRANSFORM, tags=None):
     with rasterio.open(
         path,
         "w",
@@ -35,6 +38,8 @@ def _write(path, array, dtype, nodata, colormap=None, crs="EPSG:32610", transfor
         nodata=nodata,
     ) as dst:
         dst.write(array.astype(dtype))
+        if tags:
+            dst.update_tags(**tags)
 
 
 @pytest.fixture
@@ -52,7 +57,7 @@ def rasters(tmp_path):
     paths = {name: tmp_path / f"{name}.tif" for name in ("image", "mask", "label")}
     _write(paths["image"], image, "int16", hls.REFLECTANCE_NODATA)
     _write(paths["mask"], mask, "uint8", 255)
-    _write(paths["label"], label, "uint8", classes.IGNORE_INDEX)
+    _write(paths["label"], label, "uint8", classes.IGNORE_INDEX, tags=classes.class_tags())
     return paths, image, mask, label[0]
 
 
@@ -137,9 +142,9 @@ CHIPS = {"size": SIZE, "stride": SIZE, "min_valid_fraction": 0.8}
 def _rewrite(path, **changes):
     """Rewrite a test raster with another CRS / transform / dtype (the pixels unchanged)."""
     with rasterio.open(path) as src:
-        array, dtype, nodata = src.read(), src.dtypes[0], src.nodata
+        array, dtype, nodata, tags = src.read(), src.dtypes[0], src.nodata, src.tags()
     path.unlink()
-    _write(path, array, changes.pop("dtype", dtype), nodata, **changes)
+    _write(path, array, changes.pop("dtype", dtype), nodata, tags=tags, **changes)
 
 
 @pytest.mark.parametrize("name", ["image", "mask", "label"])
@@ -222,7 +227,7 @@ def test_all_nodata_labels_are_named_as_such_not_blamed_on_min_valid_fraction(ra
     chips.min_valid_fraction; nothing is written."""
     paths, *_ = rasters
     empty = np.full((1, H, W), classes.IGNORE_INDEX, np.uint8)
-    _write(paths["label"], empty, "uint8", classes.IGNORE_INDEX)
+    _write(paths["label"], empty, "uint8", classes.IGNORE_INDEX, tags=classes.class_tags())
     with pytest.raises(ValueError, match="every pixel of .*label.tif is nodata") as error:
         make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, tmp_path / "out")
     assert "min_valid_fraction" not in str(error.value)

@@ -203,6 +203,7 @@ def test_config_readme_documents_every_schema_key_with_its_default():
         "demo": root["properties"]["demo"],
         "stac": definitions["stac_query"],
         "download": root["properties"]["download"],
+        "labels": root["properties"]["labels"],
         "chips": root["properties"]["chips"],
         "splits": root["properties"]["splits"],
         "train": root["properties"]["train"],

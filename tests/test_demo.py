@@ -17,7 +17,6 @@ from rasterio.warp import Resampling, reproject
 
 from lulc import demo
 from lulc.aoi import AOI
-from lulc.classes import IO_CLASSES, IO_NODATA
 from lulc.demo import generate as demo_generate
 from lulc.demo import stac as demo_stac
 from lulc.demo.arrays import child_rng
@@ -30,8 +29,13 @@ from lulc.hls import (
     fmask_flags,
     utm_epsg,
 )
+from lulc.legends import IGNORE_INDEX, collection_table, declared_table, preset, read_legend
 from lulc.search import SearchError, search_items
 
+IO = preset("io-lulc-9")
+WORLDCOVER = preset("esa-worldcover")
+IO_CLASSES = {cls.codes[0]: cls.name for cls in IO.classes}
+IO_NODATA = IO.nodata[0]
 SIZE_PX = 96
 DATES_PER_SENSOR = 3
 CLOUDY_DATES = 1
@@ -696,3 +700,161 @@ def test_a_regions_landscape_does_not_depend_on_the_other_regions() -> None:
     with_extra = {region.grid.name: region.kind for region in demo_generate._validated_regions(extra, YEAR)}
     assert alone == {"demo_iowa": "agricultural", "demo_valley": "valley"}
     assert {name: with_extra[name] for name in alone} == alone and with_extra["a_first"] == "agricultural"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Label legends (demo.label_legend) and field polygons (demo.label_polygons)
+# ---------------------------------------------------------------------------------------------------------
+
+#: The documented IO -> WorldCover mapping of the demo (clouds and nodata -> nodata 0).
+EXPECTED_IO_TO_WORLDCOVER = {0: 0, 1: 80, 2: 10, 4: 90, 5: 40, 7: 50, 8: 60, 9: 70, 10: 0, 11: 30}
+N_POLYGONS = 8
+
+
+@pytest.fixture(scope="module")
+def worldcover_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The regions of ``catalog`` with WorldCover labels and field polygons (labels do not depend on dates)."""
+    out = tmp_path_factory.mktemp("worldcover") / "demo"
+    return demo.generate_demo(out, REGIONS, YEAR, SEED, 1, 0, label_legend="esa-worldcover", label_polygons=N_POLYGONS)
+
+
+def _worldcover_item(path: Path, region: str) -> pystac.Item:
+    catalog = pystac.Catalog.from_file(str(path))
+    (item,) = [i for i in _items(catalog, demo.WORLDCOVER_COLLECTION) if _epsg(i) == EXPECTED_EPSG[region]]
+    return item
+
+
+def test_the_default_catalog_keeps_io_labels_and_writes_no_polygons(catalog: pystac.Catalog, catalog_path: Path):
+    assert demo.demo_collections() == demo.DEMO_COLLECTIONS == ("hls2-s30", "hls2-l30", "io-lulc-annual-v02")
+    collection = catalog.get_child(demo.LABEL_COLLECTION)
+    assert isinstance(collection, pystac.Collection)
+    declared = collection.item_assets[demo.LABEL_ASSET].to_dict()
+    assert "classification:classes" not in declared
+    assert [e["summary"] for e in declared["file:values"]][:2] == ["No Data", "Water"]
+    for region in REGIONS:
+        asset = _label_item(catalog, region).assets[demo.LABEL_ASSET]
+        assert asset.title == "Global land cover data" and "classification:classes" not in asset.extra_fields
+        assert asset.extra_fields["raster:bands"] == [{"nodata": 0, "spatial_resolution": 10, "data_type": "uint8"}]
+        truth = catalog_path.parent / demo.TRUTH_DIR / demo.truth_name(region, YEAR)
+        assert read_legend(truth).names == IO.names
+    assert not (catalog_path.parent / demo.POLYGON_DIR).exists()
+    assert "IO LULC-like labels" in catalog.description
+
+
+def test_worldcover_labels_declare_classes_with_colour_hints(worldcover_path: Path) -> None:
+    catalog = pystac.Catalog.from_file(str(worldcover_path))
+    assert sorted(child.id for child in catalog.get_children()) == ["esa-worldcover", "hls2-l30", "hls2-s30"]
+    collection = catalog.get_child("esa-worldcover")
+    assert isinstance(collection, pystac.Collection)
+    table = collection_table(collection.to_dict(), demo.LABEL_ASSET)
+    assert table is not None and table.nodata == {0}
+    assert sorted(table.names) == [code for cls in WORLDCOVER.classes for code in cls.codes]
+    for region in REGIONS:
+        item = _worldcover_item(worldcover_path, region)
+        assert item.datetime is None and item.properties["start_datetime"] == f"{YEAR}-01-01T00:00:00Z"
+        fields = item.assets[demo.LABEL_ASSET].extra_fields
+        # As written (pystac migrates classification v1.0.0's color-hint to color_hint when it reads an item).
+        written = json.loads(Path(str(item.get_self_href())).read_text())["assets"][demo.LABEL_ASSET]
+        entries = written["classification:classes"]
+        assert all(set(e) == {"value", "description", "color-hint"} for e in entries)
+        assert all(re.fullmatch(r"[0-9A-F]{6}", e["color-hint"]) for e in entries)
+        hints = {e["value"]: tuple(int(e["color-hint"][i : i + 2], 16) for i in (0, 2, 4)) for e in entries}
+        assert hints == {cls.codes[0]: cls.colour for cls in WORLDCOVER.classes}
+        assert fields["raster:bands"][0]["nodata"] == 0
+        labels, profile = _read(item, demo.LABEL_ASSET)
+        assert profile["nodata"] == 0 and profile["dtype"] == "uint8"
+        assert set(np.unique(labels)) - {0} <= set(hints)
+        item_table = declared_table(fields)
+        assert item_table is not None
+        WORLDCOVER.check_codes(item_table.names, item.id)  # the preset covers what the items declare
+
+
+def test_worldcover_labels_are_the_io_labels_remapped(catalog: pystac.Catalog, worldcover_path: Path) -> None:
+    assert demo.IO_TO_WORLDCOVER == EXPECTED_IO_TO_WORLDCOVER
+    lut = np.zeros(256, dtype=np.uint8)
+    for io_code, code in EXPECTED_IO_TO_WORLDCOVER.items():
+        lut[io_code] = code
+    for region in REGIONS:
+        io_labels, io_profile = _read(_label_item(catalog, region), demo.LABEL_ASSET)
+        labels, profile = _read(_worldcover_item(worldcover_path, region), demo.LABEL_ASSET)
+        assert (profile["crs"], profile["transform"]) == (io_profile["crs"], io_profile["transform"])
+        assert np.array_equal(labels, lut[io_labels]), region
+        assert (io_labels == 10).any()  # the landscape holds clouds, which WorldCover cannot name
+
+
+def test_worldcover_truth_is_the_io_truth_in_the_worldcover_legend(catalog_path: Path, worldcover_path: Path):
+    for region in REGIONS:
+        name = demo.truth_name(region, YEAR)
+        io_path = catalog_path.parent / demo.TRUTH_DIR / name
+        path = worldcover_path.parent / demo.TRUTH_DIR / name
+        assert read_legend(path).names == WORLDCOVER.names
+        with rasterio.open(io_path) as src:
+            io_truth = src.read(1)
+        with rasterio.open(path) as src:
+            truth, colormap, tags = src.read(1), src.colormap(1), src.tags()
+        assert tags["IGNORE_INDEX"] == str(IGNORE_INDEX)
+        assert {i: tuple(colormap[i]) for i in range(WORLDCOVER.num_classes)} == {
+            i: (*colour, 255) for i, colour in enumerate(WORLDCOVER.colours)
+        }
+        io_codes = np.array([cls.codes[0] for cls in IO.classes] + [0] * (256 - IO.num_classes), dtype=np.uint8)
+        expected = WORLDCOVER.remap(np.vectorize(EXPECTED_IO_TO_WORLDCOVER.get)(io_codes[io_truth]))
+        assert np.array_equal(truth, expected), region
+
+
+def _polygons(path: Path, region: str):
+    import geopandas as gpd
+
+    return gpd.read_file(path.parent / demo.POLYGON_DIR / demo.polygon_name(region))
+
+
+def _check_polygons(frame, truth_path: Path, count: int) -> None:
+    """``count`` separate polygons in EPSG:4326 in the central part of the truth raster, each covering the
+    centres of truth pixels of its own class only."""
+    from rasterio.features import geometry_mask
+
+    assert frame.crs.to_epsg() == 4326 and len(frame) == count
+    legend = read_legend(truth_path)
+    assert set(frame["class"]) <= set(legend.names)
+    geometries = list(frame.geometry)
+    assert all(g.geom_type == "Polygon" and g.is_valid for g in geometries)
+    assert not any(a.intersects(b) for i, a in enumerate(geometries) for b in geometries[i + 1 :])
+    with rasterio.open(truth_path) as src:
+        truth, transform, crs = src.read(1), src.transform, src.crs
+        utm = frame.to_crs(crs)
+        height, width = src.shape
+    area = 0.0
+    for name, geometry in zip(utm["class"], utm.geometry, strict=True):
+        inside = ~geometry_mask([geometry], (height, width), transform)  # pixels whose centre is inside
+        assert inside.sum() >= 25, name
+        assert set(np.unique(truth[inside])) == {legend.names.index(name)}, name
+        area += geometry.area
+    assert area < 0.25 * height * width * abs(transform.a * transform.e)  # sparse: part of the region
+
+
+def test_worldcover_field_polygons_lie_in_one_true_class_each(worldcover_path: Path) -> None:
+    for region in REGIONS:
+        frame = _polygons(worldcover_path, region)
+        _check_polygons(frame, worldcover_path.parent / demo.TRUTH_DIR / demo.truth_name(region, YEAR), N_POLYGONS)
+        assert set(frame["code"]) <= {cls.codes[0] for cls in WORLDCOVER.classes}
+        assert "cropland" in set(frame["class"]) or region == "demo_valley"
+
+
+def test_io_field_polygons_are_deterministic_and_named_in_io_classes(tmp_path: Path) -> None:
+    regions = {"demo_iowa": {"center": [-93.45, 42.05], "size_px": 48}}
+    paths = [demo.generate_demo(tmp_path / f"demo{i}", regions, YEAR, SEED, 1, 0, label_polygons=5) for i in (0, 1)]
+    first, second = (_polygons(path, "demo_iowa") for path in paths)
+    _check_polygons(first, paths[0].parent / demo.TRUTH_DIR / demo.truth_name("demo_iowa", YEAR), 5)
+    assert set(first["class"]) <= set(IO.names) and "clouds" not in set(first["class"])
+    assert list(first["class"]) == list(second["class"])
+    assert all(a.equals_exact(b, 0.0) for a, b in zip(first.geometry, second.geometry, strict=True))
+
+
+def test_bad_label_options_fail_clearly(tmp_path: Path) -> None:
+    regions = {"demo_iowa": {"center": [-93.45, 42.05], "size_px": demo.MIN_REGION_PX}}
+    with pytest.raises(ValueError, match="demo.label_legend must be one of"):
+        demo.generate_demo(tmp_path / "demo", regions, YEAR, SEED, 1, 0, label_legend="usda-cdl")
+    with pytest.raises(ValueError, match="demo.label_polygons must be an integer >= 0"):
+        demo.generate_demo(tmp_path / "demo", regions, YEAR, SEED, 1, 0, label_polygons=-1)
+    with pytest.raises(ValueError, match=r"demo.label_polygons: only \d+ of 5000 polygons fit region 'demo_iowa'"):
+        demo.generate_demo(tmp_path / "demo", regions, YEAR, SEED, 1, 0, label_polygons=5000)
+    assert not (tmp_path / "demo").exists()

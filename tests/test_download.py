@@ -23,7 +23,7 @@ import stackstac
 from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 
-from lulc import classes, download, hls
+from lulc import download, hls
 from lulc.access import CredentialsError, SourceUnreachableError
 from lulc.aoi import AOI
 from lulc.download import (
@@ -40,7 +40,9 @@ from lulc.download import environment as download_environment
 from lulc.download import items as download_items
 from lulc.download import stack as download_stack
 from lulc.hls import utm_epsg
+from lulc.legends import preset, read_legend
 from lulc.search import load_item_collection, save_item_collection, search_items
+from tests import io_legend as classes
 from tests.conftest import make_hls_item, make_label_item
 from tests.local_http import serve_files
 
@@ -726,9 +728,32 @@ def test_label_codes_outside_the_io_classes_stop_with_the_codes_and_the_item(sce
         assert server.hits() == []  # the labels are written (and checked) first
     message = str(excinfo.value)
     assert "label codes 3, 6 in item '15T-2023'" in message
-    assert "are not IO LULC v02 classes (1 2 4 5 7 8 9 10 11; 0 = nodata)" in message
+    assert "are not in legend 'io-lulc-9' (classes water=1, trees=2, flooded_vegetation=4, crops=5" in message
     assert "pixels of code 3" in message and "pixels of code 6" in message
     assert _no_outputs(out)
+    # the same items under the legend that has these codes: grass and scrub are classes there
+    io10 = download.LabelSource(preset("io-lulc-10"))
+    with serve_files(tmp_path / "hls") as server:
+        write_aoi_stack(_aoi(), _served(imagery, server, tmp_path / "hls"), pystac.ItemCollection([label]), CFG,
+                        out, label_source=io10)  # fmt: skip
+    with rasterio.open(out / "label.tif") as src:
+        written = read_legend(out / "label.tif")
+        values = set(np.unique(src.read(1)).tolist())
+    assert written.name == "io-lulc-10" and written.names[2] == "grass" and written.names[5] == "scrub_shrub"
+    assert {2, 4, 5} <= values  # grass, crops, scrub as io-lulc-10 indices
+
+
+def test_items_without_a_class_table_need_a_legend(scene, tmp_path):
+    """With labels.legend unset, label items that declare no class table are refused: their codes would be read
+    as IO codes by guess."""
+    imagery, _ = scene
+    label = make_label_item(tmp_path / "plain", np.full((SIZE * 3 + 6, SIZE * 3 + 6), 5, np.uint8),
+                            origin=(ORIGIN[0] - 5.0, ORIGIN[1] + 5.0))  # fmt: skip
+    unset = download.LabelSource.from_config({})
+    assert unset.legend.name == "io-lulc-9" and not unset.legend_given
+    with pytest.raises(download.LabelCodeError, match=r"'15T-2023' .* declares no class table .* labels.legend"):
+        write_aoi_stack(_aoi(), imagery, pystac.ItemCollection([label]), CFG, tmp_path / "out", label_source=unset)
+    assert _no_outputs(tmp_path / "out")
 
 
 def _io_lulc_10_class_values() -> list[dict]:
@@ -751,7 +776,7 @@ def test_declared_class_table_with_unknown_codes_is_refused_before_any_read(scen
         assert server.hits() == []
     message = str(excinfo.value)
     assert "label codes 3 (Grass), 6 (Scrub) in item '15T-2023' (collection 'io-lulc', declared by its" in message
-    assert "are not IO LULC v02 classes (1 2 4 5 7 8 9 10 11; 0 = nodata)" in message
+    assert "are not in legend 'io-lulc-9'" in message
     # the classification extension's form, in raster:bands with an explicit nodata entry
     old.assets["data"].extra_fields.pop("file:values")
     old.assets["data"].extra_fields["raster:bands"] = [
@@ -760,7 +785,7 @@ def test_declared_class_table_with_unknown_codes_is_refused_before_any_read(scen
     ]  # fmt: skip
     assert download.declared_label_codes(old) == {1: "water", 3: "grass"}
     with pytest.raises(download.LabelCodeError, match=r"label codes 3 \(grass\) in item '15T-2023'"):
-        download.check_label_classes([old])
+        download.check_label_classes([old], classes.IO)
 
 
 def test_real_io_lulc_v02_items_declare_exactly_the_mapped_classes():
@@ -772,7 +797,7 @@ def test_real_io_lulc_v02_items_declare_exactly_the_mapped_classes():
         table = download.declared_label_codes(item)
         assert table is not None and tuple(table) == classes.CLASS_CODES, item.id
         assert table[11] == "Rangeland" and table[1] == "Water"
-    download.check_label_classes(items)
+    download.check_label_classes(items, classes.IO)
 
 
 # ------------------------------------------------------------------ imagery only, on an explicit grid
@@ -1002,7 +1027,8 @@ def test_label_raster_of_a_tile_core_equals_the_aoi_labels_in_that_window(scene,
     assert valid, errors
     tile, meta = _read(out / "label.tif")
     assert meta["transform"] == grid.transform and meta["shape"] == (1, height, width)
-    assert meta["tags"] == whole_meta["tags"] and meta["nodata"] == whole_meta["nodata"]
+    aoi_tags = {k: v for k, v in whole_meta["tags"].items() if k != "LABEL_PERIOD"}  # a tile's is its region's
+    assert meta["tags"] == aoi_tags and meta["nodata"] == whole_meta["nodata"]
     assert np.array_equal(tile, whole[:, row0 : row0 + height, col0 : col0 + width])
     with rasterio.open(out / "label.tif") as src, rasterio.open(tmp_path / "aoi" / "label.tif") as ref:
         assert src.colormap(1) == ref.colormap(1)

@@ -11,9 +11,10 @@ import pytest
 import rasterio
 import torch
 
-from lulc import classes, hls
+from lulc import hls
 from lulc.evaluate import confusion_matrix
 from lulc.metrics import majority_confusion, metrics_from_confusion
+from tests import io_legend as classes
 
 C = classes.NUM_CLASSES
 
@@ -23,7 +24,7 @@ def test_metrics_from_a_hand_made_confusion_matrix():
     confusion[0, 0], confusion[0, 1] = 8, 2  # water: 8 right, 2 called trees
     confusion[1, 1] = 10  # trees all right
     confusion[3, 1] = 5  # crops never predicted
-    metrics = metrics_from_confusion(confusion)
+    metrics = metrics_from_confusion(confusion, classes.CLASS_NAMES)
     assert metrics["iou"]["water"] == pytest.approx(8 / 10)
     assert metrics["iou"]["trees"] == pytest.approx(10 / 17)
     assert metrics["iou"]["crops"] == 0.0
@@ -36,8 +37,8 @@ def test_metrics_from_a_hand_made_confusion_matrix():
 
 def test_majority_baseline_is_far_below_a_good_model():
     confusion = np.diag([100, 50, 0, 300, 20, 0, 0, 0, 80]).astype(np.int64)
-    perfect = metrics_from_confusion(confusion)
-    baseline = metrics_from_confusion(majority_confusion(confusion, 3))
+    perfect = metrics_from_confusion(confusion, classes.CLASS_NAMES)
+    baseline = metrics_from_confusion(majority_confusion(confusion, 3), classes.CLASS_NAMES)
     assert perfect["miou"] == 1.0
     assert baseline["pixel_accuracy"] == pytest.approx(300 / 550)
     assert baseline["miou"] == pytest.approx((300 / 550) / 5)
@@ -98,7 +99,9 @@ def make_scene(root: Path, chip_stride: int = CHIP, height: int = 40, width: int
     the mask of the evaluated pixels (test chips' footprints, labelled)."""
     from rasterio.transform import from_origin
 
-    from lulc.chips import PIXEL_COLUMNS
+    from lulc.chips import pixel_columns
+
+    PIXEL_COLUMNS = pixel_columns(classes.CLASS_NAMES)
 
     rng = np.random.default_rng(1)
     label = rng.choice(np.array([0, 1, 3, 4, 5, 8], dtype=np.uint8), size=(height, width))
@@ -128,6 +131,7 @@ def make_scene(root: Path, chip_stride: int = CHIP, height: int = 40, width: int
             masks.append(chip_label)
     np.save(store / "images.npy", np.stack(chips))
     np.save(store / "labels.npy", np.stack(masks))
+    (store / "summary.json").write_text(json.dumps({"legend": classes.IO.to_dict()}))
     manifest = pd.DataFrame(records)
     manifest.to_parquet(store / "manifest.parquet", index=False)
 
@@ -174,7 +178,7 @@ def test_sliding_window_scores_every_evaluated_pixel_once(scene, crop, stride):
     confusion, record = sliding_window_confusion(_BandOracle(), blocks, stores, images, crop, stride, batch_size=5,
                                                  progress=False)  # fmt: skip
     np.testing.assert_array_equal(confusion, _direct_confusion(label, evaluated))
-    assert metrics_from_confusion(confusion)["miou"] == 1.0
+    assert metrics_from_confusion(confusion, classes.CLASS_NAMES)["miou"] == 1.0
     assert record["evaluated_pixels"] == evaluated.sum() and record["blocks"] == 3 and record["windows"] >= 3
 
 
@@ -239,7 +243,7 @@ def _evaluate(monkeypatch, scene, out: Path, cfg: dict | None) -> dict:
     from lulc.evaluate import RunToEvaluate, evaluate_runs
 
     stores, splits, images, _, _ = scene
-    record = {"info": {"name": "oracle", "chip_size": CHIP, "frames": FRAMES}}
+    record = {"info": {"name": "oracle", "chip_size": CHIP, "frames": FRAMES}, "legend": classes.IO.to_dict()}
     monkeypatch.setattr("lulc.models.load_trained_model", lambda path: (_BandOracle(), record))
     run = RunToEvaluate(out / "best.ckpt", out / "metrics.json", out / "confusion.csv", out / "per_class.csv", {})
     (result,) = evaluate_runs([run], stores, splits, cfg=cfg, images=images)
@@ -272,3 +276,22 @@ def test_sliding_window_mode_records_its_settings_and_scores_the_chips_pixels(mo
     assert window["miou"] == chips["miou"] == 1.0
     defaults = _evaluate(monkeypatch, scene, tmp_path / "defaults", {"mode": "sliding_window"})
     assert (defaults["evaluation"]["crop"], defaults["evaluation"]["stride"]) == (CHIP, CHIP // 2)
+
+
+def test_a_checkpoint_of_another_legend_is_refused_naming_both(monkeypatch, scene, tmp_path):
+    """An IO-trained checkpoint scored on WorldCover labels would compare indices that mean different classes."""
+    from lulc.evaluate import RunToEvaluate, evaluate_runs
+    from lulc.legends import LegendMismatchError, preset
+
+    stores, splits, images, _, _ = scene
+    worldcover = preset("esa-worldcover")
+    for store in stores.values():  # the chips (the test labels) in the WorldCover legend
+        (Path(store) / "summary.json").write_text(json.dumps({"legend": worldcover.to_dict()}))
+    record = {"info": {"name": "oracle", "chip_size": CHIP, "frames": FRAMES}, "legend": classes.IO.to_dict()}
+    monkeypatch.setattr("lulc.models.load_trained_model", lambda path: (_BandOracle(), record))
+    run = RunToEvaluate(tmp_path / "best.ckpt", tmp_path / "metrics.json", tmp_path / "c.csv", tmp_path / "p.csv", {})
+    with pytest.raises(LegendMismatchError) as error:
+        evaluate_runs([run], stores, splits, images=images)
+    message = str(error.value)
+    assert "legend 'io-lulc-9' (9 classes: water" in message and "legend 'esa-worldcover' (11 classes" in message
+    assert not run.out_json.exists()

@@ -13,6 +13,7 @@ from lulc import hls, maps
 from lulc.map_predict import crop_core, predict_tile
 from lulc.maps import MapConfigError, parse_region, plan_tiles, tile_sizes, write_tiles, zone_grids
 from lulc.predict import predict_scene
+from tests import io_legend as classes
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 FRAMES = 3
@@ -99,7 +100,8 @@ def random_unet(tmp_path_factory):
     config = {"encoder_depth": 2, "decoder_channels": [16, 8]}
     built = build_model("unet", config, FRAMES, CHIP)
     path = tmp_path_factory.mktemp("train") / "best.ckpt"
-    save_trained_model(built, config, path, {"epoch": 1, "val_miou": 0.5, "fraction": "1", "seed": "0"})
+    save_trained_model(built, config, path, {"epoch": 1, "val_miou": 0.5, "fraction": "1", "seed": "0",
+                                             "legend": classes.IO.to_dict()})
     return path
 
 

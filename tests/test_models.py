@@ -7,7 +7,6 @@ import os
 import pytest
 import torch
 
-from lulc.classes import NUM_CLASSES
 from lulc.hls import REFLECTANCE_NODATA
 from lulc.models import (
     NORMALIZATIONS,
@@ -19,6 +18,7 @@ from lulc.models import (
     load_prithvi_encoder,
     resolve_normalization,
 )
+from tests.io_legend import NUM_CLASSES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 FRAMES, SIZE = 3, 32

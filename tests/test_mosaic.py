@@ -14,8 +14,9 @@ from rasterio.transform import from_origin, rowcol
 from rasterio.warp import transform as warp_transform
 from rio_cogeo.cogeo import cog_validate
 
-from lulc import classes, mosaic
+from lulc import mosaic
 from lulc.mosaic import mosaic_grid, transition_table
+from tests import io_legend as classes
 
 RES = 30.0
 X0, Y0 = 300_000.0, 4_650_000.0  # multiples of 30 m
@@ -23,8 +24,8 @@ TILE_H, TILE_W = 250, 300
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_tile(path, data: np.ndarray, crs: str, transform: Affine, nodata: int | None = 255):
-    """A tile core as the predict stage writes it: tiled uint8 GeoTIFF, nodata 255."""
+def write_tile(path, data: np.ndarray, crs: str, transform: Affine, nodata: int | None = 255, legend=classes.IO):
+    """A tile core as the predict stage writes it: tiled uint8 GeoTIFF, nodata 255, the legend's tags and colours."""
     profile = {
         "driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1, "dtype": "uint8",
         "crs": crs, "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": 256,
@@ -32,6 +33,8 @@ def write_tile(path, data: np.ndarray, crs: str, transform: Affine, nodata: int 
     }  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
+        dst.write_colormap(1, legend.colormap())
+        dst.update_tags(**legend.tags())
     return path
 
 

@@ -16,10 +16,12 @@ from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
 from torch import nn
 
-from lulc import classes, hls, predict, tiling
+from lulc import hls, predict, tiling
 from lulc.config import section
+from lulc.legends import read_legend
 from lulc.predict import predict_run, predict_scene
 from lulc.tiling import blend_window, tile_origins
+from tests import io_legend as classes
 from tests.synthetic_chips import SPECTRA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -164,7 +166,8 @@ def test_area_is_the_true_area_in_any_crs():
 def test_map_is_a_valid_cog_on_the_input_grid_with_colours_and_class_names(scene, tmp_path):
     out, confidence = tmp_path / "landcover.tif", tmp_path / "confidence.tif"
     record = predict_scene(NearestCentroid(), scene, out, tile=64, stride=48, batch_size=4, confidence_path=confidence,
-                           tags={"MODEL_RUN": "centroid_f1_s0"}, progress=False)  # fmt: skip
+                           tags={"MODEL_RUN": "centroid_f1_s0"}, progress=False, legend=classes.IO)  # fmt: skip
+    assert read_legend(out) == classes.IO  # the legend travels with the map: names, colours and source codes
     for path in (out, confidence):
         valid, errors, warnings = cog_validate(path)
         assert valid, (path, errors, warnings)
@@ -430,7 +433,8 @@ def trained_unet(tmp_path_factory):
     config = {"encoder_depth": 2, "decoder_channels": [16, 8]}
     built = build_model("unet", config, FRAMES, 32)
     path = tmp_path_factory.mktemp("train") / "best.ckpt"
-    save_trained_model(built, config, path, {"epoch": 1, "val_miou": 0.5, "fraction": "1", "seed": "0"})
+    save_trained_model(built, config, path, {"epoch": 1, "val_miou": 0.5, "fraction": "1", "seed": "0",
+                                             "legend": classes.IO.to_dict()})
     return path
 
 
@@ -445,6 +449,7 @@ def write_split_inputs(directory, aoi: str) -> tuple:
     ) as dst:  # fmt: skip
         dst.write(label, 1)
         dst.write_colormap(1, classes.index_colormap())
+        dst.update_tags(**classes.class_tags())
     chips = pd.DataFrame(
         {
             "chip_id": [f"{aoi}_r{r:05d}_c{c:05d}" for r, c in ((0, 0), (64, 64), (128, 128))],
@@ -497,6 +502,7 @@ def _grid_inputs(directory, label_transform, label_crs="EPSG:32615", height=64, 
         transform=label_transform, nodata=255,
     ) as dst:  # fmt: skip
         dst.write(values, 1)
+        dst.update_tags(**classes.class_tags())
     return image, label
 
 

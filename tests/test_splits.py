@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import shapely
 
-from lulc.classes import CLASS_NAMES, NUM_CLASSES
 from lulc.split_table import SPLITS_CSV, load_split, subset_column
 from lulc.splits import (
     BALANCE_CSV,
@@ -24,6 +23,7 @@ from lulc.splits import (
     normalised_entropy,
     subset_size,
 )
+from tests.io_legend import CLASS_NAMES, NUM_CLASSES
 
 RESOLUTION_M = 30.0
 OUTPUT_NAMES = (SPLITS_CSV, BALANCE_CSV, BALANCE_PNG, SUMMARY_JSON)

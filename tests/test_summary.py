@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lulc import classes
 from lulc.metrics import metrics_from_confusion
 from lulc.summary import (
     answer_markdown,
@@ -29,6 +28,7 @@ from lulc.summary import (
     verdict,
     write_answer,
 )
+from tests import io_legend as classes
 
 C = classes.NUM_CLASSES
 #: What a run's record (run.json) says about its weights, per model of the test fixture.
@@ -43,7 +43,7 @@ def _metric_files(tmp_path, models=("prithvi", "unet"), fractions=(1.0, 0.5), se
             for seed in seeds:
                 base = {"prithvi": 0.6, "unet": 0.4}[model] * (0.7 + 0.3 * fraction)
                 confusion = np.diag(rng.integers(50, 100, C)) + rng.integers(0, 10, (C, C))
-                result = metrics_from_confusion(confusion)
+                result = metrics_from_confusion(confusion, classes.CLASS_NAMES)
                 result["miou"] = base + rng.normal(0, 0.02)
                 result["majority_baseline"] = {"miou": 0.05, "pixel_accuracy": 0.3, "macro_f1": 0.04}
                 result["run"] = {

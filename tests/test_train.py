@@ -18,10 +18,10 @@ from synthetic_chips import FAST
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from lulc.checkpoint_io import VerifiedCheckpointIO, verified_checkpoint, write_checksum_record
-from lulc.classes import IGNORE_INDEX, NUM_CLASSES
 from lulc.models import load_trained_model
 from lulc.recipe import augment_batch, class_weights, lr_multiplier, weighted_cross_entropy
 from lulc.train import SegmentationTask, parameter_groups, run_directory, train, training_precision
+from tests.io_legend import IGNORE_INDEX, NUM_CLASSES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -16,8 +16,7 @@ from browser import assert_offline, check_page, drawn_colour, load, save_screens
 from rasterio.transform import from_origin
 from rasterio.warp import transform as transform_points
 
-from lulc import classes
-from lulc.classes import raster_legend
+from lulc.legends import raster_legend
 from lulc.viewer import (
     CONFIDENCE_GREYS,
     MapInput,
@@ -29,6 +28,7 @@ from lulc.viewer import (
     render_page,
     write_page,
 )
+from tests import io_legend as classes
 
 SIDE = 120
 ORIGIN = (500_000.0, 4_650_000.0)
@@ -126,7 +126,7 @@ def test_large_maps_are_coarsened_by_a_whole_factor(region):
 
 def test_a_map_without_class_names_is_refused_by_name(tmp_path):
     bare = _write(tmp_path / "bare.tif", np.zeros((SIDE, SIDE), np.uint8), legend=False)
-    with pytest.raises(ValueError, match=r"bare\.tif: no CLASSES tag"):
+    with pytest.raises(ValueError, match=r"bare\.tif: no LEGEND or CLASSES tag"):
         raster_legend(bare)
     with pytest.raises(ValueError, match="bare.tif"):
         write_page(PageInputs("x", [MapInput(bare, None, "2023", "r")]), tmp_path / "viewer.html")

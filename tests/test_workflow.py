@@ -20,7 +20,8 @@ import yaml
 from browser import check_page, save_screenshot
 from rio_cogeo.cogeo import cog_validate
 
-from lulc import classes, hls
+from lulc import hls
+from tests import io_legend as classes
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "config" / "tiny.yaml"

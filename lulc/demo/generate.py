@@ -52,14 +52,17 @@ import pystac
 
 from lulc.demo.arrays import block_mean, child_rng
 from lulc.demo.geometry import SUB, RegionGrid, footprint, region_grid
+from lulc.demo.labels import DEFAULT_LABEL_LEGEND, check_label_legend
 from lulc.demo.landscape import LANDSCAPES, WATER, labels_from_latent, landscape_in_year, make_landscape
+from lulc.demo.polygons import field_polygons, polygon_name, write_polygons
 from lulc.demo.render import plan_acquisitions, render
 from lulc.demo.stac import (
-    DEMO_COLLECTIONS,
     HLS_COLLECTIONS,
-    LABEL_COLLECTION,
+    LABEL_COLLECTIONS,
     collection,
+    demo_collections,
     hls_item_id,
+    label_item_id,
     write_hls_granule,
     write_label_item,
     write_truth,
@@ -71,11 +74,22 @@ MIN_REGION_PX, MAX_REGION_PX = 32, 2048
 YEAR_RANGE = (1980, 2100)
 #: Where the true land cover of every region and imagery year goes, under the demo folder (outside the catalog).
 TRUTH_DIR = "truth"
+#: Where the labelled field polygons of every labelled region go (``demo.label_polygons``), outside the catalog.
+POLYGON_DIR = "polygons"
 
 
 def truth_name(region: str, year: int) -> str:
     """The file name of a region's true land cover of ``year`` under :data:`TRUTH_DIR`."""
     return f"{region}_{year}.tif"
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How labels are written: the legend of the label collection and truth (``demo.label_legend``) and the
+    number of field polygons per labelled region (``demo.label_polygons``, 0 = none)."""
+
+    legend: str = DEFAULT_LABEL_LEGEND
+    polygons: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,8 +173,10 @@ def generate_demo(
     seed: int,
     dates_per_sensor: int = 5,
     cloudy_dates: int = 2,
+    label_legend: str = DEFAULT_LABEL_LEGEND,
+    label_polygons: int = 0,
 ) -> Path:
-    """Generate the offline demo (HLS S30 / L30 granules and IO-like labels per region) as a static,
+    """Generate the offline demo (HLS S30 / L30 granules and IO- or WorldCover-like labels per region) as a static,
     self-contained STAC catalog under ``out_dir``, deterministically from ``seed``.
 
     ``regions`` maps a name to ``{"center": [lon, lat], "size_px": n}`` (optionally ``"landscape":
@@ -168,9 +184,11 @@ def generate_demo(
     imagery only; ``"years": [...]`` for imagery of several years, by default ``[year]``: see the module
     docstring). Each region gets, per imagery year, ``dates_per_sensor`` S30 and as many L30 dates
     spread over that year, of which ``cloudy_dates`` are heavily clouded, and (unless ``labels`` is
-    false) labels for ``year``. Everything is written to a temporary sibling folder that replaces
-    ``out_dir`` only when complete, so a crash never leaves a half-written demo. Returns
-    ``out_dir / "catalog.json"``.
+    false) labels for ``year``, in ``label_legend`` (``io-lulc-9``: an ``io-lulc-annual-v02`` collection;
+    ``esa-worldcover``: an ``esa-worldcover`` collection, see :mod:`lulc.demo.labels`), and, when
+    ``label_polygons`` > 0, that many labelled field polygons (:mod:`lulc.demo.polygons`). Everything is
+    written to a temporary sibling folder that replaces ``out_dir`` only when complete, so a crash never
+    leaves a half-written demo. Returns ``out_dir / "catalog.json"``.
     """
     out_dir = Path(out_dir).absolute()
     if not isinstance(year, int) or isinstance(year, bool) or not 1950 <= year <= 2200:
@@ -184,6 +202,10 @@ def generate_demo(
             f"cloudy_dates must be an integer in [0, {2 * dates_per_sensor}] (2 x dates_per_sensor), "
             f"got {cloudy_dates!r}"
         )
+    check_label_legend(label_legend)
+    if not isinstance(label_polygons, int) or isinstance(label_polygons, bool) or label_polygons < 0:
+        raise ValueError(f"demo.label_polygons must be an integer >= 0, got {label_polygons!r}")
+    options = LabelOptions(label_legend, label_polygons)
     validated = _validated_regions(regions, year)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -192,14 +214,18 @@ def generate_demo(
     staging = out_dir.parent / f".{out_dir.name.replace('.', '_')}-staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        items: dict[str, list[pystac.Item]] = {collection_id: [] for collection_id in DEMO_COLLECTIONS}
+        collections = demo_collections(label_legend)
+        items: dict[str, list[pystac.Item]] = {collection_id: [] for collection_id in collections}
         for region in validated:
-            _generate_region(staging, region, year, seed, dates_per_sensor, cloudy_dates, items)
+            _generate_region(staging, region, year, seed, dates_per_sensor, cloudy_dates, items, options)
+        kind = "ESA WorldCover-like" if label_legend == "esa-worldcover" else "IO LULC-like"
         description = (
-            "Synthetic HLS v2.0 imagery and IO LULC-like labels for the workflow's offline demo regions "
+            f"Synthetic HLS v2.0 imagery and {kind} labels for the workflow's offline demo regions "
             f"({', '.join(region.grid.name for region in validated)}; year {year}, seed {seed}). Same "
             "collections, asset keys and file formats as Planetary Computer; every href is relative."
         )
+        if label_legend == "esa-worldcover":
+            description += " The esa-worldcover label asset is keyed 'data' (Planetary Computer: 'map')."
         other_years = [r for r in validated if r.years != (year,)]
         if other_years:
             listed = "; ".join(f"{r.grid.name} ({', '.join(map(str, r.years))})" for r in other_years)
@@ -209,7 +235,7 @@ def generate_demo(
             description += f" Imagery only, without labels: {', '.join(unlabelled)}."
         catalog = pystac.Catalog(id="lulc-demo", title="LULC workflow offline demo", description=description)
         tile_bboxes = [footprint(r.grid.epsg, r.grid.hls_transform, r.grid.hls_shape)[1] for r in validated]
-        for collection_id in DEMO_COLLECTIONS:
+        for collection_id in collections:
             catalog.add_child(collection(collection_id, items[collection_id], year, tile_bboxes))
         catalog.normalize_and_save(str(staging), catalog_type=pystac.CatalogType.SELF_CONTAINED)
         _replace_dir(staging, out_dir)
@@ -227,17 +253,22 @@ def _generate_region(
     dates_per_sensor: int,
     cloudy_dates: int,
     items: dict[str, list[pystac.Item]],
+    options: LabelOptions = LabelOptions(),
 ) -> None:
-    """Draw one region's landscape, write its labels (for ``year``) and its granules (for each of its
-    imagery years), and collect their items."""
+    """Draw one region's landscape, write its labels and field polygons (for ``year``) and its granules (for
+    each of its imagery years), and collect their items."""
     grid = region.grid
     scene = make_landscape(child_rng(seed, grid.name, "landscape"), grid.latent_shape, region.kind)
     if region.labels:
         off_r, off_c = grid.label_offset
         latent_labels = scene.classes[off_r : off_r + grid.label_shape[0], off_c : off_c + grid.label_shape[1]]
         labels = labels_from_latent(child_rng(seed, grid.name, "labels"), latent_labels)
-        label_id = f"{grid.utm_zone}-{year}"
-        items[LABEL_COLLECTION].append(write_label_item(root / LABEL_COLLECTION / label_id, grid, year, labels))
+        label_dir = root / LABEL_COLLECTIONS[options.legend] / label_item_id(grid, year, options.legend)
+        items[LABEL_COLLECTIONS[options.legend]].append(write_label_item(label_dir, grid, year, labels, options.legend))
+        if options.polygons:
+            rng = child_rng(seed, grid.name, "polygons")
+            frame = field_polygons(rng, grid, latent_labels, options.polygons, options.legend)
+            write_polygons(root / POLYGON_DIR / polygon_name(grid.name), frame)
 
     water_share = block_mean((scene.classes == WATER).astype(np.float32))  # water never changes
     row, col, height, width = grid.region_window
@@ -248,7 +279,7 @@ def _generate_region(
         year_scene = landscape_in_year(scene, child_rng(seed, grid.name, "change"), imagery_year - year, core)
         off_r, off_c = grid.label_offset
         truth = year_scene.classes[off_r : off_r + grid.label_shape[0], off_c : off_c + grid.label_shape[1]]
-        write_truth(root / TRUTH_DIR / truth_name(grid.name, imagery_year), grid, truth)
+        write_truth(root / TRUTH_DIR / truth_name(grid.name, imagery_year), grid, truth, options.legend)
         plan = plan_acquisitions(
             child_rng(seed, grid.name, f"dates{suffix}"), grid, imagery_year, dates_per_sensor, cloudy_dates
         )

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lulc.classes import IO_CLASSES, IO_NODATA
 from lulc.demo.arrays import dilate, quantiles, smooth_noise
 from lulc.demo.geometry import LABEL_MARGIN_PX, LABEL_PIXEL_M, SUB, TILE_MARGIN_PX
+from lulc.demo.labels import IO_CLASSES, IO_NODATA
 
 #: Landscape kinds a region can be drawn as (config key ``landscape``; default the first). A region's kind never
 #: depends on the other regions: the workflow passes the regions sorted by name, so a default that alternated by

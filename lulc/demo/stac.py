@@ -1,10 +1,14 @@
 """The files and STAC metadata of the demo catalog: single-band COGs in the workflow's profile, HLS and
-IO LULC items, and the three collections, shaped like Microsoft Planetary Computer's.
+label items, and the three collections, shaped like Microsoft Planetary Computer's.
 
 Apart because it is everything a reader of the catalog sees, and nothing of how the pixels were made: ids,
-asset keys, titles, ``eo:bands``, ``raster:bands``, ``file:values`` and tags follow the real
-``hls2-s30``, ``hls2-l30`` and ``io-lulc-annual-v02``, so search, download and chipping run exactly the code
-path real data takes. Item JSON carries both ``proj:epsg`` and ``proj:code``; note that pystac, when it reads
+asset keys, titles, ``eo:bands``, ``raster:bands``, ``file:values`` / ``classification:classes`` and tags
+follow the real ``hls2-s30``, ``hls2-l30`` and ``io-lulc-annual-v02`` (or, with ``demo.label_legend:
+esa-worldcover``, ``esa-worldcover``), so search, download and chipping run exactly the code path real data
+takes. One deliberate difference: the WorldCover label asset is keyed ``data`` (as IO's), not ``map`` as on
+Planetary Computer, because the download stage reads the label asset ``data``.
+
+Item JSON carries both ``proj:epsg`` and ``proj:code``; note that pystac, when it reads
 an item, migrates ``proj:epsg`` away (as it does for the real Planetary Computer items), so readers should
 use ``proj:code`` or the rasters' own CRS.
 """
@@ -14,15 +18,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pystac
 import rasterio
 from rasterio.transform import Affine
 
-from lulc.classes import IO_CLASSES, IO_COLOURS, IO_NODATA
 from lulc.demo.geometry import HLS_PIXEL_M, LABEL_PIXEL_M, RegionGrid, footprint, utm_bbox
+from lulc.demo.labels import (
+    DEFAULT_LABEL_LEGEND,
+    IO_CLASSES,
+    IO_NODATA,
+    WORLDCOVER_DESCRIPTIONS,
+    check_label_legend,
+    class_indices,
+    label_codes,
+    label_legend,
+)
 from lulc.demo.render import SyntheticGranule
 from lulc.hls import (
     FMASK_ASSET,
@@ -34,12 +47,17 @@ from lulc.hls import (
     cloud_coverage,
 )
 from lulc.io import cog_options
+from lulc.legends import IGNORE_INDEX
 
 #: Collection ids of the demo catalog, the same as on Planetary Computer.
 HLS_COLLECTIONS: dict[str, str] = {"S30": "hls2-s30", "L30": "hls2-l30"}
 LABEL_COLLECTION = "io-lulc-annual-v02"
+WORLDCOVER_COLLECTION = "esa-worldcover"
+#: The label collection of each ``demo.label_legend``.
+LABEL_COLLECTIONS: dict[str, str] = {"io-lulc-9": LABEL_COLLECTION, "esa-worldcover": WORLDCOVER_COLLECTION}
+#: The collections of the default demo catalog (:func:`demo_collections` for another label legend).
 DEMO_COLLECTIONS: tuple[str, ...] = (*HLS_COLLECTIONS.values(), LABEL_COLLECTION)
-#: Asset key of the label raster in IO LULC items.
+#: Asset key of the label raster in the label items (IO's; WorldCover's is ``map`` on Planetary Computer).
 LABEL_ASSET = "data"
 
 _INSTRUMENTS = {"S30": ["msi"], "L30": ["oli", "tirs"]}
@@ -90,6 +108,15 @@ _FILE_VALUES = [{"values": [IO_NODATA], "summary": "No Data"}] + [
         strict=True,
     )
 ]
+#: Nodata of WorldCover label rasters.
+_WORLDCOVER_NODATA = 0
+_WORLDCOVER_COLOURS = {cls.codes[0]: cls.colour for cls in label_legend("esa-worldcover").classes}
+#: ``classification:classes`` of WorldCover label assets: Planetary Computer's values, descriptions and hints.
+_WORLDCOVER_CLASSES = [
+    {"value": code, "color-hint": "".join(f"{v:02X}" for v in _WORLDCOVER_COLOURS[code]), "description": text}
+    for code, text in WORLDCOVER_DESCRIPTIONS.items()
+]
+_WORLDCOVER_BANDS = [{"nodata": _WORLDCOVER_NODATA, "spatial_resolution": LABEL_PIXEL_M, "data_type": "uint8"}]
 _FMASK_DESCRIPTION = (
     "Bits are listed from the MSB (bit 7) to the LSB (bit 0): \n7-6    aerosol:\n"
     "       00 - climatology\n       01 - low\n       10 - average\n       11 - high\n"
@@ -107,6 +134,19 @@ _LABEL_EXTENSIONS = [
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
 ]
+_CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v1.0.0/schema.json"
+
+
+def demo_collections(legend: str = DEFAULT_LABEL_LEGEND) -> tuple[str, ...]:
+    """The collections of a demo catalog whose labels are in ``legend`` (``demo.label_legend``)."""
+    return (*HLS_COLLECTIONS.values(), LABEL_COLLECTIONS[check_label_legend(legend)])
+
+
+def label_item_id(grid: RegionGrid, year: int, legend: str = DEFAULT_LABEL_LEGEND) -> str:
+    """The id of a region's label item: IO's ``15T-2023``, or WorldCover-like ``ESA_WorldCover_10m_2023_15T``."""
+    if check_label_legend(legend) == "esa-worldcover":
+        return f"ESA_WorldCover_10m_{year}_{grid.utm_zone}"
+    return f"{grid.utm_zone}-{year}"
 
 
 def hls_item_id(sensor: str, mgrs: str, when: dt.datetime) -> str:
@@ -255,62 +295,184 @@ def write_hls_granule(
     return item
 
 
-def write_truth(path: Path, grid: RegionGrid, classes_io: np.ndarray) -> None:
-    """Write a region's true land cover of one year (the latent landscape, no label noise) as class indices on
-    the label grid: the reference of the demo's accuracy assessment. Not a STAC item, so no search finds it and
-    no model trains on it."""
-    from lulc import classes
-
+def write_truth(path: Path, grid: RegionGrid, classes_io: np.ndarray, legend: str = DEFAULT_LABEL_LEGEND) -> None:
+    """Write a region's true land cover of one year (the latent landscape, no label noise) as class indices of
+    the label legend (``demo.label_legend``; tags and colour table from :class:`lulc.legends.Legend`) on the
+    label grid: the reference of the demo's accuracy assessment. Not a STAC item, so no search finds it and no
+    model trains on it. IO classes without a class in the legend (WorldCover: clouds) are
+    :data:`lulc.legends.IGNORE_INDEX`."""
+    classes = label_legend(legend)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tags = {"DEMO": "true land cover of the synthetic region (lulc.demo)", **classes.class_tags()}
-    _write_cog(path, classes.remap_codes(classes_io), grid.label_transform, grid.epsg, classes.IGNORE_INDEX, "mode",
-               tags, colormap=classes.index_colormap())
+    tags = {"DEMO": "true land cover of the synthetic region (lulc.demo)", **classes.tags()}
+    indices = class_indices(classes_io, legend)
+    _write_cog(path, indices, grid.label_transform, grid.epsg, IGNORE_INDEX, "mode", tags, colormap=classes.colormap())
 
 
-def write_label_item(item_dir: Path, grid: RegionGrid, year: int, labels: np.ndarray) -> pystac.Item:
-    """Write the label COG and return its IO-LULC-like item (``datetime: null`` with start/end)."""
-    item_id = f"{grid.utm_zone}-{year}"
+def _label_colormap(legend: str) -> dict[int, tuple[int, int, int, int]]:
+    """The colour table of a label raster: the legend's colour per source code, nodata transparent."""
+    classes = label_legend(legend)
+    colormap = {cls.codes[0]: (*cls.colour, 255) for cls in classes.classes}
+    colormap[classes.nodata[0]] = (0, 0, 0, 0)
+    return colormap
+
+
+def _label_asset(legend: str, href: str, size: int) -> pystac.Asset:
+    """The label asset (key :data:`LABEL_ASSET`) of an IO item (``file:values``) or a WorldCover item
+    (``classification:classes`` with ``color-hint``, as Planetary Computer's ``map`` asset)."""
+    if legend == "esa-worldcover":
+        fields: dict[str, Any] = {
+            "file:size": size,
+            "raster:bands": _WORLDCOVER_BANDS,
+            "classification:classes": _WORLDCOVER_CLASSES,
+        }
+        title = "Land Cover Classes"
+    else:
+        fields = {
+            "file:size": size,
+            "raster:bands": [{"nodata": IO_NODATA, "spatial_resolution": LABEL_PIXEL_M, "data_type": "uint8"}],
+            "file:values": _FILE_VALUES,
+        }
+        title = "Global land cover data"
+    return pystac.Asset(href=href, title=title, media_type=_COG_MEDIA_TYPE, roles=["data"], extra_fields=fields)
+
+
+def write_label_item(
+    item_dir: Path, grid: RegionGrid, year: int, labels: np.ndarray, legend: str = DEFAULT_LABEL_LEGEND
+) -> pystac.Item:
+    """Write the label COG of IO-coded ``labels`` in the codes of ``legend`` (``demo.label_legend``) and return
+    its item, IO-LULC-like or WorldCover-like (``datetime: null`` with start/end either way)."""
+    worldcover = check_label_legend(legend) == "esa-worldcover"
+    item_id = label_item_id(grid, year, legend)
     item_dir.mkdir(parents=True, exist_ok=False)
-    name = f"{grid.utm_zone}_{year}0101-{year + 1}0101.tif"
-    colormap = {code: (*rgb, 255) for code, rgb in IO_COLOURS.items()}
-    colormap[IO_NODATA] = (0, 0, 0, 0)
-    tags = {"DEMO": "synthetic labels generated by lulc.demo", "io:tile_id": grid.utm_zone}
-    _write_cog(item_dir / name, labels, grid.label_transform, grid.epsg, IO_NODATA, "mode", tags, colormap=colormap)
+    tags = {"DEMO": "synthetic labels generated by lulc.demo"}
+    if worldcover:
+        name = f"{item_id}_Map.tif"
+        tile = {"esa_worldcover:product_tile": grid.utm_zone}
+    else:
+        name = f"{grid.utm_zone}_{year}0101-{year + 1}0101.tif"
+        tags["io:tile_id"] = grid.utm_zone
+        tile = {"io:tile_id": grid.utm_zone, "supercell": grid.utm_zone}
+    nodata, colormap = label_legend(legend).nodata[0], _label_colormap(legend)
+    codes = label_codes(labels, legend)
+    _write_cog(item_dir / name, codes, grid.label_transform, grid.epsg, nodata, "mode", tags, colormap=colormap)
     geometry, bbox = footprint(grid.epsg, grid.label_transform, grid.label_shape)
     properties: dict[str, Any] = {
         "start_datetime": f"{year}-01-01T00:00:00Z",
         "end_datetime": f"{year + 1}-01-01T00:00:00Z",
-        "io:tile_id": grid.utm_zone,
-        "supercell": grid.utm_zone,
+        **tile,
         "proj:epsg": grid.epsg,
         "proj:code": f"EPSG:{grid.epsg}",
         "proj:shape": list(grid.label_shape),
         "proj:transform": list(grid.label_transform)[:6],
         "proj:bbox": utm_bbox(grid.label_transform, grid.label_shape),
     }
+    extensions = [*_LABEL_EXTENSIONS, _CLASSIFICATION_EXTENSION] if worldcover else list(_LABEL_EXTENSIONS)
     item = pystac.Item(
-        id=item_id,
-        geometry=geometry,
-        bbox=bbox,
-        datetime=None,
-        properties=properties,
-        stac_extensions=list(_LABEL_EXTENSIONS),
+        id=item_id, geometry=geometry, bbox=bbox, datetime=None, properties=properties, stac_extensions=extensions
     )
-    item.add_asset(
-        LABEL_ASSET,
-        pystac.Asset(
-            href=f"./{name}",
-            title="Global land cover data",
-            media_type=_COG_MEDIA_TYPE,
-            roles=["data"],
-            extra_fields={
-                "file:size": (item_dir / name).stat().st_size,
-                "raster:bands": [{"nodata": IO_NODATA, "spatial_resolution": LABEL_PIXEL_M, "data_type": "uint8"}],
-                "file:values": _FILE_VALUES,
-            },
-        ),
-    )
+    item.add_asset(LABEL_ASSET, _label_asset(legend, f"./{name}", (item_dir / name).stat().st_size))
     return item
+
+
+class _CollectionParts(NamedTuple):
+    """What differs between the demo's collections."""
+
+    title: str
+    description: str
+    start: dt.datetime
+    end: dt.datetime
+    item_assets: dict[str, pystac.ItemAssetDefinition]
+    summaries: dict[str, Any]
+    keywords: list[str]
+    extensions: list[str]
+
+
+def _label_collection_parts(collection_id: str, empty: bool, year: int) -> _CollectionParts:
+    """The parts of the label collection, IO LULC's or (``esa-worldcover``) WorldCover's."""
+    if collection_id == WORLDCOVER_COLLECTION:
+        title = "ESA WorldCover"
+        description = (
+            "SYNTHETIC stand-in for ESA WorldCover 10 m land cover (11 classes, codes 10 20 ... 100, nodata 0), "
+            "generated by lulc.demo for offline runs: the demo landscape's IO classes remapped to WorldCover "
+            "(clouds are nodata). Yearly items with datetime null and start/end datetimes, one per UTM zone and "
+            "latitude band. The label asset is keyed 'data' (Planetary Computer's is 'map')."
+        )
+        asset_title = "Land Cover Classes"
+        fields: dict[str, Any] = {"classification:classes": _WORLDCOVER_CLASSES, "raster:bands": _WORLDCOVER_BANDS}
+        nodata, keywords = _WORLDCOVER_NODATA, ["Global", "Land Cover", "Sentinel", "ESA"]
+    else:
+        title = "10m Annual Land Use Land Cover (9-class) V2"
+        description = (
+            "SYNTHETIC stand-in for Impact Observatory / Esri's 10 m annual land use / land cover maps "
+            "(9 classes, IO codes 1 2 4 5 7 8 9 10 11, nodata 0), generated by lulc.demo for offline runs. "
+            "Yearly items with datetime null and start/end datetimes, one per UTM zone and latitude band."
+        )
+        asset_title, fields = "Global land cover data", {"file:values": _FILE_VALUES}
+        nodata, keywords = IO_NODATA, ["Global", "Land Cover", "Land Use", "Sentinel"]
+    if empty:
+        description += " No demo region has labels in this catalog: the collection is empty."
+    item_assets = {
+        LABEL_ASSET: pystac.ItemAssetDefinition.create(
+            title=asset_title, description=None, media_type=_COG_MEDIA_TYPE, roles=["data"], extra_fields=fields
+        )
+    }
+    extensions = [
+        "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+        "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    ]
+    if collection_id == WORLDCOVER_COLLECTION:
+        extensions.append(_CLASSIFICATION_EXTENSION)
+    return _CollectionParts(
+        title=title,
+        description=description,
+        start=dt.datetime(year, 1, 1, tzinfo=dt.UTC),
+        end=dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC),
+        item_assets=item_assets,
+        summaries={"raster:bands": [{"nodata": nodata, "spatial_resolution": LABEL_PIXEL_M}]},
+        keywords=keywords,
+        extensions=extensions,
+    )
+
+
+def _hls_collection_parts(collection_id: str, items: list[pystac.Item]) -> _CollectionParts:
+    """The parts of an HLS collection."""
+    sensor = "S30" if collection_id == HLS_COLLECTIONS["S30"] else "L30"
+    source = "Sentinel-2" if sensor == "S30" else "Landsat"
+    description = (
+        f"SYNTHETIC stand-in for HLS v2.0 {sensor} ({source}) surface reflectance, generated by "
+        "lulc.demo for offline runs: 30 m UTM tiles, int16 reflectance x 10000 (nodata -9999, "
+        "scale 0.0001) and an Fmask quality band (uint8, nodata 255) with the HLS bit semantics; "
+        "eo:cloud_cover is the cloud + cloud-shadow share of valid Fmask pixels, as NASA computes it."
+    )
+    datetimes = [item.datetime for item in items if item.datetime is not None]
+    item_assets = {}
+    for key in (*SENSOR_ASSETS[sensor], FMASK_ASSET):
+        asset = _hls_asset(sensor, key, "")
+        item_assets[key] = pystac.ItemAssetDefinition.create(
+            title=asset.title,
+            description=None,
+            media_type=asset.media_type,
+            roles=asset.roles,
+            extra_fields={"eo:bands": asset.extra_fields["eo:bands"]},
+        )
+    return _CollectionParts(
+        title=f"Harmonized Landsat Sentinel-2 (HLS) Version 2.0, {source} Data",
+        description=description,
+        start=min(datetimes),
+        end=max(datetimes),
+        item_assets=item_assets,
+        summaries={
+            "gsd": [HLS_PIXEL_M],
+            "platform": sorted({str(item.properties["platform"]) for item in items}),
+            "instruments": _INSTRUMENTS[sensor],
+        },
+        keywords=["Sentinel", "Landsat", "HLS", "Satellite", "Global", "Imagery"],
+        extensions=[
+            "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+            "https://stac-extensions.github.io/projection/v1.2.0/schema.json",
+            "https://stac-extensions.github.io/view/v1.0.0/schema.json",
+        ],
+    )
 
 
 def collection(
@@ -321,65 +483,10 @@ def collection(
     Only the label collection can be empty (no region has labels): its spatial extent is then the
     regions' tiles (``tile_bboxes``), the area it was asked for.
     """
-    if collection_id == LABEL_COLLECTION:
-        title = "10m Annual Land Use Land Cover (9-class) V2"
-        description = (
-            "SYNTHETIC stand-in for Impact Observatory / Esri's 10 m annual land use / land cover maps "
-            "(9 classes, IO codes 1 2 4 5 7 8 9 10 11, nodata 0), generated by lulc.demo for offline runs. "
-            "Yearly items with datetime null and start/end datetimes, one per UTM zone and latitude band."
-        )
-        if not items:
-            description += " No demo region has labels in this catalog: the collection is empty."
-        start = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
-        end = dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC)
-        item_assets = {
-            LABEL_ASSET: pystac.ItemAssetDefinition.create(
-                title="Global land cover data",
-                description=None,
-                media_type=_COG_MEDIA_TYPE,
-                roles=["data"],
-                extra_fields={"file:values": _FILE_VALUES},
-            )
-        }
-        summaries: dict[str, Any] = {"raster:bands": [{"nodata": IO_NODATA, "spatial_resolution": LABEL_PIXEL_M}]}
-        keywords = ["Global", "Land Cover", "Land Use", "Sentinel"]
-        extensions = [
-            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-            "https://stac-extensions.github.io/file/v2.1.0/schema.json",
-        ]
+    if collection_id in LABEL_COLLECTIONS.values():
+        parts = _label_collection_parts(collection_id, not items, year)
     else:
-        sensor = "S30" if collection_id == HLS_COLLECTIONS["S30"] else "L30"
-        source = "Sentinel-2" if sensor == "S30" else "Landsat"
-        title = f"Harmonized Landsat Sentinel-2 (HLS) Version 2.0, {source} Data"
-        description = (
-            f"SYNTHETIC stand-in for HLS v2.0 {sensor} ({source}) surface reflectance, generated by "
-            "lulc.demo for offline runs: 30 m UTM tiles, int16 reflectance x 10000 (nodata -9999, "
-            "scale 0.0001) and an Fmask quality band (uint8, nodata 255) with the HLS bit semantics; "
-            "eo:cloud_cover is the cloud + cloud-shadow share of valid Fmask pixels, as NASA computes it."
-        )
-        datetimes = [item.datetime for item in items if item.datetime is not None]
-        start, end = min(datetimes), max(datetimes)
-        item_assets = {}
-        for key in (*SENSOR_ASSETS[sensor], FMASK_ASSET):
-            asset = _hls_asset(sensor, key, "")
-            item_assets[key] = pystac.ItemAssetDefinition.create(
-                title=asset.title,
-                description=None,
-                media_type=asset.media_type,
-                roles=asset.roles,
-                extra_fields={"eo:bands": asset.extra_fields["eo:bands"]},
-            )
-        summaries = {
-            "gsd": [HLS_PIXEL_M],
-            "platform": sorted({str(item.properties["platform"]) for item in items}),
-            "instruments": _INSTRUMENTS[sensor],
-        }
-        keywords = ["Sentinel", "Landsat", "HLS", "Satellite", "Global", "Imagery"]
-        extensions = [
-            "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-            "https://stac-extensions.github.io/projection/v1.2.0/schema.json",
-            "https://stac-extensions.github.io/view/v1.0.0/schema.json",
-        ]
+        parts = _hls_collection_parts(collection_id, items)
     bboxes = [item.bbox for item in items if item.bbox is not None] or [list(b) for b in tile_bboxes]
     spatial = [
         min(b[0] for b in bboxes),
@@ -389,11 +496,11 @@ def collection(
     ]
     collection = pystac.Collection(
         id=collection_id,
-        description=description,
-        extent=pystac.Extent(pystac.SpatialExtent([spatial]), pystac.TemporalExtent([[start, end]])),
-        title=title,
+        description=parts.description,
+        extent=pystac.Extent(pystac.SpatialExtent([spatial]), pystac.TemporalExtent([[parts.start, parts.end]])),
+        title=parts.title,
         license="CC0-1.0",
-        keywords=keywords,
+        keywords=parts.keywords,
         providers=[
             pystac.Provider(
                 name="lulc.demo (synthetic data)",
@@ -401,10 +508,10 @@ def collection(
                 description="Generated offline and deterministically from a seed by the LULC workflow.",
             )
         ],
-        summaries=pystac.Summaries(summaries),
-        stac_extensions=extensions,
+        summaries=pystac.Summaries(parts.summaries),
+        stac_extensions=parts.extensions,
     )
-    collection.item_assets = dict(item_assets)
+    collection.item_assets = dict(parts.item_assets)
     for item in items:
         collection.add_item(item)
     return collection

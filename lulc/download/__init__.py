@@ -10,7 +10,9 @@ Outputs (``write_aoi_stack``):
 * ``image.tif``: int16 reflectance x 10000, nodata -9999, ``T * 6`` bands in the time-major order of
   :mod:`lulc.hls` (band descriptions ``t0_BLUE ... t{T-1}_SWIR_2``); Fmask-flagged pixels are nodata.
 * ``mask.tif``: uint8, ``T`` bands, 0 clear, 1 masked by the Fmask flags, 255 no data.
-* ``label.tif``: uint8 contiguous class indices (:mod:`lulc.classes`), 255 = ignore, IO colours embedded.
+* ``label.tif``: uint8 class indices of the labels' legend (:mod:`lulc.legends`), 255 = ignore; the legend in its
+  ``LEGEND`` tag, its colours in the colour table. Labels come from STAC items, a categorical raster or a vector
+  file (:class:`LabelSource`, the ``labels`` config section).
 * ``frames.json``: every candidate date with its clear fraction, the chosen frames and the dropped ones.
 * ``dates.csv``: the same per-date report as a table (date, sensor, clear fraction, status, items).
 
@@ -46,13 +48,15 @@ Inputs, and what is refused before or while reading them:
   relative local hrefs it stores) and the asset hosts are all the stage needs.
 * Before anything is read: every needed asset key exists; local asset files exist (a relative href, i.e.
   search results read without resolving them, is refused too); the label items' declared class tables
-  (``file:values`` or ``classification:classes``, :func:`declared_label_codes`) hold only IO LULC v02 codes.
+  (``file:values`` or ``classification:classes``, :func:`declared_label_codes`) hold only codes the legend
+  covers (``labels.legend``); items that declare none need a legend given in the config.
 * Failures that are not the network (a multi-band asset where one band is expected, a damaged or truncated
   file) raise :class:`AssetContentError` naming the item, the asset key and the problem, without the
   retry wording of network errors. An HTTP 404 is an error, not nodata (stackstac's default).
-* The label raster is written first; the IO codes of every label item's layer on the AOI grid are counted
-  while it is written, and codes outside the 9 classes (IO's 10-class ``io-lulc`` Grass 3 and Scrub 6, say)
-  raise :class:`LabelCodeError` naming the codes and the item instead of silently becoming "ignore".
+* The label raster is written first; the source codes of every label item's layer on the AOI grid are counted
+  while it is written, and codes outside the legend (IO's 10-class ``io-lulc`` Grass 3 and Scrub 6 under
+  ``io-lulc-9``, say) raise :class:`LabelCodeError` naming the codes and the item instead of silently becoming
+  "ignore" (unless the legend says ``unknown: ignore``).
 
 The stage is a package, one module per concern, each importing only those listed before it:
 
@@ -60,7 +64,8 @@ The stage is a package, one module per concern, each importing only those listed
 * :mod:`lulc.download.items`: STAC item hygiene (offline copies, plain dicts, local-file checks, projections).
 * :mod:`lulc.download.frames`: acquisitions and the choice of the frames.
 * :mod:`lulc.download.imagery`: the lazy HLS stack of an acquisition, its Fmask mask and clear fraction.
-* :mod:`lulc.download.labels`: the label class checks and the lazy label raster.
+* :mod:`lulc.download.labels`: the label source, the class checks and the lazy label raster of STAC items.
+* :mod:`lulc.download.label_files`: labels from a categorical raster or a vector file, onto a grid.
 * :mod:`lulc.download.cog`: streaming a lazy array into a COG.
 * :mod:`lulc.download.stack`: the orchestration (``write_aoi_stack``, ``write_region_frames``,
   ``write_imagery_stack``, ``write_label_raster``).
@@ -76,7 +81,14 @@ from lulc.download.environment import AssetContentError, DownloadError, gdal_env
 from lulc.download.frames import Acquisition, group_acquisitions, select_frames
 from lulc.download.imagery import clear_fraction
 from lulc.download.items import item_epsg, sensor_assets, with_projection
-from lulc.download.labels import LABEL_ASSET, LabelCodeError, check_label_classes, declared_label_codes, label_stack
+from lulc.download.labels import (
+    LABEL_ASSET,
+    LabelCodeError,
+    LabelSource,
+    check_label_classes,
+    declared_label_codes,
+    label_stack,
+)
 from lulc.download.stack import (
     IMAGERY_OUTPUT_NAMES,
     OUTPUT_NAMES,
@@ -96,6 +108,7 @@ __all__ = [
     "DownloadError",
     "Grid",
     "LabelCodeError",
+    "LabelSource",
     "aoi_grid",
     "check_label_classes",
     "clear_fraction",

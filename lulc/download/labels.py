@@ -1,18 +1,20 @@
-"""The labels of the download stage: IO LULC class checks and the lazy label raster on the output grid.
+"""The labels of the download stage: class checks against the legend and the lazy label raster on the grid.
 
-Label items are refused before anything is read when their declared class table holds codes the workflow does
-not map (:func:`declared_label_codes`, :func:`check_label_classes`, :func:`checked_labels`); the codes of their
+Label items are refused before anything is read when their declared class table holds codes the legend does
+not cover (:func:`declared_label_codes`, :func:`check_label_classes`, :func:`checked_labels`); the codes of their
 pixels are counted while the raster is written (:class:`CodeCounter`) and refused afterwards the same way.
-:func:`label_stack` reprojects the items with mode resampling and remaps IO codes to class indices.
+:func:`label_stack` reprojects the items with mode resampling and remaps source codes to class indices.
 """
 
 from __future__ import annotations
 
 import copy
-import re
+import dataclasses
+import os
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
@@ -21,16 +23,17 @@ import pystac
 import stackstac
 from rasterio.enums import Resampling
 
-from lulc import classes
 from lulc.download.items import check_local_assets, offline_item, plain
 from lulc.grid import Grid
+from lulc.legends import DEFAULT_LEGEND, PRESETS, Legend, LegendCodeError, declared_table, load_legend, preset
+from lulc.schema import ConfigError, section
 
 #: The asset key of IO LULC label items.
 LABEL_ASSET = "data"
 
 
-class LabelCodeError(ValueError):
-    """Label items whose class codes are not the IO LULC v02 classes the workflow maps (:mod:`lulc.classes`)."""
+#: Label codes outside the legend (:class:`lulc.legends.LegendCodeError`), under the name this stage used first.
+LabelCodeError = LegendCodeError
 
 
 def _label_item(item: pystac.Item) -> pystac.Item:
@@ -44,102 +47,39 @@ def _label_item(item: pystac.Item) -> pystac.Item:
     return item
 
 
-def _io_codes() -> str:
-    """The IO LULC v02 codes the workflow maps, for messages: ``1 2 4 5 7 8 9 10 11``."""
-    return " ".join(str(code) for code in classes.CLASS_CODES)
-
-
-def _describe_codes(codes: Iterable[int], names: dict[int, str] | None = None) -> str:
-    """``3 (Grass), 6 (Scrub)``, or ``3, 6`` without names."""
-    names = names or {}
-    return ", ".join(f"{code} ({names[code]})" if names.get(code) else str(code) for code in sorted(codes))
-
-
-_NODATA_NAME = re.compile(r"^\s*no[\s_-]*data\s*$", re.IGNORECASE)
-
-
-def _code(value: Any) -> int | None:
-    """An integer class code from metadata (``3``, ``3.0``, ``"3"``), else None."""
-    try:
-        code = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(code) if code.is_integer() else None
-
-
 def declared_label_codes(item: pystac.Item, asset: str = LABEL_ASSET) -> dict[int, str] | None:
     """The class table a label item declares for ``asset``: ``{code: name}`` without the nodata code(s),
-    or None where it declares none.
-
-    Read from the classification extension (``classification:classes`` on the asset or in its
-    ``raster:bands`` / ``bands`` entries; entries with ``nodata: true`` are nodata) and from the file
-    extension's ``file:values`` (what Planetary Computer's ``io-lulc-annual-v02`` items carry: ``0 No Data``,
-    ``1 Water``, ..., ``11 Rangeland``). IO's nodata code 0, the bands' ``nodata`` values and entries named
-    "No Data" are left out.
-    """
+    or None where it declares none (:func:`lulc.legends.declared_table`: ``classification:classes`` or
+    ``file:values``)."""
     if asset not in item.assets:
         return None
-    fields = item.assets[asset].extra_fields
-    bands = [b for key in ("raster:bands", "bands") for b in fields.get(key) or [] if isinstance(b, dict)]
-    table: dict[int, str] = {}
-    nodata = {classes.IO_NODATA}
-    declared = False
-    for entry_set in [fields, *bands]:
-        band_nodata = _code(entry_set.get("nodata"))
-        if band_nodata is not None:
-            nodata.add(band_nodata)
-        entries = entry_set.get("classification:classes")
-        if not isinstance(entries, list):
-            continue
-        declared = True
-        for entry in entries:
-            value = _code(entry.get("value")) if isinstance(entry, dict) else None
-            if value is None:
-                continue
-            name = str(entry.get("name") or entry.get("description") or "")
-            if entry.get("nodata") or _NODATA_NAME.match(name):
-                nodata.add(value)
-            else:
-                table.setdefault(value, name)
-    values = fields.get("file:values")
-    if isinstance(values, list):
-        declared = True
-        for entry in values:
-            if not isinstance(entry, dict):
-                continue
-            name = str(entry.get("summary") or "")
-            for code in (_code(v) for v in entry.get("values") or []):
-                if code is None:
-                    continue
-                if _NODATA_NAME.match(name):
-                    nodata.add(code)
-                else:
-                    table.setdefault(code, name)
-    if not declared:
-        return None
-    return {code: name for code, name in sorted(table.items()) if code not in nodata}
+    table = declared_table(item.assets[asset].extra_fields)
+    return None if table is None else table.names
 
 
-def check_label_classes(items: Sequence[pystac.Item], asset: str = LABEL_ASSET) -> None:
-    """Refuse label items whose declared class table (:func:`declared_label_codes`) has codes the workflow
-    does not map (the older 10-class ``io-lulc`` collection: 3 Grass, 6 Scrub), before anything is read.
-    Items that declare no table pass; their pixels are checked as they are written (:class:`CodeCounter`)."""
+def check_label_classes(
+    items: Sequence[pystac.Item], legend: Legend, asset: str = LABEL_ASSET, legend_given: bool = True
+) -> None:
+    """Refuse label items whose declared class table (:func:`declared_label_codes`) has codes ``legend`` does not
+    cover, naming the codes, the item and its collection, before anything is read. Items that declare no table
+    are refused where no legend was given (``legend_given``: their codes would be guessed); otherwise their
+    pixels are checked as they are written (:class:`CodeCounter`)."""
     problems = []
     for item in items:
         table = declared_label_codes(item, asset)
-        unknown = sorted(set(table or {}) - set(classes.CLASS_CODES))
-        if unknown:
-            problems.append(
-                f"label codes {_describe_codes(unknown, table)} in item {item.id!r} (collection "
-                f"{item.collection_id!r}, declared by its {asset!r} asset)"
+        where = f"item {item.id!r} (collection {item.collection_id!r}, declared by its {asset!r} asset)"
+        if table is None and not legend_given:
+            raise LabelCodeError(
+                f"label STAC item {item.id!r} (collection {item.collection_id!r}) declares no class table "
+                f"(classification:classes or file:values on its {asset!r} asset) and labels.legend is not set: "
+                "its codes would be guessed. Set labels.legend to the legend of the labels (docs/labels.md)"
             )
+        try:
+            legend.check_codes(table or {}, where)
+        except LegendCodeError as error:
+            problems.append(str(error))
     if problems:
-        raise LabelCodeError(
-            f"{'; '.join(problems)} are not IO LULC v02 classes ({_io_codes()}; 0 = nodata): the workflow maps "
-            "only these 9 classes and would otherwise turn such pixels into 'ignore' without a word. Use the "
-            "io-lulc-annual-v02 collection (the older 10-class io-lulc has 3 Grass and 6 Scrub where v02 has "
-            "11 Rangeland) or labels with the same codes"
-        )
+        raise LabelCodeError("; ".join(problems))
 
 
 class CodeCounter:
@@ -149,47 +89,57 @@ class CodeCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._blocks: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+        self._blocks: dict[tuple[str, tuple[int, ...]], dict[int, int]] = {}
 
     def observe(self, layer: da.Array, item_id: str) -> da.Array:
-        """``layer`` (IO codes of one item), counting the codes of each block as it is computed."""
+        """``layer`` (source codes of one item), counting the codes of each block as it is computed."""
 
         def count(block: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
             location = tuple(block_info[0]["chunk-location"]) if block_info else (len(self._blocks),)
-            counts = np.bincount(np.asarray(block, dtype=np.uint8).ravel(), minlength=256)
+            values, counts = np.unique(np.asarray(block), return_counts=True)
             with self._lock:
-                self._blocks[(item_id, location)] = counts
+                self._blocks[(item_id, location)] = dict(zip(values.tolist(), counts.tolist(), strict=True))
             return block
 
         return da.map_blocks(count, layer, dtype=layer.dtype, name=f"count-label-codes-{uuid.uuid4().hex}")
 
-    def counts(self) -> dict[str, np.ndarray]:
-        """Item id -> pixel count per code (256 entries), over the blocks computed so far."""
-        totals: dict[str, np.ndarray] = {}
+    def counts(self) -> dict[str, dict[int, int]]:
+        """Item id -> pixel count per code, over the blocks computed so far."""
+        totals: dict[str, dict[int, int]] = {}
         with self._lock:
             for (item_id, _), counts in self._blocks.items():
-                totals[item_id] = totals.get(item_id, np.zeros(256, np.int64)) + counts
+                total = totals.setdefault(item_id, {})
+                for code, n in counts.items():
+                    total[int(code)] = total.get(int(code), 0) + int(n)
         return totals
 
-    def check(self, resolution: float) -> None:
-        """Raise :class:`LabelCodeError` naming every item with codes outside the IO LULC v02 classes."""
-        known = {classes.IO_NODATA, *classes.CLASS_CODES}
+    def check(self, resolution: float, legend: Legend, fill: int) -> None:
+        """Raise :class:`LabelCodeError` naming every item with codes ``legend`` does not cover (``fill``, the
+        value of pixels no item covers, aside)."""
+        if legend.unknown != "stop":
+            return
         problems = []
         for item_id, counts in sorted(self.counts().items()):
-            unknown = [code for code in np.flatnonzero(counts).tolist() if code not in known]
+            unknown = [code for code in legend.uncovered(counts) if code != fill]
             if unknown:
-                pixels = ", ".join(f"{int(counts[code])} pixels of code {code}" for code in unknown)
-                problems.append(
-                    f"label codes {_describe_codes(unknown)} in item {item_id!r} ({pixels} in the AOI window at "
-                    f"{resolution:g} m)"
-                )
+                pixels = ", ".join(f"{counts[code]} pixels of code {code}" for code in unknown)
+                try:
+                    legend.check_codes(unknown, f"item {item_id!r} ({pixels} in the AOI window at {resolution:g} m)")
+                except LegendCodeError as error:
+                    problems.append(str(error))
         if problems:
-            raise LabelCodeError(
-                f"{'; '.join(problems)} are not IO LULC v02 classes ({_io_codes()}; 0 = nodata): the workflow "
-                "maps only these 9 classes and would otherwise turn such pixels into 'ignore' without a word. Use the "
-                "io-lulc-annual-v02 collection (the older 10-class io-lulc has 3 Grass and 6 Scrub) or labels "
-                "with the same codes"
-            )
+            raise LabelCodeError("; ".join(problems))
+
+
+def label_dtype_and_fill(legend: Legend) -> tuple[str, int]:
+    """The dtype the label items are read as and the value of pixels no item covers: uint8 and the first nodata
+    code where every code fits a byte (IO, WorldCover, CDL), else int32 and a value no code uses."""
+    codes = [code for cls in legend.classes for code in cls.codes] + list(legend.nodata)
+    if codes and min(codes) >= 0 and max(codes) <= 255 and legend.nodata:
+        return "uint8", int(legend.nodata[0])
+    if legend.nodata:
+        return "int32", int(legend.nodata[0])
+    return "int32", min([*codes, 0]) - 1
 
 
 def label_stack(
@@ -199,12 +149,16 @@ def label_stack(
     asset: str = LABEL_ASSET,
     env: stackstac.rio_env.LayeredEnv | None = None,
     code_counter: CodeCounter | None = None,
+    legend: Legend | None = None,
 ) -> da.Array:
     """Lazy (H, W) uint8 class indices: label tiles reprojected onto ``grid`` with mode resampling,
-    mosaicked (first tile wins), and remapped from IO codes to contiguous indices (255 = ignore).
+    mosaicked (first tile wins), and remapped from the legend's source codes to class indices (255 = ignore).
 
-    With ``code_counter``, the IO codes of every item's layer are counted as the array is computed, so that
-    codes outside the mapped classes (which the remap turns into 255) can be refused afterwards."""
+    With ``code_counter``, the source codes of every item's layer are counted as the array is computed, so that
+    codes outside the legend (which the remap turns into 255) can be refused afterwards. ``legend`` defaults to
+    the IO LULC 9-class preset."""
+    legend = legend or preset(DEFAULT_LEGEND)
+    dtype, fill = label_dtype_and_fill(legend)
     if not items:
         raise ValueError("no label items to download")
     stack = stackstac.stack(
@@ -214,8 +168,8 @@ def label_stack(
         resolution=grid.resolution,
         bounds=grid.bounds,
         snap_bounds=False,
-        dtype="uint8",
-        fill_value=np.uint8(classes.IO_NODATA),
+        dtype=dtype,
+        fill_value=np.dtype(dtype).type(fill),
         rescale=False,
         resampling=Resampling.mode,
         chunksize=block_size,
@@ -235,13 +189,16 @@ def label_stack(
         layers = [code_counter.observe(layer, item_id) for layer, item_id in zip(layers, ids, strict=True)]
     mosaic = layers[0]
     for layer in layers[1:]:
-        mosaic = da.where(mosaic == classes.IO_NODATA, layer, mosaic)
-    return mosaic.map_blocks(classes.remap_codes, dtype=np.uint8)
+        mosaic = da.where(da.isin(mosaic, [fill, *legend.nodata]), layer, mosaic)
+    return mosaic.map_blocks(legend.remap, dtype=np.uint8)
 
 
-def checked_labels(labels: pystac.ItemCollection, where: str) -> pystac.ItemCollection:
+def checked_labels(
+    labels: pystac.ItemCollection, where: str, legend: Legend | None = None, legend_given: bool = True
+) -> pystac.ItemCollection:
     """The label items without their links (:func:`offline_item`), after the checks that need no request: not
-    empty, the label asset on every item, local files present, the declared classes those of IO LULC."""
+    empty, the label asset on every item, local files present, the declared classes covered by ``legend``
+    (default: the IO LULC 9-class preset)."""
     if not len(labels):
         raise ValueError(f"{where}: the labels ItemCollection is empty")
     labels = pystac.ItemCollection([offline_item(i) for i in labels], clone_items=False)
@@ -251,5 +208,56 @@ def checked_labels(labels: pystac.ItemCollection, where: str) -> pystac.ItemColl
                 f"{where}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: {sorted(item.assets)}"
             )
     check_local_assets(labels, [LABEL_ASSET], f"{where}: labels")
-    check_label_classes(list(labels))
+    check_label_classes(list(labels), legend or preset(DEFAULT_LEGEND), legend_given=legend_given)
     return labels
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where the labels come from and in which legend: the ``labels`` config section, resolved."""
+
+    legend: Legend
+    legend_given: bool = True  # False: labels.legend is null (io-lulc-9 only for items declaring its table)
+    kind: str = "stac"  # stac | raster | vector
+    path: str | None = None
+    nodata: int | None = None
+    attribute: str = "class"
+    layer: str | None = None
+    point_size_px: int = 1
+    year: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None, base: str | os.PathLike[str] = ".") -> LabelSource:
+        """The source of the ``labels`` section (defaults filled from the schema); a raster or vector source
+        needs ``labels.path`` and a legend."""
+        cfg = section("labels", cfg)
+        kind = cfg["source"]
+        if kind != "stac" and cfg["path"] is None:
+            raise ConfigError(f"config key 'labels.path': labels.source is {kind!r}, which needs the file")
+        if kind != "stac" and cfg["legend"] is None:
+            raise ConfigError(
+                f"config key 'labels.legend': labels.source {kind!r} declares no class table; name the legend of "
+                f"its codes (a preset: {', '.join(PRESETS)}, a .yaml/.csv file or a mapping)"
+            )
+        return cls(
+            legend=load_legend(cfg["legend"], base),
+            legend_given=cfg["legend"] is not None,
+            kind=kind,
+            path=cfg["path"],
+            nodata=cfg["nodata"],
+            attribute=cfg["attribute"],
+            layer=cfg["layer"],
+            point_size_px=int(cfg["point_size_px"]),
+            year=cfg["year"],
+        )
+
+    def for_place(self, name: str) -> LabelSource:
+        """The source of one AOI or map region: ``{aoi}`` in ``labels.path`` replaced by its name (one vector or
+        raster file per AOI)."""
+        if self.path is None or "{aoi}" not in self.path:
+            return self
+        return dataclasses.replace(self, path=self.path.replace("{aoi}", name))
+
+    def describe(self) -> dict[str, Any]:
+        """What run records say about the labels: source, file, legend name and period."""
+        return {"source": self.kind, "path": self.path, "legend": self.legend.name, "year": self.year}

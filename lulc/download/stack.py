@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as da
@@ -30,7 +31,7 @@ import rasterio
 import stackstac
 from tqdm import tqdm
 
-from lulc import classes, hls
+from lulc import hls
 from lulc.access import check_reachable, check_signing, sign_item
 from lulc.aoi import AOI, parse_season_windows
 from lulc.download.cog import write_cog
@@ -45,9 +46,18 @@ from lulc.download.imagery import (
     stack_acquisition,
 )
 from lulc.download.items import check_local_assets, first_http_href, offline_item, with_projection
-from lulc.download.labels import LABEL_ASSET, CodeCounter, checked_labels, label_stack
+from lulc.download.label_files import raster_labels, vector_labels
+from lulc.download.labels import (
+    LABEL_ASSET,
+    CodeCounter,
+    LabelSource,
+    checked_labels,
+    label_dtype_and_fill,
+    label_stack,
+)
 from lulc.grid import Grid, aoi_grid
 from lulc.io import atomic_path, write_json
+from lulc.legends import DEFAULT_LEGEND, IGNORE_INDEX, preset
 from lulc.schema import section
 
 log = logging.getLogger(__name__)
@@ -105,10 +115,12 @@ def write_aoi_stack(
     out_dir: Path,
     imagery_signing: str = "none",
     labels_signing: str = "none",
+    label_source: LabelSource | None = None,
 ) -> dict[str, Any]:
     """Build ``image.tif``, ``mask.tif``, ``label.tif``, ``frames.json`` and ``dates.csv`` for one AOI.
 
-    ``cfg`` is the ``download`` config section. Returns the frames record written to ``frames.json``.
+    ``cfg`` is the ``download`` config section; ``label_source`` the ``labels`` section resolved (default: the
+    STAC ``labels`` in the IO LULC 9-class legend). Returns the frames record written to ``frames.json``.
     Everything that can fail without downloading (config, asset keys, missing local files, the label items'
     declared classes, credentials, an offline host) is checked first; if anything fails once writing has
     begun, every output is removed again.
@@ -119,7 +131,9 @@ def write_aoi_stack(
     cfg, settings = _download_settings(cfg)
     grid = aoi_grid(aoi, float(cfg["resolution"]), cfg["crs"])
     place = _Place(where=f"AOI {aoi.name}", name=aoi.name, start=aoi.start, end=aoi.end)
-    return _write_stack(place, grid, imagery, labels, settings, Path(out_dir), imagery_signing, labels_signing)
+    source = label_source or LabelSource(preset(DEFAULT_LEGEND))
+    return _write_stack(place, grid, imagery, labels, settings, Path(out_dir), imagery_signing, labels_signing,
+                        source=source)  # fmt: skip
 
 
 def write_imagery_stack(
@@ -166,27 +180,32 @@ def write_label_raster(
     cfg: dict[str, Any],
     out_dir: Path,
     labels_signing: str = "none",
+    label_source: LabelSource | None = None,
 ) -> None:
-    """Build ``label.tif`` alone on ``grid`` exactly as given (a tile core of a map region with labels): the IO
-    LULC items reprojected with mode resampling and remapped to class indices, as :func:`write_aoi_stack`
+    """Build ``label.tif`` alone on ``grid`` exactly as given (a tile core of a map region with labels): the
+    labels reprojected with mode resampling (or rasterised) and remapped to class indices, as :func:`write_aoi_stack`
     writes an AOI's, after the same checks (asset key, local files, declared classes, signing, reachability).
     Only ``grid``'s window of each label COG is read; no imagery host and no STAC API is contacted. On failure
     no ``label.tif`` is left."""
     _, settings = _download_settings(cfg)
     _check_grid(grid, name)
-    labels = checked_labels(labels, name)
-    check_signing(labels_signing, "stac.labels.signing")
-    href = first_http_href(list(labels))
-    if href is not None:
-        check_reachable(href, "the stac.labels assets, e.g.")
+    source = label_source or LabelSource(preset(DEFAULT_LEGEND))
+    if source.kind == "stac":
+        labels = checked_labels(labels, name, source.legend, source.legend_given)
+        check_signing(labels_signing, "stac.labels.signing")
+        href = first_http_href(list(labels))
+        if href is not None:
+            check_reachable(href, "the stac.labels assets, e.g.")
     place = _Place(where=name, name=name, start=date.min, end=date.max)
     out = Path(out_dir) / "label.tif"
     try:
         with gdal_env(labels_signing) as labels_env, dask.config.set(scheduler="threads"):
-            with asset_errors(f"{name}: labels"):
-                items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
+            items: list[pystac.Item] = []
+            if source.kind == "stac":
+                with asset_errors(f"{name}: labels"):
+                    items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
             _write_label_cog(place, labels, items, grid, Path(out_dir), settings.block_size, labels_env,
-                             AssetIndex(items))  # fmt: skip
+                             AssetIndex(items), source)  # fmt: skip
     except BaseException:
         out.unlink(missing_ok=True)
         raise
@@ -220,6 +239,7 @@ def _write_stack(
     imagery_signing: str,
     labels_signing: str,
     frames: Mapping[str, Any] | None = None,
+    source: LabelSource | None = None,
 ) -> dict[str, Any]:
     """The checks before any download, then :func:`_write_aoi_stack` (or, with a region's ``frames``,
     :func:`_write_region_tile`), removing every output when it fails. Without ``labels`` (None) the label source
@@ -228,14 +248,18 @@ def _write_stack(
         raise ValueError(f"{place.where}: the imagery ItemCollection is empty")
     # before any download: asset keys and local files, the labels' class tables, credentials, then whether
     # the asset hosts can be reached at all
-    if labels is not None:
-        labels = checked_labels(labels, place.where)
+    source = source or LabelSource(preset(DEFAULT_LEGEND))
+    stac_labels = labels is not None and source.kind == "stac"
+    if stac_labels:
+        labels = checked_labels(cast(pystac.ItemCollection, labels), place.where, source.legend, source.legend_given)
     imagery = pystac.ItemCollection([offline_item(i) for i in imagery], clone_items=False)
     check_local_assets(imagery, None, f"{place.where}: imagery")
     check_signing(imagery_signing, "stac.imagery.signing")
-    if labels is not None:
+    if stac_labels:
         check_signing(labels_signing, "stac.labels.signing")
-    sources = [("imagery", imagery)] if labels is None else [("imagery", imagery), ("labels", labels)]
+    sources: list[tuple[str, pystac.ItemCollection]] = [("imagery", imagery)]
+    if stac_labels and labels is not None:
+        sources.append(("labels", labels))
     for kind, items in sources:
         href = first_http_href(list(items))
         if href is not None:
@@ -248,13 +272,13 @@ def _write_stack(
         # one GDAL environment per source (credentials go to their own host only); none for absent labels
         with (
             gdal_env(imagery_signing) as imagery_env,
-            gdal_env(labels_signing) if labels is not None else contextlib.nullcontext(None) as labels_env,
+            gdal_env(labels_signing) if stac_labels else contextlib.nullcontext(None) as labels_env,
         ):
             if frames is not None:
                 return _write_region_tile(place, imagery, grid, out_dir, settings, imagery_signing, imagery_env, frames)
             return _write_aoi_stack(
                 place, imagery, labels, grid, out_dir, settings, imagery_signing, labels_signing, imagery_env,
-                labels_env,
+                labels_env, source,
             )  # fmt: skip
     except BaseException:
         for path in outputs:
@@ -459,6 +483,7 @@ def _write_aoi_stack(
     labels_signing: str,
     imagery_env: stackstac.rio_env.LayeredEnv,
     labels_env: stackstac.rio_env.LayeredEnv | None,
+    source: LabelSource,
 ) -> dict[str, Any]:
     """Write the outputs of one place on ``grid``: the label COG (only with ``labels``), then the clear fraction
     of every date, the frame choice, the image and mask COGs, ``dates.csv`` and ``frames.json``.
@@ -468,7 +493,7 @@ def _write_aoi_stack(
     with asset_errors(f"{place.where}: imagery"):
         hls_items = with_projection([sign_item(i, imagery_signing) for i in imagery], imagery_env)
     label_items: list[pystac.Item] = []
-    if labels is not None:
+    if labels is not None and source.kind == "stac":
         with asset_errors(f"{place.where}: labels"):
             label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
     assets = AssetIndex([*hls_items, *label_items])
@@ -477,7 +502,8 @@ def _write_aoi_stack(
     with dask.config.set(scheduler="threads"):
         if labels is not None:
             # labels first (one band, and refused outright when they hold codes the workflow does not map)
-            _write_label_cog(place, labels, label_items, grid, out_dir, settings.block_size, labels_env, assets)
+            _write_label_cog(place, labels, label_items, grid, out_dir, settings.block_size, labels_env, assets,
+                             source)  # fmt: skip
         stacks = _candidate_stacks(
             place, acquisitions, grid, settings.block_size, imagery_env, skip_no_overlap=labels is None
         )
@@ -634,28 +660,35 @@ def _write_label_cog(
     block_size: int,
     labels_env: stackstac.rio_env.LayeredEnv | None,
     assets: AssetIndex,
+    source: LabelSource,
 ) -> None:
-    """``label.tif`` on ``grid``; raises :class:`LabelCodeError` when the items hold codes the workflow does not
-    map (counted while it is written)."""
-    counter = CodeCounter()
-    label = label_stack(label_items, grid, block_size, env=labels_env, code_counter=counter)[None]
+    """``label.tif`` on ``grid`` in the source's legend (recorded in its tags and colour table); raises
+    :class:`LabelCodeError` when the labels hold codes the legend does not cover (counted while it is written)."""
+    legend = source.legend
+    tags = {**legend.tags(), "LABEL_SOURCE": source.kind}
+    if source.year is not None or place.start != date.min:  # a map tile's labels: the period is its region's
+        period = f"{source.year}" if source.year is not None else f"{place.start.isoformat()}/{place.end.isoformat()}"
+        tags["LABEL_PERIOD"] = period
+    if source.kind == "stac":
+        counter = CodeCounter()
+        label = label_stack(label_items, grid, block_size, env=labels_env, code_counter=counter, legend=legend)[None]
+        tags |= {"SOURCE_ITEMS": ",".join(i.id for i in labels), "RESAMPLING": "mode"}
+    else:
+        log.info("%s: labels from %s (%s)", place.where, source.path, source.kind)
+        path = str(source.path)
+        if source.kind == "raster":
+            indices, _ = raster_labels(path, grid, legend, nodata=source.nodata)
+            tags |= {"SOURCE_FILE": path, "RESAMPLING": "mode"}
+        else:
+            indices, stats = vector_labels(path, grid, legend, source.attribute, source.point_size_px, source.layer)
+            tags |= {"SOURCE_FILE": path, "RASTERISED": "pixel centres inside polygons; points "
+                     f"{source.point_size_px} px", "FEATURES": json.dumps(stats, sort_keys=True)}  # fmt: skip
+        label = da.from_array(indices[None], chunks=(1, block_size, block_size))
     with asset_errors(f"{place.where}: labels", assets):
-        write_cog(
-            label,
-            out_dir / "label.tif",
-            grid,
-            classes.IGNORE_INDEX,
-            ["class_index"],
-            block_size,
-            colormap=classes.index_colormap(),
-            tags={
-                **classes.class_tags(),
-                "SOURCE_ITEMS": ",".join(i.id for i in labels),
-                "RESAMPLING": "mode",
-            },
-            overview_resampling="mode",
-        )
-    counter.check(grid.resolution)
+        write_cog(label, out_dir / "label.tif", grid, IGNORE_INDEX, ["class_index"], block_size,
+                  colormap=legend.colormap(), tags=tags, overview_resampling="mode")  # fmt: skip
+    if source.kind == "stac":
+        counter.check(grid.resolution, legend, label_dtype_and_fill(legend)[1])
 
 
 def _write_dates_csv(records: Sequence[dict[str, Any]], path: Path) -> None:

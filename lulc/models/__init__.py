@@ -36,7 +36,7 @@ from __future__ import annotations
 
 # The family modules register their builders when imported: every family is known once lulc.models is imported.
 from lulc.models import prithvi, unet, vit  # noqa: F401
-from lulc.models.checkpoint import load_trained_model, save_trained_model
+from lulc.models.checkpoint import checkpoint_legend, load_trained_model, save_trained_model
 from lulc.models.core import BuiltModel, encoder_layer_id, freeze_encoder, vit_encoder
 from lulc.models.normalization import (
     HLS_VALID_RANGE,
@@ -73,6 +73,7 @@ __all__ = [
     "build_model",
     "channels_last_convolutions",
     "check_normalised",
+    "checkpoint_legend",
     "encoder_layer_id",
     "enforce_fp32_matmul_precision",
     "freeze_encoder",

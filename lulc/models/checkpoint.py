@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from lulc.legends import Legend
 from lulc.models.core import BuiltModel, LULCModel
 from lulc.models.registry import build_model
 from lulc.models.weights import WeightsError
@@ -63,3 +64,11 @@ def load_trained_model(
     )
     built.model.load_state_dict(checkpoint["state_dict"], strict=True)
     return built.model, checkpoint
+
+
+def checkpoint_legend(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Legend:
+    """The legend a trained checkpoint was trained on (its class table: names, colours, source codes)."""
+    if "legend" not in checkpoint:
+        raise WeightsError(f"trained checkpoint {path} records no legend (written before legends were recorded): "
+                           "retrain it")  # fmt: skip
+    return Legend.from_dict(checkpoint["legend"], where=f"trained checkpoint {path}")

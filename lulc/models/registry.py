@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lulc.classes import NUM_CLASSES
+from lulc.legends import DEFAULT_LEGEND, preset
 from lulc.models.core import BuiltModel, count_parameters
 from lulc.models.normalization import dataset_normalization
 from lulc.schema import model_entry
@@ -43,17 +43,20 @@ def build_model(
     cfg: Mapping[str, Any] | None,
     frames: int,
     chip_size: int,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = None,
     pretrain_checkpoint: str | os.PathLike[str] | None = None,
     load_weights: bool = True,
     dataset_stats: Any = None,
 ) -> BuiltModel:
     """Build the model of config entry ``models.<name>`` for ``frames`` x 6-band chips of ``chip_size``.
 
-    ``load_weights=False`` skips pretrained weights (used when a trained checkpoint is loaded next).
+    ``num_classes``: the classes of the legend the model is trained on (default: those of the default legend, for
+    tests and benchmarks; training passes its chips' legend). ``load_weights=False`` skips pretrained weights (used
+    when a trained checkpoint is loaded next).
     ``dataset_stats``: the statistics of ``normalization: dataset`` (the stats rule's file, or a checkpoint's
     record of them: :func:`dataset_normalization`); ignored for any other normalisation.
     """
+    num_classes = preset(DEFAULT_LEGEND).num_classes if num_classes is None else num_classes
     resolved = model_entry(name, cfg, int(chip_size))  # the defaults of its type, from the schema
     if resolved.get("normalization") == "dataset":  # resolved here, so every builder gets the statistics
         resolved["normalization"] = dataset_normalization(dataset_stats, name)

@@ -1,11 +1,15 @@
 # Download per AOI: the imagery stack (frames chosen by clear fraction) and the label raster on one grid, as
-# COGs (lulc/download/); config: the AOI, `download:` and the signing of the `stac:` queries.
+# COGs (lulc/download/); config: the AOI, `download:`, `labels:` and the signing of the `stac:` queries.
+
+
+include: "functions/download.smk"
 
 
 rule download:
     input:
         imagery=rules.search.output.imagery,
         labels=rules.search.output.labels,
+        label_files=label_source_files,
     output:
         image="results/download/{aoi}/image.tif",
         mask="results/download/{aoi}/mask.tif",
@@ -25,6 +29,7 @@ rule download:
         download=canonical(config["download"]),
         imagery_signing=config["stac"]["imagery"]["signing"],
         labels_signing=config["stac"]["labels"]["signing"],
+        label_source=canonical(config["labels"]),
         code=code_version("scripts/download.py"),
     script:
         "../../scripts/download.py"

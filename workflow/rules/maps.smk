@@ -66,6 +66,7 @@ rule map_label_search:
         place=map_period_params,
         query=canonical(config["stac"]["labels"]),
         config_key="stac.labels",
+        label_source=canonical(config["labels"]),
         code=code_version("scripts/map_search.py"),
     script:
         "../../scripts/map_search.py"
@@ -75,6 +76,7 @@ rule map_label:
     input:
         labels=rules.map_label_search.output.labels,
         tiles=rules.map_tiles.output.tiles,
+        label_files=label_source_files,
     output:
         label=f"{PERIOD}/{TILE}/label.tif",
     log:
@@ -88,6 +90,7 @@ rule map_label:
     params:
         download={"block_size": config["download"]["block_size"]},
         labels_signing=config["stac"]["labels"]["signing"],
+        label_source=canonical(config["labels"]),
         code=code_version("scripts/map_label.py"),
     script:
         "../../scripts/map_label.py"

@@ -23,6 +23,7 @@ rule search:
         aoi=lambda w: canonical(config["aois"][w.aoi]),
         imagery=canonical(config["stac"]["imagery"]),
         labels=canonical(config["stac"]["labels"]),
+        label_source=canonical(config["labels"]),
         code=code_version("scripts/search.py"),
     script:
         "../../scripts/search.py"

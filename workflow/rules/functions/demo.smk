@@ -1,5 +1,5 @@
 # Input functions, identities and targets of the demo stage (demo.smk), defined before its rules.
-from lulc.demo import TRUTH_DIR, truth_name
+from lulc.demo import POLYGON_DIR, TRUTH_DIR, polygon_name, truth_name
 
 DEMO_DIR = "results/demo"
 
@@ -11,4 +11,17 @@ def demo_truth_outputs():
         f"{DEMO_DIR}/{TRUTH_DIR}/{truth_name(name, year)}"
         for name, region in demo["regions"].items()
         for year in (region.get("years") or [demo["year"]])
+    ]
+
+
+def demo_polygon_outputs():
+    """The labelled field polygons the demo writes for every labelled region (demo.label_polygons > 0; else
+    none), outside its catalog: sparse labels for labels.source: vector."""
+    demo = config["demo"]
+    if not demo.get("label_polygons"):
+        return []
+    return [
+        f"{DEMO_DIR}/{POLYGON_DIR}/{polygon_name(name)}"
+        for name, region in demo["regions"].items()
+        if region.get("labels", True)
     ]
