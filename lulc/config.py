@@ -269,6 +269,28 @@ def _tune_rules(config: Mapping[str, Any]) -> Iterator[str]:
             )
 
 
+def _label_source(config: Mapping[str, Any], aois: Mapping[str, Any], base_dir: Path) -> Iterator[str]:
+    """The ``labels`` section resolves (a legend that loads, a path where the source needs one) and a local label
+    file exists for every AOI, before any job runs. Files the workflow writes itself (the demo's polygons) are
+    checked when they are read."""
+    from lulc.legends import LabelSource, LegendError
+
+    try:
+        source = LabelSource.from_config(config["labels"], base_dir)
+    except ConfigError as error:
+        yield str(error).removeprefix("invalid configuration:\n  ")
+        return
+    except LegendError as error:
+        yield f"config key 'labels.legend': {str(error).removeprefix('labels.legend: ')}"
+        return
+    if source.kind == "stac" or source.path is None or "://" in source.path or source.path.startswith("results/"):
+        return
+    for name in aois:
+        path = base_dir / source.for_place(name).path  # type: ignore[operator]
+        if not path.is_file():
+            yield f"config key 'labels.path': {path} (the labels of AOI {name}) does not exist"
+
+
 def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> list[str]:
     """Every cross-field rule of a validated, default-filled config; one :class:`ConfigError` naming them all.
     Returns the warnings of a valid config (:func:`map_warnings`)."""
@@ -279,6 +301,7 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> list[
     if not crs_problems:  # a grid in a wrong CRS says nothing
         problems += _aoi_grid_sizes(config, aois)
     problems += _static_catalogs(config, base_dir)
+    problems += _label_source(config, aois, base_dir)
     problems += _hf_weights_cached(config)
     for name, rules in SECTION_RULES.items():
         problems += rules(config[name])

@@ -400,6 +400,7 @@ def evaluate_runs(
             },
             "evaluation": evaluation,
             "legend": legend.name,
+            "classes": list(names),  # the legend's order (the JSON's keys are sorted)
             "test_chips": len(test),
             "checkpoint": str(run.checkpoint),
             "run": dict(run.run_info or {}),

@@ -97,7 +97,8 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
     classes: dict[tuple[str, ...], str] = {}
     for path in metric_files:
         result = json.loads(Path(path).read_text())
-        classes.setdefault(tuple(result["iou"]), str(path))
+        names = result.get("classes") or list(result["iou"])  # the legend's order; sorted keys in older files
+        classes.setdefault(tuple(names), str(path))
         run = result.get("run", {})
         model = run.get("model", result.get("model"))
         model_type, weights_source = run_model_type({"model": model, **run}), run_weights_source(run)
@@ -124,7 +125,7 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
             "samples_per_s": run.get("samples_per_s"),
             "device": run.get("device"),
         }
-        row.update({f"iou_{name}": value for name, value in result["iou"].items()})
+        row.update({f"iou_{name}": result["iou"][name] for name in names})
         rows.append(row)
     if not rows:
         raise ValueError("the summary needs at least one evaluated run")

@@ -232,3 +232,29 @@ def test_all_nodata_labels_are_named_as_such_not_blamed_on_min_valid_fraction(ra
         make_chips("aoi", paths["image"], paths["mask"], paths["label"], CHIPS, tmp_path / "out")
     assert "min_valid_fraction" not in str(error.value)
     assert not (tmp_path / "out" / "images.npy").exists()
+
+
+def test_chips_with_too_few_labelled_pixels_are_skipped_and_counted(rasters, tmp_path):
+    """Sparse labels: a chip whose labelled pixels (clear in some frame) are fewer than chips.min_labelled_pixels
+    is skipped and counted; the chips record the label raster's legend."""
+    paths, *_ = rasters
+    with rasterio.open(paths["label"], "r+") as dst:
+        sparse = np.full((H, W), classes.IGNORE_INDEX, np.uint8)
+        sparse[16:22, 32:40] = 3  # 48 labelled pixels in chip (16, 32)
+        sparse[0:3, 0:3] = 1  # 9 in chip (0, 0)
+        sparse[20:32, 0:16] = 2  # 192 in chip (16, 0)
+        dst.write(sparse, 1)
+    summary = make_chips("aoi", paths["image"], paths["mask"], paths["label"],
+                         {"size": SIZE, "stride": SIZE, "min_valid_fraction": 0.0, "min_labelled_pixels": 40},
+                         tmp_path / "chips")  # fmt: skip
+    manifest = gpd.read_parquet(ChipStore(tmp_path / "chips").manifest)
+    assert list(manifest["chip_id"]) == ["aoi_r00016_c00000", "aoi_r00016_c00032"]
+    assert summary["kept"] == 2 and summary["dropped_few_labelled_pixels"] == 4
+    assert summary["min_labelled_pixels"] == 40 and summary["dropped_low_valid_fraction"] == 0
+    assert summary["legend"] == classes.IO.to_dict()
+    assert summary["class_pixels"]["flooded_vegetation"] == 192 and summary["class_pixels"]["crops"] == 48
+    with pytest.raises(ValueError, match=r"fewer than chips.min_labelled_pixels = 500 labelled pixels"):
+        make_chips("aoi", paths["image"], paths["mask"], paths["label"],
+                   {"size": SIZE, "stride": SIZE, "min_valid_fraction": 0.0, "min_labelled_pixels": 500},
+                   tmp_path / "none")  # fmt: skip
+    assert not (tmp_path / "none").exists()

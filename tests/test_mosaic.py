@@ -15,6 +15,7 @@ from rasterio.warp import transform as warp_transform
 from rio_cogeo.cogeo import cog_validate
 
 from lulc import mosaic
+from lulc.legends import LegendMismatchError, preset, read_legend
 from lulc.mosaic import mosaic_grid, transition_table
 from tests import io_legend as classes
 
@@ -289,3 +290,23 @@ def test_transition_table_refuses_different_grids(tmp_path):
         with pytest.raises(ValueError, match=rf"{other.name}.*a\.tif|a\.tif.*{other.name}"):
             transition_table(a, other, tmp_path / "t.csv", tmp_path / "t.png", label_a="a", label_b="b")
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.png").exists()
+
+
+def test_a_mosaic_takes_its_legend_from_its_tiles(tmp_path):
+    """WorldCover-classed tiles give a WorldCover mosaic (tags, colour table, class pixel names); tiles of two
+    legends are refused, and so is a change table between maps of two legends."""
+    worldcover = preset("esa-worldcover")
+    values = np.full((TILE_H, TILE_W), 3, dtype=np.uint8)  # cropland
+    tile = write_tile(tmp_path / "wc.tif", values, "EPSG:32615", from_origin(X0, Y0, RES, RES), legend=worldcover)
+    record = mosaic.mosaic([tile], tmp_path / "m.tif", crs=None, threads=1)
+    assert read_legend(tmp_path / "m.tif") == worldcover
+    assert record["class_pixels"]["cropland"] == TILE_H * TILE_W and len(record["class_pixels"]) == 11
+    with rasterio.open(tmp_path / "m.tif") as src:
+        assert src.colormap(1)[3] == (240, 150, 255, 255)
+    io = write_tile(tmp_path / "io.tif", values, "EPSG:32615", from_origin(X0 + TILE_W * RES, Y0, RES, RES))
+    with pytest.raises(LegendMismatchError, match=r"legend 'esa-worldcover' .* legend 'io-lulc-9'"):
+        mosaic.mosaic([tile, io], tmp_path / "both.tif", crs=None, threads=1)
+    assert not (tmp_path / "both.tif").exists()
+    same_grid = write_tile(tmp_path / "io2.tif", values, "EPSG:32615", from_origin(X0, Y0, RES, RES))
+    with pytest.raises(LegendMismatchError):
+        transition_table(tile, same_grid, tmp_path / "t.csv", tmp_path / "t.png", label_a="2022", label_b="2023")

@@ -56,7 +56,8 @@ def _check_legend_everywhere(workdir: Path, legend_name: str) -> None:
     assert run["legend"] == legend.to_dict() and run["labels"]["legend"] == legend_name
     assert run["model_info"]["num_classes"] == legend.num_classes
     metrics = json.loads((workdir / EVALUATE / "metrics.json").read_text())
-    assert list(metrics["iou"]) == list(legend.names) and metrics["legend"] == legend_name
+    assert metrics["classes"] == list(legend.names) and metrics["legend"] == legend_name
+    assert set(metrics["iou"]) == set(legend.names)
     runs = pd.read_csv(workdir / "results/summary/runs.csv")
     assert [c[4:] for c in runs.columns if c.startswith("iou_")] == list(legend.names)
     mosaic = workdir / "results/maps/iowa_map/2023/unet_f1_s0/landcover.tif"

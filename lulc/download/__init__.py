@@ -84,7 +84,6 @@ from lulc.download.items import item_epsg, sensor_assets, with_projection
 from lulc.download.labels import (
     LABEL_ASSET,
     LabelCodeError,
-    LabelSource,
     check_label_classes,
     declared_label_codes,
     label_stack,
@@ -98,6 +97,7 @@ from lulc.download.stack import (
     write_region_frames,
 )
 from lulc.grid import Grid, aoi_grid
+from lulc.legends import LabelSource
 
 __all__ = [
     "IMAGERY_OUTPUT_NAMES",

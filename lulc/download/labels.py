@@ -9,12 +9,9 @@ pixels are counted while the raster is written (:class:`CodeCounter`) and refuse
 from __future__ import annotations
 
 import copy
-import dataclasses
-import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
@@ -25,8 +22,7 @@ from rasterio.enums import Resampling
 
 from lulc.download.items import check_local_assets, offline_item, plain
 from lulc.grid import Grid
-from lulc.legends import DEFAULT_LEGEND, PRESETS, Legend, LegendCodeError, declared_table, load_legend, preset
-from lulc.schema import ConfigError, section
+from lulc.legends import DEFAULT_LEGEND, Legend, LegendCodeError, declared_table, preset
 
 #: The asset key of IO LULC label items.
 LABEL_ASSET = "data"
@@ -210,54 +206,3 @@ def checked_labels(
     check_local_assets(labels, [LABEL_ASSET], f"{where}: labels")
     check_label_classes(list(labels), legend or preset(DEFAULT_LEGEND), legend_given=legend_given)
     return labels
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    """Where the labels come from and in which legend: the ``labels`` config section, resolved."""
-
-    legend: Legend
-    legend_given: bool = True  # False: labels.legend is null (io-lulc-9 only for items declaring its table)
-    kind: str = "stac"  # stac | raster | vector
-    path: str | None = None
-    nodata: int | None = None
-    attribute: str = "class"
-    layer: str | None = None
-    point_size_px: int = 1
-    year: int | None = None
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None, base: str | os.PathLike[str] = ".") -> LabelSource:
-        """The source of the ``labels`` section (defaults filled from the schema); a raster or vector source
-        needs ``labels.path`` and a legend."""
-        cfg = section("labels", cfg)
-        kind = cfg["source"]
-        if kind != "stac" and cfg["path"] is None:
-            raise ConfigError(f"config key 'labels.path': labels.source is {kind!r}, which needs the file")
-        if kind != "stac" and cfg["legend"] is None:
-            raise ConfigError(
-                f"config key 'labels.legend': labels.source {kind!r} declares no class table; name the legend of "
-                f"its codes (a preset: {', '.join(PRESETS)}, a .yaml/.csv file or a mapping)"
-            )
-        return cls(
-            legend=load_legend(cfg["legend"], base),
-            legend_given=cfg["legend"] is not None,
-            kind=kind,
-            path=cfg["path"],
-            nodata=cfg["nodata"],
-            attribute=cfg["attribute"],
-            layer=cfg["layer"],
-            point_size_px=int(cfg["point_size_px"]),
-            year=cfg["year"],
-        )
-
-    def for_place(self, name: str) -> LabelSource:
-        """The source of one AOI or map region: ``{aoi}`` in ``labels.path`` replaced by its name (one vector or
-        raster file per AOI)."""
-        if self.path is None or "{aoi}" not in self.path:
-            return self
-        return dataclasses.replace(self, path=self.path.replace("{aoi}", name))
-
-    def describe(self) -> dict[str, Any]:
-        """What run records say about the labels: source, file, legend name and period."""
-        return {"source": self.kind, "path": self.path, "legend": self.legend.name, "year": self.year}

@@ -50,14 +50,13 @@ from lulc.download.label_files import raster_labels, vector_labels
 from lulc.download.labels import (
     LABEL_ASSET,
     CodeCounter,
-    LabelSource,
     checked_labels,
     label_dtype_and_fill,
     label_stack,
 )
 from lulc.grid import Grid, aoi_grid
 from lulc.io import atomic_path, write_json
-from lulc.legends import DEFAULT_LEGEND, IGNORE_INDEX, preset
+from lulc.legends import DEFAULT_LEGEND, IGNORE_INDEX, LabelSource, preset
 from lulc.schema import section
 
 log = logging.getLogger(__name__)

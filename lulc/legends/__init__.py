@@ -16,12 +16,14 @@ from lulc.legends.legend import (
     read_legend,
 )
 from lulc.legends.presets import DEFAULT_LEGEND, PRESETS, preset
+from lulc.legends.source import LabelSource
 
 __all__ = [
     "DEFAULT_LEGEND",
     "IGNORE_INDEX",
     "PRESETS",
     "DeclaredTable",
+    "LabelSource",
     "Legend",
     "LegendClass",
     "LegendCodeError",
