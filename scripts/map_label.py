@@ -16,5 +16,5 @@ write_label_raster(
     snakemake.params.download,
     Path(snakemake.output.label).parent,
     labels_signing=snakemake.params.labels_signing,
-    label_source=LabelSource.from_config(snakemake.params.label_source).for_place(wildcards.region),
+    label_source=LabelSource.from_config(snakemake.params.label_source).for_place(snakemake.params.label_place),
 )

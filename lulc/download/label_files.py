@@ -185,6 +185,7 @@ def vector_labels(
     attribute: str = "class",
     point_size_px: int = 1,
     layer: str | None = None,
+    require_labels: bool = True,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Class indices (uint8, ``(grid.height, grid.width)``) of the polygons and points of a vector file on
     ``grid``, and counts of what was burnt (``features``, ``polygons``, ``points``, ``skipped_empty``,
@@ -195,6 +196,7 @@ def vector_labels(
     ``point_size_px`` square centred on it (an even size centres the square on the pixel corner nearest the
     point, so the point lies in its central 2 x 2 pixels). Every other pixel is :data:`IGNORE_INDEX`. Lines,
     unknown classes and features of different classes sharing a pixel are refused, naming the feature(s).
+    ``require_labels=False`` (a map region's processing tile) allows a grid no feature labels.
     """
     if point_size_px < 1:
         raise LabelFileError(f"label file {path}: point_size_px must be at least 1, got {point_size_px}")
@@ -223,7 +225,7 @@ def vector_labels(
     stats["labelled_pixels"] = int((out != IGNORE_INDEX).sum())
     if stats["no_pixel"]:
         log.warning("label file %s: %d polygon(s) cover no pixel centre of the grid", path, stats["no_pixel"])
-    if stats["labelled_pixels"] == 0:
+    if stats["labelled_pixels"] == 0 and require_labels:
         raise LabelFileError(
             f"label file {path}: no feature labels a pixel of the output grid {_box(grid.bounds)} "
             f"(EPSG:{grid.epsg}) ({stats['features']} features, {stats['outside']} outside it, "

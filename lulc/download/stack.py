@@ -679,7 +679,8 @@ def _write_label_cog(
             indices, _ = raster_labels(path, grid, legend, nodata=source.nodata)
             tags |= {"SOURCE_FILE": path, "RESAMPLING": "mode"}
         else:
-            indices, stats = vector_labels(path, grid, legend, source.attribute, source.point_size_px, source.layer)
+            indices, stats = vector_labels(path, grid, legend, source.attribute, source.point_size_px, source.layer,
+                                           require_labels=place.start != date.min)  # a map tile may have none
             tags |= {"SOURCE_FILE": path, "RASTERISED": "pixel centres inside polygons; points "
                      f"{source.point_size_px} px", "FEATURES": json.dumps(stats, sort_keys=True)}  # fmt: skip
         label = da.from_array(indices[None], chunks=(1, block_size, block_size))

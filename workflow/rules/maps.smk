@@ -91,6 +91,7 @@ rule map_label:
         download={"block_size": config["download"]["block_size"]},
         labels_signing=config["stac"]["labels"]["signing"],
         label_source=canonical(config["labels"]),
+        label_place=label_place,
         code=code_version("scripts/map_label.py"),
     script:
         "../../scripts/map_label.py"

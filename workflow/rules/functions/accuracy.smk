@@ -8,7 +8,8 @@ CHANGE = f"{REGION}/{RUN}/change_{{before}}_to_{{after}}"
 
 def map_reference(region, period, run):
     """(reference file, is agreement) of one map: `maps.regions.<region>.reference` under "<period>/<run>",
-    else under "<period>"; else the region's label mosaic (agreement, not accuracy) where it has labels;
+    else under "<period>"; else the region's label mosaic (agreement, not accuracy) where it has dense labels
+    (sparse vector labels leave most sample units without a reference: their agreement is map_compare's);
     else None."""
     references = {
         str(key): path
@@ -17,7 +18,7 @@ def map_reference(region, period, run):
     chosen = references.get(f"{period}/{run}") or references.get(str(period))
     if chosen:
         return chosen, False
-    if MAPS["regions"][region]["labels"]:
+    if MAPS["regions"][region]["labels"] and config["labels"]["source"] != "vector":
         return (
             expand(rules.map_label_mosaic.output.label, region=region, period=period)[
                 0
