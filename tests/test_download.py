@@ -1098,3 +1098,22 @@ def test_region_frames_count_only_pixels_with_imagery_and_a_stale_record_is_refu
     assert _outputs(tmp_path / "stale") == []
     with pytest.raises(ValueError, match="download.frames = 2; .*rerun rule map_frames"):
         _imagery_only(scene_grid, imagery, tmp_path / "stale", cfg={**CFG, "frames": 2}, frames=record)
+
+
+def test_label_items_under_another_asset_key(scene, tmp_path):
+    """Label collections name their asset differently (WorldCover ``map``, CDL ``cropland``): labels.asset picks
+    it, and items without it are refused naming the key and what they have."""
+    imagery, labels = scene
+    renamed = []
+    for item in labels:
+        item = item.clone()
+        item.assets = {"map": item.assets["data"]}
+        renamed.append(item)
+    renamed_items = pystac.ItemCollection(renamed)
+    with pytest.raises(ValueError, match=r"has no asset 'data' \(labels.asset\); its assets: \['map'\]"):
+        write_aoi_stack(_aoi(), imagery, renamed_items, CFG, tmp_path / "default")
+    write_aoi_stack(_aoi(), imagery, renamed_items, CFG, tmp_path / "map",
+                    label_source=download.LabelSource(preset("io-lulc-9"), asset="map"))  # fmt: skip
+    write_aoi_stack(_aoi(), imagery, labels, CFG, tmp_path / "data")
+    with rasterio.open(tmp_path / "map" / "label.tif") as a, rasterio.open(tmp_path / "data" / "label.tif") as b:
+        assert np.array_equal(a.read(), b.read())

@@ -24,7 +24,8 @@ from lulc.download.items import check_local_assets, offline_item, plain
 from lulc.grid import Grid
 from lulc.legends import DEFAULT_LEGEND, Legend, LegendCodeError, declared_table, preset
 
-#: The asset key of IO LULC label items.
+#: The default asset key of label items (IO LULC's; ``labels.asset`` names another: WorldCover ``map``, CDL
+#: ``cropland``).
 LABEL_ASSET = "data"
 
 
@@ -190,19 +191,24 @@ def label_stack(
 
 
 def checked_labels(
-    labels: pystac.ItemCollection, where: str, legend: Legend | None = None, legend_given: bool = True
+    labels: pystac.ItemCollection,
+    where: str,
+    legend: Legend | None = None,
+    legend_given: bool = True,
+    asset: str = LABEL_ASSET,
 ) -> pystac.ItemCollection:
     """The label items without their links (:func:`offline_item`), after the checks that need no request: not
-    empty, the label asset on every item, local files present, the declared classes covered by ``legend``
+    empty, the label ``asset`` on every item, local files present, the declared classes covered by ``legend``
     (default: the IO LULC 9-class preset)."""
     if not len(labels):
         raise ValueError(f"{where}: the labels ItemCollection is empty")
     labels = pystac.ItemCollection([offline_item(i) for i in labels], clone_items=False)
     for item in labels:
-        if LABEL_ASSET not in item.assets:
+        if asset not in item.assets:
             raise ValueError(
-                f"{where}: label STAC item {item.id!r} has no asset {LABEL_ASSET!r}; its assets: {sorted(item.assets)}"
+                f"{where}: label STAC item {item.id!r} has no asset {asset!r} (labels.asset); its assets: "
+                f"{sorted(item.assets)}"
             )
-    check_local_assets(labels, [LABEL_ASSET], f"{where}: labels")
-    check_label_classes(list(labels), legend or preset(DEFAULT_LEGEND), legend_given=legend_given)
+    check_local_assets(labels, [asset], f"{where}: labels")
+    check_label_classes(list(labels), legend or preset(DEFAULT_LEGEND), asset, legend_given=legend_given)
     return labels

@@ -48,7 +48,6 @@ from lulc.download.imagery import (
 from lulc.download.items import check_local_assets, first_http_href, offline_item, with_projection
 from lulc.download.label_files import raster_labels, vector_labels
 from lulc.download.labels import (
-    LABEL_ASSET,
     CodeCounter,
     checked_labels,
     label_dtype_and_fill,
@@ -190,7 +189,7 @@ def write_label_raster(
     _check_grid(grid, name)
     source = label_source or LabelSource(preset(DEFAULT_LEGEND))
     if source.kind == "stac":
-        labels = checked_labels(labels, name, source.legend, source.legend_given)
+        labels = checked_labels(labels, name, source.legend, source.legend_given, source.asset)
         check_signing(labels_signing, "stac.labels.signing")
         href = first_http_href(list(labels))
         if href is not None:
@@ -202,7 +201,7 @@ def write_label_raster(
             items: list[pystac.Item] = []
             if source.kind == "stac":
                 with asset_errors(f"{name}: labels"):
-                    items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
+                    items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, source.asset)
             _write_label_cog(place, labels, items, grid, Path(out_dir), settings.block_size, labels_env,
                              AssetIndex(items), source)  # fmt: skip
     except BaseException:
@@ -250,7 +249,8 @@ def _write_stack(
     source = source or LabelSource(preset(DEFAULT_LEGEND))
     stac_labels = labels is not None and source.kind == "stac"
     if stac_labels:
-        labels = checked_labels(cast(pystac.ItemCollection, labels), place.where, source.legend, source.legend_given)
+        labels = checked_labels(cast(pystac.ItemCollection, labels), place.where, source.legend, source.legend_given,
+                                source.asset)  # fmt: skip
     imagery = pystac.ItemCollection([offline_item(i) for i in imagery], clone_items=False)
     check_local_assets(imagery, None, f"{place.where}: imagery")
     check_signing(imagery_signing, "stac.imagery.signing")
@@ -494,7 +494,7 @@ def _write_aoi_stack(
     label_items: list[pystac.Item] = []
     if labels is not None and source.kind == "stac":
         with asset_errors(f"{place.where}: labels"):
-            label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, LABEL_ASSET)
+            label_items = with_projection([sign_item(i, labels_signing) for i in labels], labels_env, source.asset)
     assets = AssetIndex([*hls_items, *label_items])
     acquisitions = group_acquisitions(hls_items)
 
@@ -670,7 +670,8 @@ def _write_label_cog(
         tags["LABEL_PERIOD"] = period
     if source.kind == "stac":
         counter = CodeCounter()
-        label = label_stack(label_items, grid, block_size, env=labels_env, code_counter=counter, legend=legend)[None]
+        label = label_stack(label_items, grid, block_size, source.asset, env=labels_env, code_counter=counter,
+                            legend=legend)[None]  # fmt: skip
         tags |= {"SOURCE_ITEMS": ",".join(i.id for i in labels), "RESAMPLING": "mode"}
     else:
         log.info("%s: labels from %s (%s)", place.where, source.path, source.kind)

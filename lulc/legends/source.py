@@ -22,6 +22,7 @@ class LabelSource:
     legend: Legend
     legend_given: bool = True  # False: labels.legend is null (io-lulc-9 only for items declaring its table)
     kind: str = "stac"  # stac | raster | vector
+    asset: str = "data"  # stac: the label items' asset key
     path: str | None = None
     nodata: int | None = None
     attribute: str = "class"
@@ -46,6 +47,7 @@ class LabelSource:
             legend=load_legend(cfg["legend"], base),
             legend_given=cfg["legend"] is not None,
             kind=kind,
+            asset=cfg["asset"],
             path=cfg["path"],
             nodata=cfg["nodata"],
             attribute=cfg["attribute"],
