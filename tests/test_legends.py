@@ -142,3 +142,22 @@ def test_a_class_raster_records_its_legend(tmp_path):
         assert src.colormap(1)[3] == (240, 150, 255, 255) and src.tags()["CLASSES"].startswith("0=tree_cover,")
     with pytest.raises(LegendMismatchError, match=r"legend 'io-lulc-9' \(9 classes.*legend 'esa-worldcover'"):
         preset("io-lulc-9").require_same(worldcover, "checkpoint x", "the labels y")
+
+
+def test_the_legend_command_shows_a_preset_and_starts_a_legend_from_a_collection(tmp_path, capsys):
+    """``python -m lulc.legends``: a preset's table, and a collection's declared table as legend YAML that loads
+    back into the same legend."""
+    from lulc.legends.__main__ import main
+
+    assert main(["show", "usda-cdl"]) == 0
+    shown = capsys.readouterr().out
+    assert "legend 'usda-cdl': 4 classes, nodata [0, 81]" in shown and "corn" in shown and " 1 12 13" in shown
+    from tests.conftest import require_fixtures
+
+    collection = require_fixtures() / "stac/pc/collection_esa-worldcover.json"
+    assert main(["from-stac", str(collection), "map"]) == 0
+    (tmp_path / "wc.yaml").write_text(capsys.readouterr().out)
+    started = load_legend("wc.yaml", base=tmp_path)
+    assert started.colours == preset("esa-worldcover").colours and started.num_classes == 11
+    assert main(["from-stac", str(collection), "nothing"]) == 1
+    assert "asset 'nothing' declares no class table" in capsys.readouterr().err
