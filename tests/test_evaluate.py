@@ -287,6 +287,12 @@ def test_a_checkpoint_of_another_legend_is_refused_naming_both(monkeypatch, scen
     worldcover = preset("esa-worldcover")
     for store in stores.values():  # the chips (the test labels) in the WorldCover legend
         (Path(store) / "summary.json").write_text(json.dumps({"legend": worldcover.to_dict()}))
+        manifest = pd.read_parquet(Path(store) / "manifest.parquet")
+        counts = manifest[[f"px_{n}" for n in classes.CLASS_NAMES]].to_numpy()
+        manifest = manifest.drop(columns=[f"px_{n}" for n in classes.CLASS_NAMES])
+        for k, name in enumerate(worldcover.names):
+            manifest[f"px_{name}"] = counts[:, k] if k < counts.shape[1] else 0
+        manifest.to_parquet(Path(store) / "manifest.parquet", index=False)
     record = {"info": {"name": "oracle", "chip_size": CHIP, "frames": FRAMES}, "legend": classes.IO.to_dict()}
     monkeypatch.setattr("lulc.models.load_trained_model", lambda path: (_BandOracle(), record))
     run = RunToEvaluate(tmp_path / "best.ckpt", tmp_path / "metrics.json", tmp_path / "c.csv", tmp_path / "p.csv", {})
