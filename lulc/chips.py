@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from lulc import hls
 from lulc.io import atomic_path, write_json
-from lulc.legends import IGNORE_INDEX, Legend, read_legend
+from lulc.legends import IGNORE_INDEX, Legend, dataset_legend
 from lulc.schema import section
 from lulc.tiling import GridError, check_same_grid, require_crs
 
@@ -336,7 +336,7 @@ def make_chips(
 
     with rasterio.open(image_path) as image, rasterio.open(mask_path) as mask, rasterio.open(label_path) as label:
         _check_chip_inputs(aoi, image_path, image, mask_path, mask, label_path, label, size)
-        legend = read_legend(label_path)
+        legend = dataset_legend(label, str(label_path))
         frames = mask.count
         scan = _scan_chips(aoi, mask, label, size, stride, min_valid, min_labelled, legend.names)
         n_kept = len(scan.records)

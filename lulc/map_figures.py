@@ -26,7 +26,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from lulc.figures import save_map_png
-from lulc.legends import Legend, read_legend
+from lulc.legends import Legend, dataset_legend, read_legend
 from lulc.metrics import metrics_from_confusion, pixel_confusion
 from lulc.tiling import check_same_grid
 
@@ -172,7 +172,7 @@ def agreement(
                 Window(0, row, pred_src.width, min(rows_per_read, pred_src.height - row))
                 for row in range(0, pred_src.height, rows_per_read)
             ]
-        n = read_legend(landcover).num_classes
+        n = dataset_legend(pred_src, str(landcover)).num_classes
         confusion = np.zeros((n, n), dtype=np.int64)
         for window in windows:
             confusion += pixel_confusion(pred_src.read(1, window=window), label_src.read(1, window=window), n)

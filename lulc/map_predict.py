@@ -121,6 +121,7 @@ def predict_tile(
             )
     inside = None if region_file is None else core_mask(region_file, tile)
     model, record = load_trained_model(checkpoint)
+    legend = checkpoint_legend(record, checkpoint)
     info = record["info"]
     if frames != info["frames"]:
         raise ValueError(
@@ -147,7 +148,7 @@ def predict_tile(
                 model, image, whole, tile=tile_px, stride=stride, batch_size=cfg["batch_size"],
                 device=cfg["device"], precision=cfg["precision"], confidence_path=whole_confidence,
                 min_valid_frames=cfg["min_valid_frames"], tags={k: v for k, v in tags.items() if v},
-                threads=threads or cfg["threads"], progress=False, legend=checkpoint_legend(record, checkpoint),
+                threads=threads or cfg["threads"], progress=False, legend=legend,
             )  # fmt: skip
             counts = crop_core(whole, landcover, tile, inside=inside)
             if confidence is not None and whole_confidence is not None:
@@ -156,10 +157,9 @@ def predict_tile(
         for path in outputs:
             path.unlink(missing_ok=True)
         raise
-    from lulc.legends import IGNORE_INDEX, read_legend
+    from lulc.legends import IGNORE_INDEX
 
-    names = read_legend(landcover).names
-    result["core_class_pixels"] = {name: int(counts[i]) for i, name in enumerate(names)}
+    result["core_class_pixels"] = {name: int(counts[i]) for i, name in enumerate(legend.names)}
     result["core_nodata_pixels"] = int(counts[IGNORE_INDEX])
     result["tile"] = tile_id
     return result

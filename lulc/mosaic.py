@@ -42,7 +42,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import rasterio
@@ -53,7 +53,7 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
 
 from lulc.io import atomic_path, copy_to_cog
-from lulc.legends import IGNORE_INDEX, Legend, read_legend
+from lulc.legends import IGNORE_INDEX, Legend, LegendError, dataset_legend, read_legend
 from lulc.tiling import area_km2, check_same_grid, require_crs
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class _Tile:
     width: int
     height: int
     block: tuple[int, int]
+    legend: Legend | None = None  # a class tile's (its tags and colour table)
 
 
 def _is_local(path: str) -> bool:
@@ -110,7 +111,11 @@ def _read_tile(path: str | os.PathLike[str]) -> _Tile:
             raise ValueError(f"mosaic tile {path}: {src.count} band(s) of {src.dtypes[0]}; expected one uint8 band")
         if src.nodata is not None and src.nodata != NODATA:
             raise ValueError(f"mosaic tile {path}: nodata {src.nodata:g}; expected {NODATA} (or none)")
-        return _Tile(name, src.crs, src.transform, src.width, src.height, tuple(src.block_shapes[0]))
+        try:  # a class tile's legend (read with its header; a confidence tile has none)
+            legend: Legend | None = dataset_legend(src, str(path))
+        except LegendError:
+            legend = None
+        return _Tile(name, src.crs, src.transform, src.width, src.height, tuple(src.block_shapes[0]), legend)
 
 
 def _bounds_in(tile: _Tile, crs: CRS) -> tuple[float, float, float, float]:
@@ -209,12 +214,15 @@ class _Source:
     block: tuple[int, int]
 
 
-def _tiles_legend(paths: Sequence[str | os.PathLike[str]]) -> Legend:
-    """The legend of class tiles (their tags), the same for all: else an error naming the two tiles."""
-    legend = read_legend(paths[0])
-    for path in paths[1:]:
-        legend.require_same(read_legend(path), f"tile {paths[0]}", f"tile {path}")
-    return legend
+def _tiles_legend(tiles: Sequence[_Tile]) -> Legend:
+    """The legend of class tiles (read with their headers), the same for all: else an error naming the tiles."""
+    for tile in tiles:
+        if tile.legend is None:
+            raise LegendError(f"mosaic tile {tile.path}: no LEGEND or CLASSES tag and colour table; not a class map")
+    first = tiles[0]
+    for tile in tiles[1:]:
+        cast(Legend, first.legend).require_same(cast(Legend, tile.legend), f"tile {first.path}", f"tile {tile.path}")
+    return cast(Legend, first.legend)
 
 
 def _vrt_xml(
@@ -369,7 +377,7 @@ def mosaic(
     if kind not in _BAND_DESCRIPTION:
         raise ValueError(f"mosaic: kind must be 'classes' or 'confidence', got {kind!r}")
     infos = [_read_tile(t) for t in tiles]  # before any work: a missing or bad tile writes nothing
-    legend = _tiles_legend([t.path for t in infos]) if kind == "classes" else None
+    legend = _tiles_legend(infos) if kind == "classes" else None
     target, res = _resolve(infos, crs, resolution)
     transform, width, height = _grid(infos, target, res)
     gdal_threads = (os.cpu_count() or 1) if threads is None else max(1, int(threads))

@@ -3,12 +3,9 @@ synthetic test data are IO-coded, so tests that build such data read its classes
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import numpy as np
 
-from lulc.legends import IGNORE_INDEX, preset, raster_legend
+from lulc.legends import IGNORE_INDEX, preset
 
 IO = preset("io-lulc-9")
 #: IO code -> class name, class names, contiguous codes, colours, nodata.
@@ -20,7 +17,7 @@ CLASS_NAMES: tuple[str, ...] = IO.names
 NUM_CLASSES = IO.num_classes
 
 __all__ = ["CLASS_CODES", "CLASS_NAMES", "IGNORE_INDEX", "IO", "IO_CLASSES", "IO_COLOURS", "IO_NODATA",
-           "NUM_CLASSES", "class_tags", "index_colormap", "raster_legend", "remap_codes"]  # fmt: skip
+           "NUM_CLASSES", "class_tags", "index_colormap", "remap_codes"]  # fmt: skip
 
 
 def remap_codes(codes: np.ndarray) -> np.ndarray:
@@ -37,7 +34,3 @@ def class_tags() -> dict[str, str]:
     """The tags of an IO class-index raster (CLASSES, LEGEND, IGNORE_INDEX)."""
     return IO.tags()
 
-
-def legend_entries(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Index, name and colour per class of a class raster."""
-    return raster_legend(path)

@@ -150,7 +150,7 @@ def _read_codes(vrt: Any, fill: float, legend: Legend, where: str) -> tuple[np.n
         found, numbers = np.unique(codes[valid], return_counts=True)
         for code, number in zip(found.tolist(), numbers.tolist(), strict=True):
             counts[code] = counts.get(code, 0) + number
-        indices[row : row + window.height] = legend.remap(np.where(valid, codes, _INT_FILL), nodata=[_INT_FILL])
+        indices[row : row + window.height] = legend.remap(np.where(valid, codes, _INT_FILL))
     return indices, dict(sorted(counts.items()))
 
 

@@ -55,7 +55,7 @@ from lulc.download.labels import (
 )
 from lulc.grid import Grid, aoi_grid
 from lulc.io import atomic_path, write_json
-from lulc.legends import DEFAULT_LEGEND, IGNORE_INDEX, LabelSource, preset
+from lulc.legends import IGNORE_INDEX, LabelSource
 from lulc.schema import section
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,8 @@ def write_aoi_stack(
     cfg, settings = _download_settings(cfg)
     grid = aoi_grid(aoi, float(cfg["resolution"]), cfg["crs"])
     place = _Place(where=f"AOI {aoi.name}", name=aoi.name, start=aoi.start, end=aoi.end)
-    source = label_source or LabelSource(preset(DEFAULT_LEGEND))
     return _write_stack(place, grid, imagery, labels, settings, Path(out_dir), imagery_signing, labels_signing,
-                        source=source)  # fmt: skip
+                        source=label_source)  # fmt: skip
 
 
 def write_imagery_stack(
@@ -187,7 +186,7 @@ def write_label_raster(
     no ``label.tif`` is left."""
     _, settings = _download_settings(cfg)
     _check_grid(grid, name)
-    source = label_source or LabelSource(preset(DEFAULT_LEGEND))
+    source = label_source or LabelSource()
     if source.kind == "stac":
         labels = checked_labels(labels, name, source.legend, source.legend_given, source.asset)
         check_signing(labels_signing, "stac.labels.signing")
@@ -246,7 +245,7 @@ def _write_stack(
         raise ValueError(f"{place.where}: the imagery ItemCollection is empty")
     # before any download: asset keys and local files, the labels' class tables, credentials, then whether
     # the asset hosts can be reached at all
-    source = source or LabelSource(preset(DEFAULT_LEGEND))
+    source = source or LabelSource()
     stac_labels = labels is not None and source.kind == "stac"
     if stac_labels:
         labels = checked_labels(cast(pystac.ItemCollection, labels), place.where, source.legend, source.legend_given,

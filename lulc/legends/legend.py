@@ -91,6 +91,9 @@ class Legend:
     nodata: tuple[int, ...] = ()
     unknown: str = "stop"
     _lookup: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # the class codes sorted and their indices: what remap searches, built once (remap runs per raster block)
+    _codes: np.ndarray = field(init=False, repr=False, compare=False)
+    _indices: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f"legend {self.name!r}"
@@ -111,6 +114,9 @@ class Legend:
                     raise LegendError(f"{where}: code {code} maps to both {seen[code]!r} and {cls.name!r}")
                 seen[code] = cls.name
                 self._lookup[int(code)] = index
+        codes = sorted(self._lookup)
+        object.__setattr__(self, "_codes", np.array(codes, dtype=np.int64))
+        object.__setattr__(self, "_indices", np.array([self._lookup[c] for c in codes], dtype=np.uint8))
         both = sorted(set(seen) & set(self.nodata))
         if both:
             raise LegendError(f"{where}: codes {both} are both class codes and nodata codes")
@@ -127,11 +133,6 @@ class Legend:
     @property
     def colours(self) -> tuple[tuple[int, int, int], ...]:
         return tuple(c.colour for c in self.classes)
-
-    @property
-    def has_codes(self) -> bool:
-        """Whether the legend maps source codes (a legend read back from a class raster of an old run may not)."""
-        return bool(self._lookup)
 
     def table(self) -> list[dict[str, Any]]:
         """The class table: index, name, colour (``#rrggbb``) and codes, in index order."""
@@ -212,26 +213,22 @@ class Legend:
         return ", ".join(f"{c.name}={'+'.join(str(v) for v in c.codes) or '?'}" for c in self.classes)
 
     def remap(self, codes: np.ndarray, nodata: Iterable[int] = ()) -> np.ndarray:
-        """Class indices (uint8) of a raster of source codes of any integer type; nodata codes (the legend's
-        and the file's ``nodata``) and, with ``unknown: ignore``, uncovered codes become :data:`IGNORE_INDEX`.
-        With ``unknown: stop`` uncovered codes are the caller's to refuse first (:meth:`check_codes`); here
-        they are ignored too, never mapped to a class."""
+        """Class indices (uint8) of a raster of integer source codes; nodata codes (the legend's and the file's
+        ``nodata``, which may coincide with a class code) and uncovered codes become :data:`IGNORE_INDEX`. With
+        ``unknown: stop`` uncovered codes are the caller's to refuse first (:meth:`check_codes`); here they are
+        never mapped to a class."""
         codes = np.asarray(codes)
         if not np.issubdtype(codes.dtype, np.integer):
-            if np.issubdtype(codes.dtype, np.floating) and not np.all(np.isnan(codes) | (codes == np.round(codes))):
-                raise LegendCodeError("label raster holds non-integer values; class codes must be integers")
-            codes = np.where(np.isnan(codes), np.iinfo(np.int64).min, codes).astype(np.int64)
-        known = np.array(sorted(self._lookup), dtype=np.int64)
+            raise TypeError(f"class codes must be an integer array, got {codes.dtype}")
         out = np.full(codes.shape, IGNORE_INDEX, dtype=np.uint8)
-        if known.size == 0:
+        if self._codes.size == 0:
             return out
-        indices = np.array([self._lookup[int(c)] for c in known], dtype=np.uint8)
         flat = codes.astype(np.int64, copy=False)
-        position = np.clip(np.searchsorted(known, flat), 0, known.size - 1)
-        hit = known[position] == flat
+        position = np.clip(np.searchsorted(self._codes, flat), 0, self._codes.size - 1)
+        hit = self._codes[position] == flat
         for value in nodata:
             hit &= flat != int(value)
-        out[hit] = indices[position[hit]]
+        out[hit] = self._indices[position[hit]]
         return out
 
     # -- rasters -------------------------------------------------------------------------------------------
@@ -286,17 +283,21 @@ def legend_from_tags(tags: Mapping[str, str], colormap: Mapping[int, Sequence[in
     return Legend("recorded", tuple(entries))
 
 
+def dataset_legend(src: Any, where: str) -> Legend:
+    """The legend an open class-index raster (a rasterio dataset) records: for readers that have it open anyway."""
+    try:
+        colormap = src.colormap(1)
+    except ValueError:
+        colormap = None
+    return legend_from_tags(src.tags(), colormap, where)
+
+
 def read_legend(path: str | os.PathLike[str]) -> Legend:
     """The legend of a class-index raster (labels, a map, a mosaic) as the raster records it."""
     import rasterio
 
     with rasterio.open(path) as src:
-        tags = src.tags()
-        try:
-            colormap = src.colormap(1)
-        except ValueError:
-            colormap = None
-    return legend_from_tags(tags, colormap, str(path))
+        return dataset_legend(src, str(path))
 
 
 def raster_legend(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -30,19 +30,17 @@ _IO_9 = Legend(
     nodata=(0,),
 )
 
+_IO = {cls.name: cls for cls in _IO_9.classes}  # the classes both IO collections share: same codes, colours
 _IO_10 = Legend(
     "io-lulc-10",
     (
-        LegendClass("water", (65, 155, 223), (1,)),
-        LegendClass("trees", (57, 125, 73), (2,)),
+        _IO["water"],
+        _IO["trees"],
         LegendClass("grass", (136, 176, 83), (3,)),
-        LegendClass("flooded_vegetation", (122, 135, 198), (4,)),
-        LegendClass("crops", (228, 150, 53), (5,)),
+        _IO["flooded_vegetation"],
+        _IO["crops"],
         LegendClass("scrub_shrub", (223, 195, 90), (6,)),
-        LegendClass("built_area", (196, 40, 27), (7,)),
-        LegendClass("bare_ground", (165, 155, 143), (8,)),
-        LegendClass("snow_ice", (168, 235, 255), (9,)),
-        LegendClass("clouds", (97, 97, 97), (10,)),
+        *(_IO[name] for name in ("built_area", "bare_ground", "snow_ice", "clouds")),
     ),
     nodata=(0,),
 )

@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lulc.legends.config import load_legend
 from lulc.legends.legend import Legend
-from lulc.legends.presets import PRESETS
+from lulc.legends.presets import DEFAULT_LEGEND, PRESETS, preset
 from lulc.schema import ConfigError, section
 
 
@@ -19,7 +19,7 @@ from lulc.schema import ConfigError, section
 class LabelSource:
     """Where the labels come from and in which legend: the ``labels`` config section, resolved."""
 
-    legend: Legend
+    legend: Legend = field(default_factory=lambda: preset(DEFAULT_LEGEND))
     legend_given: bool = True  # False: labels.legend is null (io-lulc-9 only for items declaring its table)
     kind: str = "stac"  # stac | raster | vector
     asset: str = "data"  # stac: the label items' asset key
@@ -62,7 +62,3 @@ class LabelSource:
         if self.path is None or "{aoi}" not in self.path:
             return self
         return dataclasses.replace(self, path=self.path.replace("{aoi}", name))
-
-    def describe(self) -> dict[str, Any]:
-        """What run records say about the labels: source, file, legend name and period."""
-        return {"source": self.kind, "path": self.path, "legend": self.legend.name, "year": self.year}
