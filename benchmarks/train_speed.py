@@ -49,8 +49,8 @@ sys.path.insert(0, str(REPO))
 from lulc.legends import IGNORE_INDEX, preset  # noqa: E402
 
 NUM_CLASSES = preset("io-lulc-9").num_classes
+from lulc.families.prithvi import STATISTICS  # noqa: E402
 from lulc.models import (  # noqa: E402
-    NORMALIZATIONS,
     build_model,
     channels_last_convolutions,
 )
@@ -80,7 +80,7 @@ class NormalisedChips(Dataset):
     """The same chips, normalised with the Prithvi v1 statistics, as TerraTorch expects: ``(6, T, S, S)`` float."""
 
     def __init__(self, chips: RandomChips) -> None:
-        stats = NORMALIZATIONS["prithvi_v1"]
+        stats = STATISTICS["prithvi_v1"]
         mean = torch.tensor(stats["mean"]).view(1, 1, 6, 1, 1)
         std = torch.tensor(stats["std"]).view(1, 1, 6, 1, 1)
         self.images = ((chips.images.float() - mean) / std).transpose(1, 2).contiguous()

@@ -20,14 +20,11 @@ from typing import Any
 
 import yaml
 
+from lulc import families
 from lulc.schema import (  # re-exported: the configuration's public names, in one place
     BUDGET_KEYS,
     EVALUATE_RUNTIME_KEYS,
-    MODEL_TYPES,
     PREDICT_RUNTIME_KEYS,
-    PRITHVI_DEFAULT_PATCH,
-    PRITHVI_PATCH_SIZES,
-    PRITHVI_RELEASES,
     SCHEMA_PATH,
     SECTION_RULES,
     TRAIN_RUNTIME_KEYS,
@@ -198,27 +195,19 @@ def _static_catalog(source: str, key: str, base_dir: Path) -> Iterator[str]:
 
 
 def _hf_weights_cached(config: Mapping[str, Any]) -> Iterator[str]:
-    """``weights: hf`` of a model that will be trained needs the release in the local Hugging Face cache
-    (nothing is downloaded at run time): say so before any job, not after the data stages."""
+    """``weights: hf`` of a model that will be trained needs its family's release in the local Hugging Face cache
+    (nothing is downloaded at run time): say so before any job, not after the data stages, with the command that
+    fetches it. An unreleased backbone is :func:`lulc.schema.model_rules`' error."""
     for name in config["train"]["models"]:
         entry = config["models"].get(name, {})
-        if entry.get("type") != "prithvi" or entry.get("weights") != "hf":
+        if entry.get("weights") != "hf" or entry.get("type") not in families.FAMILIES:
             continue
-        backbone = str(entry["backbone"])
-        if backbone not in PRITHVI_RELEASES:
+        release = families.FAMILIES[entry["type"]].release(str(entry.get("backbone")))
+        if release is not None and release.cached() is None:
             yield (
-                f"config key 'models.{name}.weights': hf, but {backbone!r} has no official release "
-                f"(released: {', '.join(PRITHVI_RELEASES)})"
-            )
-            continue
-        from huggingface_hub import try_to_load_from_cache
-
-        repo, filename = PRITHVI_RELEASES[backbone]
-        if not isinstance(try_to_load_from_cache(repo, filename), str):
-            yield (
-                f"config key 'models.{name}.weights': hf, but {repo}/{filename} is not in the local Hugging Face "
-                f"cache and nothing is downloaded at run time; fetch it once with `hf download {repo} {filename}` "
-                "or set the key to a local checkpoint"
+                f"config key 'models.{name}.weights': hf, but {release.repo}/{release.filename} is not in the local "
+                "Hugging Face cache and nothing is downloaded at run time; fetch it once with "
+                f"`{release.fetch_command}` or set the key to a local checkpoint"
             )
 
 
@@ -320,8 +309,6 @@ def check_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> list[
         )
     for name, entry in config["models"].items():
         problems += model_rules(name, entry, chip_size)
-        if entry.get("weights") == "pretrain" and entry["type"] != "prithvi":
-            problems.append(f"config key 'models.{name}.weights': 'pretrain' pretrains Prithvi encoders only")
     problems += _predict_runs(config)
     problems += _map_rules(config, aois, base_dir)
     problems += _tune_rules(config)
@@ -393,11 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = [
     "BUDGET_KEYS",
     "EVALUATE_RUNTIME_KEYS",
-    "MODEL_TYPES",
     "PREDICT_RUNTIME_KEYS",
-    "PRITHVI_DEFAULT_PATCH",
-    "PRITHVI_PATCH_SIZES",
-    "PRITHVI_RELEASES",
     "SCHEMA_PATH",
     "TRAIN_RUNTIME_KEYS",
     "TRAIN_TUNABLE_KEYS",

@@ -1,6 +1,8 @@
 """PyTorch datasets over the chip store (and, for comparison, over per-chip GeoTIFF files).
 
-Samples are ``{"image": int16 tensor (T, 6, H, W), "mask": uint8 tensor (H, W)}``; conversion to float /
+Samples are ``{"image": int16 tensor (T, 6, H, W), "mask": uint8 tensor (H, W)}`` (with ``coords=True`` also
+the frames' ``temporal_coords`` ``(T, 2)`` and the chip centre's ``location_coords`` ``(2,)``, for models with
+time / location inputs: :mod:`lulc.coords`); conversion to float /
 int64 and normalisation happen on the model's device, where they are cheapest (and the DataLoader moves
 a quarter of the bytes float32 would need). Memory maps are opened lazily
 in each DataLoader worker, so nothing large is pickled into worker processes.
@@ -8,6 +10,7 @@ in each DataLoader worker, so nothing large is pickled into worker processes.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lulc.chips import ChipStore
+from lulc.coords import LOCATION_KEY, TEMPORAL_KEY, chip_latlon, temporal_coords
 
 
 class ChipStoreDataset(Dataset):
@@ -27,9 +31,10 @@ class ChipStoreDataset(Dataset):
     Args:
         stores: AOI name -> chip store directory (``results/chips/{aoi}``).
         chips: a table with ``aoi`` and ``index`` columns (a manifest, or a split selection of one).
+        coords: add each sample's frame dates and centre (the store's ``summary.json`` and manifest).
     """
 
-    def __init__(self, stores: dict[str, Path], chips: pd.DataFrame) -> None:
+    def __init__(self, stores: dict[str, Path], chips: pd.DataFrame, coords: bool = False) -> None:
         missing = sorted(set(chips["aoi"]) - set(stores))
         if missing:
             raise KeyError(f"no chip store given for AOI(s) {missing}")
@@ -38,6 +43,7 @@ class ChipStoreDataset(Dataset):
         self.indices: list[int] = chips["index"].astype(int).tolist()
         self._images: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
+        self.coords = store_coords({aoi: self.stores[aoi] for aoi in set(self.aois)}) if coords else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -52,10 +58,31 @@ class ChipStoreDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         images, labels = self.arrays(self.aois[i])
         index = self.indices[i]
-        return {
+        sample = {
             "image": torch.from_numpy(np.array(images[index])),
             "mask": torch.from_numpy(np.array(labels[index])),
         }
+        if self.coords is not None:
+            temporal, locations = self.coords[self.aois[i]]
+            sample[TEMPORAL_KEY] = torch.from_numpy(temporal)
+            sample[LOCATION_KEY] = torch.tensor(locations[index], dtype=torch.float32)
+        return sample
+
+
+def store_coords(stores: dict[str, ChipStore]) -> dict[str, tuple[np.ndarray, dict[int, tuple[float, float]]]]:
+    """AOI -> (its frames' ``(T, 2)`` year / day of year, chip index -> centre latitude / longitude)."""
+    import geopandas as gpd
+
+    found = {}
+    for aoi, store in stores.items():
+        dates = (json.loads(store.summary.read_text()).get("periods") or {}).get("imagery") or []
+        if not dates:
+            raise ValueError(
+                f"{store.summary}: no frame dates (periods.imagery), which a model with time / location inputs "
+                "needs; rerun the chips rule"
+            )
+        found[aoi] = (temporal_coords(dates, str(store.summary)), chip_latlon(gpd.read_parquet(store.manifest)))
+    return found
 
 
 class GeoTiffChipDataset(Dataset):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,12 @@ from tqdm import tqdm
 
 from lulc import hls
 from lulc.chips import ChipStore, chip_legend, pixel_columns
+from lulc.coords import batch_coords, frame_dates_from_tags, temporal_coords, window_latlon
 from lulc.dataset import ChipStoreDataset
 from lulc.io import atomic_path, write_json
 from lulc.legends import IGNORE_INDEX
 from lulc.metrics import confusion_frame, majority_confusion, metrics_from_confusion
+from lulc.models import batch_coords_of
 from lulc.schema import section
 from lulc.split_table import SPLITS_CSV, load_split
 from lulc.tiling import require_crs, tile_origins
@@ -78,7 +80,7 @@ def confusion_matrix(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     model = model.to(device).eval()
     for batch in tqdm(loader, desc="evaluating", unit="batch", leave=False):
-        logits = model(batch["image"].to(device))
+        logits = model(batch["image"].to(device), batch_coords_of(batch))
         if metric is None:
             classes = int(num_classes or logits.shape[1])
             metric = MulticlassConfusionMatrix(classes, ignore_index=IGNORE_INDEX).to(device)
@@ -193,6 +195,7 @@ def slide_logits(
     stride: int,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
+    window_coords: Callable[[list[tuple[int, int]]], dict[str, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """Average logits ``(C, H, W)`` of ``crop x crop`` windows every ``stride`` pixels over ``raw`` ``(T, 6, H, W)``.
 
@@ -200,7 +203,8 @@ def slide_logits(
     (:func:`lulc.tiling.tile_origins`); each window's logits are added where it lies and the sum is divided by
     the number of windows over each pixel. An input smaller than a crop is padded with nodata at the bottom and
     right. ``model`` maps raw int16 ``(B, T, 6, crop, crop)`` to logits ``(B, C, crop, crop)``; the result is
-    float32 on ``device``.
+    float32 on ``device``. ``window_coords``: the time / location inputs of a batch of windows from their origins
+    in ``raw`` (a model with time / location inputs: each window gets its own centre).
     """
     _, bands, height, width = raw.shape
     padded_h, padded_w = max(height, crop), max(width, crop)
@@ -214,8 +218,9 @@ def slide_logits(
     for first in range(0, len(origins), batch_size):
         batch = origins[first : first + batch_size]
         x = torch.stack([raw[..., r : r + crop, c : c + crop] for r, c in batch]).to(device)
+        coords = window_coords(batch) if window_coords is not None else None
         try:
-            logits = model(x)
+            logits = model(x, coords)
         except Exception as error:
             if total is not None:  # the first batch went through: not a question of the crop
                 raise
@@ -232,6 +237,23 @@ def slide_logits(
             count[r : r + crop, c : c + crop] += 1
     assert total is not None and bool((count > 0).all()), "a pixel no window covers"
     return (total / count)[:, :height, :width]
+
+
+def _window_coords(
+    model: torch.nn.Module, src: Any, image_path: Path, row0: int, col0: int, crop: int
+) -> Callable[[list[tuple[int, int]]], dict[str, torch.Tensor]] | None:
+    """For a model with time / location inputs: the coords of windows at origins relative to ``(row0, col0)`` of
+    ``src`` (its frames' dates from the ``FRAME_<t>`` tags, each window's centre); None for any other model."""
+    if not getattr(model, "time_location", False):
+        return None
+    temporal = temporal_coords(frame_dates_from_tags(src.tags(), str(image_path)), str(image_path))
+
+    def coords(origins: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        rows = [row0 + r for r, _ in origins]
+        cols = [col0 + c for _, c in origins]
+        return batch_coords(temporal, window_latlon(src.transform, src.crs, rows, cols, crop, crop))
+
+    return coords
 
 
 def sliding_window_confusion(
@@ -312,7 +334,8 @@ def sliding_window_confusion(
                 if src.nodata is not None and src.nodata != hls.REFLECTANCE_NODATA:
                     raw = np.where(raw == src.nodata, hls.REFLECTANCE_NODATA, raw)
                 logits = slide_logits(
-                    model, torch.from_numpy(raw.astype(np.int16, copy=False)), crop, stride, batch_size, device
+                    model, torch.from_numpy(raw.astype(np.int16, copy=False)), crop, stride, batch_size, device,
+                    _window_coords(model, src, image_path, row0, col0, crop),
                 )
                 n = n or int(logits.shape[0])
                 if logits.shape[0] != n:
@@ -370,6 +393,7 @@ def evaluate_runs(
         blocks = evaluation_blocks(splits_table, stores)
     else:
         dataset = ChipStoreDataset(dict(stores), test)
+        with_coords: ChipStoreDataset | None = None
     results = []
     for run in runs:
         start = time.perf_counter()
@@ -386,7 +410,10 @@ def evaluate_runs(
             )
             evaluation = {"mode": mode, "crop": crop, "stride": stride, **details}
         else:
-            confusion = confusion_matrix(model, dataset, batch_size, device, legend.num_classes)
+            if model.time_location and with_coords is None:  # the chips' dates and centres, read once
+                with_coords = ChipStoreDataset(dict(stores), test, coords=True)
+            chips = with_coords if model.time_location and with_coords is not None else dataset
+            confusion = confusion_matrix(model, chips, batch_size, device, legend.num_classes)
             evaluation = {"mode": mode, "crop": None, "stride": None, "evaluated_pixels": int(confusion.sum())}
         result = {
             **metrics_from_confusion(confusion, names),

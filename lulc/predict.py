@@ -55,7 +55,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lulc import hls
+from lulc.coords import batch_coords, frame_dates_from_tags, temporal_coords, window_latlon
 from lulc.io import atomic_path, copy_to_cog
 from lulc.legends import IGNORE_INDEX, Legend, read_legend
 from lulc.map_figures import test_windows, write_comparison, write_preview
@@ -290,6 +291,24 @@ class _TileJob:
     row_weight: torch.Tensor  # per padded row: the sum of the tiles' weights (the normaliser, with col_weight)
     col_weight: torch.Tensor  # per scene column: the sum of the tiles' weights
     min_valid_frames: int
+    #: A model with time / location inputs: a batch's coords from its tiles' padded origins (each its own centre).
+    window_coords: Callable[[list[tuple[int, int]]], dict[str, torch.Tensor]] | None = None
+
+
+def tile_coords(
+    src: rasterio.io.DatasetReader, image_path: str | os.PathLike[str], grid: TileGrid
+) -> Callable[[list[tuple[int, int]]], dict[str, torch.Tensor]]:
+    """The time / location inputs of a batch of tiles at padded origins ``(row, col)`` of ``grid`` over ``src``:
+    the frames' dates from its ``FRAME_<t>`` tags, and each tile's own centre (its window on the scene, the
+    mirrored margin included) in latitude / longitude."""
+    temporal = temporal_coords(frame_dates_from_tags(src.tags(), str(image_path)), str(image_path))
+
+    def coords(origins: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        rows = [row - grid.margin for row, _ in origins]
+        cols = [col - grid.margin for _, col in origins]
+        return batch_coords(temporal, window_latlon(src.transform, src.crs, rows, cols, grid.tile, grid.tile))
+
+    return coords
 
 
 def _blend_weights(
@@ -474,6 +493,7 @@ def predict_scene(
         job = _TileJob(
             grid=grid, frames=frames, batch_size=batch_size, device=torch_device, precision=precision,
             window_2d=window_2d, row_weight=row_weight, col_weight=col_weight, min_valid_frames=min_valid_frames,
+            window_coords=tile_coords(src, image_path, grid) if getattr(model, "time_location", False) else None,
         )  # fmt: skip
         area_km2 = scene_area_km2(src.crs, src.transform, height, width, image_path)
         record: dict[str, Any] = {
@@ -599,12 +619,16 @@ def _batches(
         yield batch
 
 
-def _predict_batch(net: nn.Module, x: torch.Tensor, job: _TileJob, first: bool) -> torch.Tensor:
+def _predict_batch(
+    net: nn.Module, x: torch.Tensor, job: _TileJob, first: bool, origins: list[tuple[int, int]]
+) -> torch.Tensor:
     """The model's logits of a batch, checked to be ``(B, C, tile, tile)``. A failure of the ``first`` batch
-    is reported as a tile size / frame count the model cannot take (a ViT needs its training chip size)."""
+    is reported as a tile size / frame count the model cannot take (a ViT needs its training chip size).
+    ``origins``: the tiles' padded origins (the time / location inputs of a model that takes them)."""
     tile = job.grid.tile
+    coords = job.window_coords(origins) if job.window_coords is not None else None
     try:
-        logits = net(x)
+        logits = net(x, coords) if coords is not None else net(x)
     except Exception as error:
         if not first:  # an earlier batch went through: not a question of tile size
             raise
@@ -634,7 +658,7 @@ def _run_tiles(
     with torch.inference_mode(), autocast(job.device, job.precision):  # one autocast context: weights cast once
         for batch in _batches(_tiles(src, job.grid, job.frames, accumulator.valid), job.batch_size):
             x = torch.stack([pixels for _, _, pixels in batch]).to(job.device, non_blocking=True)
-            logits = _predict_batch(net, x, job, first=accumulator.logits is None)
+            logits = _predict_batch(net, x, job, accumulator.logits is None, [(r, c) for r, c, _ in batch])
             accumulator.add(batch, logits.float().mul_(job.window_2d))
             bar.update(len(batch))
         accumulator.flush(job.grid.padded_height)

@@ -97,7 +97,7 @@ def pretrain(
     torch.manual_seed(cfg["seed"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     mae = build_mae(backbone, frames, chip_size, model_cfg["backbone_kwargs"]).to(device)
-    normalization = resolve_normalization(model_cfg["normalization"], model_name, backbone, dataset_stats)
+    normalization = resolve_normalization(model_cfg["normalization"], model_name, model_cfg, dataset_stats)
     normalize = HLSNormalize(normalization).to(device)
     bound = normalised_bound(normalization)
 

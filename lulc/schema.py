@@ -25,6 +25,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from lulc import families
+
 #: The schema file: next to the rules, where Snakemake workflows keep it.
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -36,25 +38,6 @@ TRAIN_RUNTIME_KEYS: tuple[str, ...] = ("models", "progress_bar", "num_workers", 
 PREDICT_RUNTIME_KEYS: tuple[str, ...] = ("runs", "batch_size", "threads")
 #: Keys of ``evaluate:`` that do not change the metrics (only how fast they are computed).
 EVALUATE_RUNTIME_KEYS: tuple[str, ...] = ("batch_size",)
-#: Model types of ``models.<name>.type`` (each has a ``<type>_model`` definition in the schema).
-MODEL_TYPES: tuple[str, ...] = ("prithvi", "unet", "vit")
-#: Patch size (pixels) of TerraTorch's Prithvi backbones where it is not 16; checked against TerraTorch's
-#: own ``prithvi_cfgs`` by a test, so that start-up needs no TerraTorch import (10 s).
-PRITHVI_PATCH_SIZES: dict[str, int] = {"prithvi_eo_v2_600": 14, "prithvi_eo_v2_600_tl": 14}
-PRITHVI_DEFAULT_PATCH = 16
-#: Hugging Face repository and file of the released Prithvi weights (``weights: hf``), as TerraTorch's
-#: ``pretrained_weights`` names them (a test keeps them in step), so start-up can check the local cache.
-PRITHVI_RELEASES: dict[str, tuple[str, str]] = {
-    "prithvi_eo_v1_100": ("ibm-nasa-geospatial/Prithvi-EO-1.0-100M", "Prithvi_EO_V1_100M.pt"),
-    "prithvi_eo_v2_300": ("ibm-nasa-geospatial/Prithvi-EO-2.0-300M", "Prithvi_EO_V2_300M.pt"),
-    "prithvi_eo_v2_600": ("ibm-nasa-geospatial/Prithvi-EO-2.0-600M", "Prithvi_EO_V2_600M.pt"),
-    "prithvi_eo_v2_tiny_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-tiny-TL", "Prithvi_EO_V2_tiny_TL.pt"),
-    "prithvi_eo_v2_100_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-100M-TL", "Prithvi_EO_V2_100M_TL.pt"),
-    "prithvi_eo_v2_300_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-300M-TL", "Prithvi_EO_V2_300M_TL.pt"),
-    "prithvi_eo_v2_600_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt"),
-}
-
-
 class ConfigError(ValueError):
     """The configuration breaks the schema or a cross-field rule; the message names the key."""
 
@@ -63,13 +46,50 @@ class ConfigError(ValueError):
 
 
 @cache
-def _schema(path: Path) -> dict[str, Any]:
+def _schema_file(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+@cache
+def _with_families(path: Path, version: int) -> dict[str, Any]:
+    """The schema file with what the model families (:mod:`lulc.families`) define filled in: each family's entry
+    definition, the enum of ``models.<name>.type`` with one if/then per family, and each family's default
+    search space under ``tune.search_space``. Keyed on :func:`lulc.families.version`, so a family registered
+    later (a plugin, a test) is in the next schema."""
+    root = copy.deepcopy(_schema_file(path))
+    definitions = root["definitions"]
+    branches = []
+    for name, record in families.FAMILIES.items():
+        definition = record.definition
+        ref = f"{name}_model" if not isinstance(definition, str) else definition
+        if not isinstance(definition, str):
+            definitions[ref] = copy.deepcopy(dict(definition))
+        elif ref not in definitions:
+            raise ConfigError(f"model family {name!r}: no schema definition {ref!r} in {path}")
+        branches.append({"if": {"properties": {"type": {"const": name}}}, "then": {"$ref": f"#/definitions/{ref}"}})
+    extra = root["properties"]["models"]["additionalProperties"]
+    extra["properties"]["type"] = {"enum": list(families.FAMILIES)}
+    extra["allOf"] = branches
+    spaces = root["properties"]["tune"]["properties"]["search_space"]["properties"]
+    for name, record in families.FAMILIES.items():
+        spaces[name] = {"$ref": "#/definitions/search_space", "default": copy.deepcopy(dict(record.search_space))}
+    return root
+
+
+def _schema(path: Path) -> dict[str, Any]:
+    return _with_families(path, families.version())
+
+
 def schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """The parsed schema (a copy: callers may not change the cached one)."""
+    """The parsed schema with the model families filled in (a copy: callers may not change the cached one)."""
     return copy.deepcopy(_schema(Path(path).resolve()))
+
+
+def model_definition(model_type: str, path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The schema definition of a ``models.<name>`` entry of ``model_type``."""
+    record = families.family(model_type)
+    name = record.definition if isinstance(record.definition, str) else f"{model_type}_model"
+    return dict(_schema(Path(path).resolve())["definitions"][name])
 
 
 def _with_defaults(validator_class: type[jsonschema.protocols.Validator]) -> type:
@@ -151,12 +171,14 @@ def model_entry(
     root = _schema(Path(schema_path).resolve())
     instance = copy.deepcopy(dict(entry or {}))
     model_type = instance.get("type", name)
-    if model_type not in MODEL_TYPES:
+    if model_type not in families.FAMILIES:
         raise ConfigError(
-            f"config key 'models.{name}.type': unknown model type {model_type!r} (known: {', '.join(MODEL_TYPES)})"
+            f"config key 'models.{name}.type': unknown model type {model_type!r} "
+            f"(known: {', '.join(families.FAMILIES)})"
         )
     instance["type"] = model_type
-    _validate(instance, _subschema(root, {"$ref": f"#/definitions/{model_type}_model"}), f"models.{name}")
+    definition = model_definition(model_type, schema_path)
+    _validate(instance, _subschema(root, definition), f"models.{name}")
     problems = list(model_rules(name, instance, chip_size))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -214,61 +236,54 @@ SECTION_RULES = {
 }
 
 
-def patch_size(entry: Mapping[str, Any]) -> int:
-    """Patch size in pixels of a Prithvi or ViT entry (the FCN decoder upsamples by it)."""
-    if entry["type"] == "vit":
-        return int(entry["patch_size"])
-    configured = entry.get("backbone_kwargs", {}).get("patch_size")
-    if configured is not None:
-        return int(configured[-1] if isinstance(configured, list | tuple) else configured)
-    return PRITHVI_PATCH_SIZES.get(entry["backbone"], PRITHVI_DEFAULT_PATCH)
+def patch_size(entry: Mapping[str, Any]) -> int | None:
+    """Patch size in pixels of an entry of a ViT-like family (the FCN decoder upsamples by it); None for a CNN."""
+    return families.family(entry["type"]).patch_size(entry)
 
 
 def model_rules(name: str, entry: Mapping[str, Any], chip_size: int | None = None) -> Iterator[str]:
-    """Rules of one model entry, and of the entry with the chip size where ``chip_size`` is given."""
+    """Rules of one model entry, and of the entry with the chip size where ``chip_size`` is given: the shared
+    ones (statistics, weights, patch, decoder options) and its family's own (:attr:`ModelFamily.rules`)."""
     key = f"models.{name}"
-    model_type = entry["type"]
-    if model_type != "prithvi" and entry.get("normalization") == "backbone":
+    record = families.family(entry["type"], f"{key}.type")
+    yield from _normalization_rules(key, entry, record)
+    weights = entry.get("weights")
+    if weights in ("pretrain", "hf") and weights not in record.weights_specs:
+        allowed = ", ".join(["none", *record.weights_specs, "a local file"])
+        yield f"config key '{key}.weights': {weights!r} is not available for {record.name} models (give {allowed})"
+    if weights == "hf" and "hf" in record.weights_specs and str(entry.get("backbone")) not in record.releases:
         yield (
-            f"config key '{key}.normalization': 'backbone' needs a Prithvi model; "
-            "use prithvi_v1, prithvi_v2 or mean/std"
+            f"config key '{key}.weights': hf, but {entry.get('backbone')!r} has no official release "
+            f"(released: {', '.join(record.releases)})"
         )
-    if model_type == "vit" and entry.get("weights") in ("pretrain", "hf"):
-        yield f"config key '{key}.weights': {entry['weights']!r} is for Prithvi models; give none or a local timm file"
-    if model_type == "unet" and len(entry["decoder_channels"]) != int(entry["encoder_depth"]):
-        yield (
-            f"config key '{key}.decoder_channels': need {entry['encoder_depth']} values (encoder_depth), "
-            f"got {len(entry['decoder_channels'])}"
-        )
-    if model_type == "prithvi" and str(entry["backbone"]).endswith("_tl"):
-        yield (
-            f"config key '{key}.backbone': {entry['backbone']!r} needs each frame's date and each chip's location "
-            "(time / location embeddings), which this workflow does not pass to the model yet; use the variant "
-            f"without _tl ({str(entry['backbone']).removesuffix('_tl')})"
-        )
-    fcn = model_type == "vit" or (model_type == "prithvi" and entry["decoder"] == "FCNDecoder")
-    patch = patch_size(entry) if model_type in ("prithvi", "vit") else None
-    if fcn and patch is not None and 2 ** round(math.log2(patch)) != patch:
-        yield (
-            f"config key '{key}': the FCN decoder needs a power-of-two patch size, got {patch}"
-            + (f" ({entry['backbone']})" if model_type == "prithvi" else "")
-            + "; use decoder: UperNetDecoder or another patch size"
-        )
-    yield from _decoder_rules(key, entry, fcn, patch)
-    if chip_size is None:
-        return
-    if model_type == "unet" and chip_size % 2 ** int(entry["encoder_depth"]):
-        yield (
-            f"config key '{key}.encoder_depth': chip size {chip_size} (chips.size) is not divisible by "
-            f"2^{entry['encoder_depth']}"
-        )
-    if patch is not None and chip_size % patch:
+    yield from record.rules(key, entry, chip_size)
+    patch = patch_size(entry)
+    yield from _decoder_rules(key, entry, record.fcn_decoder(entry), patch)
+    if chip_size is not None and patch is not None and chip_size % patch:
         yield f"config key '{key}': chip size {chip_size} (chips.size) is not a multiple of the patch size {patch}"
 
 
+def _normalization_rules(key: str, entry: Mapping[str, Any], record: families.ModelFamily) -> Iterator[str]:
+    spec = entry.get("normalization")
+    if not isinstance(spec, str) or spec == "dataset":
+        return
+    if spec == "backbone":
+        if record.backbone_statistics is None:
+            yield (
+                f"config key '{key}.normalization': 'backbone' needs a family with pretraining statistics; "
+                f"{record.name} has none: use dataset, a family's statistics "
+                f"({', '.join(families.all_statistics())}) or mean/std"
+            )
+    elif spec not in families.all_statistics():
+        yield (
+            f"config key '{key}.normalization': unknown statistics {spec!r} (known: backbone, dataset, "
+            f"{', '.join(families.all_statistics())}, or {{mean: [6], std: [6]}})"
+        )
+
+
 def _decoder_rules(key: str, entry: Mapping[str, Any], fcn: bool, patch: int | None) -> Iterator[str]:
-    """The FCN decoder options, the auxiliary head, freeze_encoder and layer_decay (Prithvi and ViT entries)."""
-    if entry["type"] not in ("prithvi", "vit"):
+    """The FCN decoder options, the auxiliary head, freeze_encoder and layer_decay (entries of ViT-like families)."""
+    if "aux_head" not in entry:
         return
     aux = entry["aux_head"]
     if not fcn and entry["decoder_norm"] != "layer":
@@ -302,7 +317,7 @@ BUDGET_KEYS: tuple[str, ...] = ("epochs", "batch_size", "type")
 def tunable_key_schema(model_type: str, key: str) -> dict[str, Any] | None:
     """The schema node of a searchable key (the family's model entry, then ``train:``); None if unknown."""
     root = schema()
-    node = root["definitions"][f"{model_type}_model"]["properties"].get(key)
+    node = model_definition(model_type)["properties"].get(key)
     if node is None and key in TRAIN_TUNABLE_KEYS:
         node = root["properties"]["train"]["properties"].get(key)
     if node is not None and "$ref" in node:
@@ -326,7 +341,7 @@ def search_space_rules(model_type: str, space: Mapping[str, Any], where: str) ->
             problems.append(f"config key '{where}.{key}': {key} is the per-trial budget (tune.epochs, the model's "
                             "batch_size), the same for every model; it cannot be searched")
         elif node is None:
-            known = sorted(set(schema()["definitions"][f"{model_type}_model"]["properties"]) - set(BUDGET_KEYS))
+            known = sorted(set(model_definition(model_type)["properties"]) - set(BUDGET_KEYS))
             problems.append(f"config key '{where}.{key}': not a hyperparameter of a {model_type} model "
                             f"(searchable: {', '.join(known + list(TRAIN_TUNABLE_KEYS))})")
         elif "low" in spec:
@@ -372,16 +387,13 @@ def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PAT
 __all__ = [
     "BUDGET_KEYS",
     "EVALUATE_RUNTIME_KEYS",
-    "MODEL_TYPES",
     "PREDICT_RUNTIME_KEYS",
-    "PRITHVI_DEFAULT_PATCH",
-    "PRITHVI_PATCH_SIZES",
-    "PRITHVI_RELEASES",
     "SCHEMA_PATH",
     "TRAIN_RUNTIME_KEYS",
     "TRAIN_TUNABLE_KEYS",
     "ConfigError",
     "is_integer_key",
+    "model_definition",
     "model_entry",
     "model_rules",
     "patch_size",

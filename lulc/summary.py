@@ -11,9 +11,11 @@
   summed over seeds.
 
 The study's question, with its uncertainty (:func:`answer_table`): each run's record gives its model a role
-(:func:`model_role`): a *foundation model* is a Prithvi with pretrained weights, a *scratch control* the same
-type from random weights, a *baseline* a U-Net or ViT. Per training fraction, each foundation model is compared
-with the best baseline at that fraction and with each scratch control of its type, by the paired difference in
+(:func:`model_role`, from its family's record in :mod:`lulc.families`): a *foundation model* is an entry of a
+foundation family (Prithvi, TerraMind, Clay, DOFA, ...) with pretrained weights, a *scratch control* the same
+encoder from random weights, a *baseline* an entry of any other family (U-Net, ViT). Per training fraction, each
+foundation model, of any family, is compared with the best baseline at that fraction and with each scratch control
+of its encoder, by the paired difference in
 test mIoU over seeds (the same seed is the same training subset and split) and a percentile-bootstrap 95 %
 interval of its mean over seeds (the test chips are fixed, not resampled).
 
@@ -38,21 +40,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from lulc import families
 from lulc.figures import save_png
 from lulc.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-MODEL_COLOURS = {"prithvi": "#1f77b4", "vit": "#ff7f0e", "unet": "#2ca02c"}
-#: Colours for other model entries (e.g. an ablation such as ``prithvi_scratch``), in order of appearance.
+#: Colours for model entries not named after a family (e.g. an ablation such as ``prithvi_scratch``), in order of
+#: appearance; those that a family's own colour already takes are skipped.
 EXTRA_COLOURS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def model_colours(models: Sequence[str]) -> dict[str, str]:
-    """A distinct colour per model: the fixed ones for prithvi / vit / unet, then :data:`EXTRA_COLOURS`."""
-    others = [m for m in models if m not in MODEL_COLOURS]
-    extra = {m: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, m in enumerate(others)}
-    return {m: MODEL_COLOURS.get(m) or extra[m] for m in models}
+    """A distinct colour per model: an entry named after its family gets the family's colour (its record in
+    :mod:`lulc.families`), any other the next of :data:`EXTRA_COLOURS` that no family entry here uses."""
+    own = {m: families.FAMILIES[m].colour for m in models if m in families.FAMILIES}
+    free = [c for c in EXTRA_COLOURS if c not in own.values()] or list(EXTRA_COLOURS)
+    others = [m for m in models if m not in own]
+    return {m: own.get(m) or free[others.index(m) % len(free)] for m in models}
 
 
 def interquartile_mean(values: Sequence[float]) -> float:
@@ -137,24 +142,17 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
 
 
 #: Model roles in the study's question (:func:`model_role`).
-FOUNDATION, SCRATCH, BASELINE, OTHER = "foundation", "scratch", "baseline", "other"
-#: The model types compared as baselines (whatever their weights) and the foundation model's type.
-BASELINE_TYPES = ("unet", "vit")
-FOUNDATION_TYPE = "prithvi"
-_KNOWN_TYPES = (FOUNDATION_TYPE, *BASELINE_TYPES)
+FOUNDATION, SCRATCH, BASELINE, OTHER = families.FOUNDATION, families.SCRATCH, families.BASELINE, families.OTHER
 #: ``models.<name>.weights`` specs as the run record's ``weights.source`` names them (any other is a file).
 _WEIGHTS_SOURCES = {"none": "none", "pretrain": "pretrain", "hf": "huggingface_cache"}
 
 
 def model_role(model_type: str | None, weights_source: str | None) -> str:
-    """A model's role: ``foundation`` (Prithvi with pretrained weights), ``scratch`` (Prithvi from random
-    weights: the control that says whether pretraining helps), ``baseline`` (U-Net, ViT) or ``other``
-    (an unknown type, or a Prithvi whose weights are not recorded: not compared rather than guessed)."""
-    if model_type in BASELINE_TYPES:
-        return BASELINE
-    if model_type == FOUNDATION_TYPE and weights_source:
-        return SCRATCH if weights_source == "none" else FOUNDATION
-    return OTHER
+    """A model's role from its family and weights (:func:`lulc.families.role`): ``foundation`` (a foundation
+    family with pretrained weights), ``scratch`` (the same from random weights: the control that says whether
+    pretraining helps), ``baseline`` (any other family) or ``other`` (an unknown family, or a foundation entry
+    whose weights are not recorded: not compared rather than guessed)."""
+    return families.role(model_type, weights_source)
 
 
 def run_model_type(run: Mapping[str, Any]) -> str | None:
@@ -166,7 +164,7 @@ def run_model_type(run: Mapping[str, Any]) -> str | None:
         if isinstance(value, str):
             return value
     name = run.get("model")
-    return name if name in _KNOWN_TYPES else None
+    return name if name in families.FAMILIES else None
 
 
 def run_weights_source(run: Mapping[str, Any]) -> str | None:
@@ -182,17 +180,16 @@ def run_weights_source(run: Mapping[str, Any]) -> str | None:
     return _WEIGHTS_SOURCES.get(spec, "file") if isinstance(spec, str) else None
 
 
-#: The model config keys that define a Prithvi encoder: a foundation model and its from-scratch control must
-#: agree on them (decoder settings may differ, e.g. when tuned separately).
-ENCODER_KEYS = ("type", "backbone", "backbone_kwargs")
-
-
 def run_encoder(run: Mapping[str, Any]) -> str | None:
-    """The encoder a run trained (:data:`ENCODER_KEYS` of its model config, as sorted JSON); None if unrecorded."""
+    """The encoder a run trained: its family's encoder keys (:attr:`lulc.families.ModelFamily.encoder_keys`: a
+    foundation model and its from-scratch control must agree on them; decoder settings may differ, e.g. when
+    tuned separately) of its model config, as sorted JSON; None if unrecorded."""
     config = run.get("model_config")
     if not isinstance(config, Mapping):
         return None
-    return json.dumps({key: config.get(key) for key in ENCODER_KEYS}, sort_keys=True)
+    record = families.FAMILIES.get(str(config.get("type")))
+    keys = record.encoder_keys if record is not None else ("type", "backbone", "backbone_kwargs")
+    return json.dumps({key: config.get(key) for key in keys}, sort_keys=True)
 
 
 def _field(record: Mapping[str, Any], key: str, name: str) -> Any:
@@ -233,7 +230,7 @@ def aggregate_table(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def _model_order(models: Sequence[str]) -> list[str]:
-    known = [m for m in ("prithvi", "vit", "unet") if m in models]
+    known = [m for m in families.FAMILIES if m in models]
     return known + sorted(set(models) - set(known))
 
 
@@ -470,7 +467,7 @@ def compare(
 def comparisons(runs: pd.DataFrame) -> list[tuple[str, str, str, float]]:
     """``(model, reference, reference role, fraction)`` for every foundation model and training fraction it ran:
     against the best baseline at that fraction, and against each scratch control of the same encoder (type,
-    backbone and its arguments, :data:`ENCODER_KEYS`) that ran there."""
+    backbone and its arguments: its family's encoder keys) that ran there."""
     roles = model_roles(runs)
     if "encoder" not in runs:  # tables without the column: the model type stands for the encoder
         runs = runs.assign(encoder=runs["model_type"])
@@ -531,12 +528,14 @@ def missing_comparisons(runs: pd.DataFrame) -> list[str]:
     notes = []
     if not foundation:
         notes.append(
-            "No foundation model (a prithvi entry with pretrained weights) is among the runs, so whether one "
+            "No foundation model (an entry of a foundation family, such as prithvi, with pretrained weights) is "
+            "among the runs, so whether one "
             "beats the best baseline is not answered."
         )
     if not baselines:
         notes.append(
-            "No baseline (a unet or vit entry) is among the runs, so whether a foundation model beats the best "
+            "No baseline (an entry of a baseline family, such as unet or vit) is among the runs, so whether a "
+            "foundation model beats the best "
             "baseline is not answered."
         )
     elif foundation:

@@ -78,6 +78,7 @@ from lulc.models import (
     HPARAM_KEYS,
     BuiltModel,
     auto_precision,
+    batch_coords_of,
     build_model,
     channels_last_convolutions,
     encoder_layer_id,
@@ -188,15 +189,18 @@ class SegmentationTask(pl.LightningModule):
         classes = len(weights) if num_classes is None else num_classes
         self.val_miou = MulticlassJaccardIndex(classes, ignore_index=IGNORE_INDEX, average="macro")
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image)
+    def forward(self, image: torch.Tensor, coords: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.model(image, coords)
 
-    def training_loss(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def training_loss(
+        self, image: torch.Tensor, mask: torch.Tensor, coords: Mapping[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss a training step minimises, and the auxiliary head's part of it (None without one):
-        ``CE(logits) + aux_loss_weight * CE(aux logits)``, both class-weighted."""
+        ``CE(logits) + aux_loss_weight * CE(aux logits)``, both class-weighted. ``coords``: the batch's frame
+        dates and chip centres, for a model with time / location inputs (:mod:`lulc.coords`)."""
         if not self.aux_loss_weight:
-            return weighted_cross_entropy(self.model(image), mask, self.class_weights), None
-        logits, aux_logits = cast(Any, self.model).forward_with_aux(image)
+            return weighted_cross_entropy(self.model(image, coords), mask, self.class_weights), None
+        logits, aux_logits = cast(Any, self.model).forward_with_aux(image, coords)
         if aux_logits is None:
             raise RuntimeError("aux_loss_weight is set, but the model has no auxiliary head")
         aux_loss = weighted_cross_entropy(aux_logits, mask, self.class_weights)
@@ -205,7 +209,7 @@ class SegmentationTask(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         image, mask = augment_batch(batch["image"], batch["mask"].long(), hflip=self.hflip, vflip=self.vflip,
                                     rot90=self.rot90)
-        loss, aux_loss = self.training_loss(image, mask)
+        loss, aux_loss = self.training_loss(image, mask, batch_coords_of(batch))
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=image.shape[0],
                  sync_dist=True)
         if aux_loss is not None:
@@ -215,7 +219,7 @@ class SegmentationTask(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         mask = batch["mask"].long()
-        logits = self.model(batch["image"])
+        logits = self.model(batch["image"], batch_coords_of(batch))
         loss = weighted_cross_entropy(logits, mask, self.class_weights)
         self.val_miou.update(logits.argmax(1), mask)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=mask.shape[0], sync_dist=True)
@@ -549,12 +553,13 @@ def run_data(
     seed: int,
     accelerator: str,
     legend: Legend,
+    time_location: bool = False,
 ) -> RunData:
-    """Datasets in the chips' legend, class weights from the training pixels, the seeded per-epoch sampler and
-    the step counts."""
+    """Datasets in the chips' legend (with each chip's frame dates and centre for a model with time / location
+    inputs), class weights from the training pixels, the seeded per-epoch sampler and the step counts."""
     cfg, hparams = settings.cfg, settings.hparams
-    train_set = ChipStoreDataset(dict(store_paths), train_chips)
-    val_set = ChipStoreDataset(dict(store_paths), val_chips)
+    train_set = ChipStoreDataset(dict(store_paths), train_chips, coords=time_location)
+    val_set = ChipStoreDataset(dict(store_paths), val_chips, coords=time_location)
     counts = class_pixel_counts(train_set, legend.num_classes)
     weights = class_weights(counts, cfg["class_weights"]["method"], float(cfg["class_weights"]["cap"]),
                             cfg["class_weights"]["scale"])
@@ -752,7 +757,8 @@ def train(
     if precision == "bf16-mixed":
         channels_last_convolutions(built.model)
     frozen_parameters = freeze_encoder(built.model) if settings.model_cfg.get("freeze_encoder") else 0
-    data = run_data(store_paths, train_chips, val_chips, settings, seed, accelerator, legend)
+    data = run_data(store_paths, train_chips, val_chips, settings, seed, accelerator, legend,
+                    built.model.time_location)
     task = segmentation_task(built, settings, data)
     val_every = int(cfg["val_every_epochs"])
     run_cbs = run_callbacks(work, cfg["patience"])

@@ -17,8 +17,33 @@ _DEMO_NAME = {"crops": "crops_green", "clouds": "cloud"}
 SPECTRA = np.array([CLASS_REFLECTANCE[_DEMO_NAME.get(name, name)] for name in CLASS_NAMES], dtype=np.float32)
 
 
-def make_chip_store(directory: Path, n_chips: int, frames: int, size: int, seed: int) -> None:
-    """``images.npy`` int16 (N, T, 6, S, S) and ``labels.npy`` uint8 (N, S, S): blocky classes + noise + nodata."""
+#: The frames' dates and the UTM zone of :func:`make_chip_store`'s ``coords`` (time / location inputs).
+FRAME_DATES = ("2023-04-15", "2023-07-01", "2023-09-20", "2023-11-02")
+CHIP_CRS = "EPSG:32633"
+
+
+def write_chip_geometry(directory: Path, n_chips: int, frames: int, size: int, seed: int) -> None:
+    """A manifest (``index``, ``chip_id``, labelled pixels per class, chip squares on a 10 m grid in
+    :data:`CHIP_CRS`) and the frames' dates in ``summary.json``: what models with time / location inputs and the
+    evaluation's majority baseline read."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    x0, y0 = 500_000.0 + 10_000 * seed % 50_000, 5_000_000.0
+    squares = [box(x0 + i * size * 10, y0, x0 + (i + 1) * size * 10, y0 + size * 10) for i in range(n_chips)]
+    labels = np.load(directory / "labels.npy")
+    pixels = {f"px_{name}": (labels == k).sum(axis=(1, 2)) for k, name in enumerate(CLASS_NAMES)}
+    manifest = gpd.GeoDataFrame({"index": range(n_chips), "chip_id": [f"c{i:03d}" for i in range(n_chips)],
+                                 **pixels}, geometry=squares, crs=CHIP_CRS)  # fmt: skip
+    manifest.to_parquet(directory / "manifest.parquet", index=False)
+    summary = json.loads((directory / "summary.json").read_text())
+    summary["periods"] = {"labels": "2023", "imagery": list(FRAME_DATES[:frames])}
+    (directory / "summary.json").write_text(json.dumps(summary))
+
+
+def make_chip_store(directory: Path, n_chips: int, frames: int, size: int, seed: int, coords: bool = False) -> None:
+    """``images.npy`` int16 (N, T, 6, S, S) and ``labels.npy`` uint8 (N, S, S): blocky classes + noise + nodata;
+    with ``coords``, also the chips' places and the frames' dates (:func:`write_chip_geometry`)."""
     rng = np.random.default_rng(seed)
     cell = max(4, size // 4)
     labels = np.empty((n_chips, size, size), dtype=np.uint8)
@@ -37,17 +62,20 @@ def make_chip_store(directory: Path, n_chips: int, frames: int, size: int, seed:
     np.save(directory / "images.npy", images)
     np.save(directory / "labels.npy", labels)
     (directory / "summary.json").write_text(json.dumps({"legend": IO.to_dict(), "periods": None}))
+    if coords:
+        write_chip_geometry(directory, n_chips, frames, size, seed)
 
 
 def make_dataset(
-    root: Path, frames: int = 3, size: int = 32, chips_per_aoi: int = 12, seeds: tuple[int, ...] = (0, 1)
+    root: Path, frames: int = 3, size: int = 32, chips_per_aoi: int = 12, seeds: tuple[int, ...] = (0, 1),
+    coords: bool = False,
 ) -> tuple[dict[str, Path], Path]:
     """Two AOI chip stores and a ``splits.csv`` (train / val / test, fractions 1 and 0.5 per seed)."""
     stores = {}
     rows = []
     for k, aoi in enumerate(("aoi_a", "aoi_b")):
         stores[aoi] = root / "chips" / aoi
-        make_chip_store(stores[aoi], chips_per_aoi, frames, size, seed=100 + k)
+        make_chip_store(stores[aoi], chips_per_aoi, frames, size, seed=100 + k, coords=coords)
         for index in range(chips_per_aoi):
             split = "train" if index < chips_per_aoi // 2 else ("val" if index % 2 == 0 else "test")
             rows.append(

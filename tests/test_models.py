@@ -7,9 +7,10 @@ import os
 import pytest
 import torch
 
+from lulc.config import ConfigError
+from lulc.families.prithvi import STATISTICS
 from lulc.hls import REFLECTANCE_NODATA
 from lulc.models import (
-    NORMALIZATIONS,
     HLSNormalize,
     Normalization,
     UnnormalisedInputError,
@@ -140,14 +141,14 @@ def test_weights_from_an_empty_hf_cache_fail_loudly(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(WeightsError, match="ibm-nasa-geospatial/Prithvi-EO-1.0-100M.*not in the local Hugging Face"):
         build_model("prithvi", {"weights": "hf", "backbone": "prithvi_eo_v1_100"}, FRAMES, SIZE)
-    with pytest.raises(WeightsError, match="no official release of 'prithvi_eo_tiny'"):
-        build_model("prithvi", {"weights": "hf"}, FRAMES, SIZE)
+    with pytest.raises(ConfigError, match="hf, but 'prithvi_eo_tiny' has no official release"):
+        build_model("prithvi", {"weights": "hf"}, FRAMES, SIZE)  # refused with the config, before any build
     with pytest.raises(WeightsError, match="'pretrain' needs"):
         build_model("prithvi", {"weights": "pretrain"}, FRAMES, SIZE)
 
 
 def test_normalisation_uses_pretraining_statistics_and_zeroes_nodata():
-    stats = NORMALIZATIONS["prithvi_v1"]
+    stats = STATISTICS["prithvi_v1"]
     raw = torch.tensor(stats["mean"], dtype=torch.int16).view(1, 1, 6, 1, 1).repeat(1, 2, 1, 2, 2)
     raw[0, 1, :, 0, 0] = torch.tensor(stats["mean"]) + torch.tensor(stats["std"])
     raw[0, 0, 3, 1, 1] = REFLECTANCE_NODATA
@@ -155,8 +156,8 @@ def test_normalisation_uses_pretraining_statistics_and_zeroes_nodata():
     assert x.dtype == torch.float32
     assert torch.allclose(x[0, 1, :, 0, 0], torch.ones(6))
     assert x[0, 0, 3, 1, 1] == 0 and x.abs().max() <= 1
-    assert resolve_normalization("backbone", "m", "prithvi_eo_v1_100").name == "prithvi_v1"
-    assert resolve_normalization("backbone", "m", "prithvi_eo_v2_300_tl").name == "prithvi_v2"
+    for backbone, stats in (("prithvi_eo_v1_100", "prithvi_v1"), ("prithvi_eo_v2_300_tl", "prithvi_v2")):
+        assert resolve_normalization("backbone", "m", {"type": "prithvi", "backbone": backbone}).name == stats
     custom = resolve_normalization({"mean": [1] * 6, "std": [2] * 6}, "m")
     assert custom == Normalization("custom", (1.0,) * 6, (2.0,) * 6)
     with pytest.raises(ValueError, match="models.m.normalization"):

@@ -91,11 +91,15 @@ def test_summary_rejects_an_empty_run_list():
 
 
 def test_every_model_gets_its_own_colour():
-    from lulc.summary import MODEL_COLOURS, model_colours
+    from lulc.families import FAMILIES
+    from lulc.summary import model_colours
 
-    colours = model_colours(["prithvi", "prithvi_scratch", "unet", "vit", "my_model"])
-    assert len(set(colours.values())) == 5  # an extra entry never reuses a colour of another model
-    assert colours["prithvi"] == MODEL_COLOURS["prithvi"] and colours["unet"] == MODEL_COLOURS["unet"]
+    others = [f for f in FAMILIES if f not in ("prithvi", "unet", "vit")]
+    models = ["prithvi", "prithvi_scratch", "unet", "vit", "my_model", *others]
+    colours = model_colours(models)
+    assert len(set(colours.values())) == len(models)  # an extra entry never reuses a colour of another model
+    for family in FAMILIES:  # an entry named after its family has the family's colour, from its record
+        assert colours[family] == FAMILIES[family].colour
 
 
 # ------------------------------------------------------------------ the study's question, with its uncertainty

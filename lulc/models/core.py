@@ -9,12 +9,14 @@ family module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from lulc.coords import LOCATION_KEY, TEMPORAL_KEY
 from lulc.models.normalization import HLSNormalize, Normalization, check_normalised, normalised_bound
 
 
@@ -22,33 +24,67 @@ class LULCModel(nn.Module):
     """Normalisation + a segmentation network: raw int16 chips in, logits out.
 
     Args:
-        net: maps normalised ``(B, T, 6, H, W)`` float input to logits ``(B, classes, H, W)``.
+        net: maps normalised ``(B, T, 6, H, W)`` float input to logits ``(B, classes, H, W)``; a net whose
+            family takes time and location also takes ``temporal_coords`` / ``location_coords`` keywords.
         normalization: the statistics (kept as buffers, so checkpoints carry them).
         max_abs: the plausibility bound of :func:`check_normalised`; None = :func:`normalised_bound` of the
             statistics.
+        time_location: the net takes each frame's date and the sample's location (``coords`` of
+            :meth:`forward`, :mod:`lulc.coords`); they are then required, never silently left out.
     """
 
-    def __init__(self, net: nn.Module, normalization: Normalization, max_abs: float | None = None) -> None:
+    def __init__(self, net: nn.Module, normalization: Normalization, max_abs: float | None = None,
+                 time_location: bool = False) -> None:
         super().__init__()
         self.normalize = HLSNormalize(normalization)
         self.net = net
         self.normalization = normalization
         self.max_abs = normalised_bound(normalization) if max_abs is None else max_abs
+        self.time_location = time_location
 
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        return self.forward_normalised(self.normalize(raw))
+    def forward(self, raw: torch.Tensor, coords: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.forward_normalised(self.normalize(raw), coords)
 
-    def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_normalised(self, x: torch.Tensor, coords: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         check_normalised(x, self.max_abs)
-        return self.net(x)
+        return self.net(x, **self.net_coords(x, coords))
 
-    def forward_with_aux(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def net_coords(self, x: torch.Tensor, coords: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """The keywords the net takes: none for a plain model (``coords`` is ignored), the checked time and
+        location tensors on ``x``'s device for one with :attr:`time_location`."""
+        if not self.time_location:
+            return {}
+        if coords is None or TEMPORAL_KEY not in coords or LOCATION_KEY not in coords:
+            raise ValueError(
+                "this model takes each frame's date and the sample's location (time / location embeddings); "
+                f"pass coords with {TEMPORAL_KEY} (B, T, 2) and {LOCATION_KEY} (B, 2)"
+            )
+        time, place = coords[TEMPORAL_KEY], coords[LOCATION_KEY]
+        batch, frames = x.shape[0], x.shape[1]
+        if tuple(time.shape) != (batch, frames, 2) or tuple(place.shape) != (batch, 2):
+            raise ValueError(
+                f"coords for {batch} samples of {frames} frames must be {TEMPORAL_KEY} ({batch}, {frames}, 2) and "
+                f"{LOCATION_KEY} ({batch}, 2); got {tuple(time.shape)} and {tuple(place.shape)}"
+            )
+        return {TEMPORAL_KEY: time.to(x.device, torch.float32), LOCATION_KEY: place.to(x.device, torch.float32)}
+
+    def forward_with_aux(
+        self, raw: torch.Tensor, coords: Mapping[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Training only: the logits and those of the auxiliary head (``aux_head.enabled``; None without one),
         both ``(B, classes, H, W)``. :meth:`forward` (evaluation, prediction) returns the main logits only."""
         x = self.normalize(raw)
         check_normalised(x, self.max_abs)
+        extra = self.net_coords(x, coords)
         paired = getattr(self.net, "forward_with_aux", None)
-        return paired(x) if paired is not None else (self.net(x), None)
+        return paired(x, **extra) if paired is not None else (self.net(x, **extra), None)
+
+
+def batch_coords_of(batch: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The time / location tensors of a DataLoader batch (None when the dataset gave none)."""
+    if TEMPORAL_KEY in batch and LOCATION_KEY in batch:
+        return {TEMPORAL_KEY: batch[TEMPORAL_KEY], LOCATION_KEY: batch[LOCATION_KEY]}
+    return None
 
 
 def vit_encoder(model: nn.Module) -> nn.Module | None:

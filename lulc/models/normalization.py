@@ -22,20 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lulc import families
 from lulc.hls import PRITHVI_BANDS, REFLECTANCE_NODATA
 from lulc.models.weights import sha256_file
-
-#: Pretraining statistics of the Prithvi releases (reflectance x 10000), per band in PRITHVI_BANDS order.
-NORMALIZATIONS: dict[str, dict[str, tuple[float, ...]]] = {
-    "prithvi_v1": {
-        "mean": (775.0, 1081.0, 1229.0, 2497.0, 2204.0, 1611.0),
-        "std": (1282.0, 1270.0, 1399.0, 1368.0, 1292.0, 1155.0),
-    },
-    "prithvi_v2": {
-        "mean": (1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0),
-        "std": (2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0),
-    },
-}
 
 #: Normalised input beyond this absolute value is taken for raw reflectance, whatever the statistics: with the
 #: pretraining ones normalised HLS stays within about +-12 (saturated snow: (16000 - 775) / 1282 = 11.9); raw
@@ -123,36 +112,40 @@ def dataset_normalization(stats: Any, model_name: str) -> Normalization:
 
 
 def resolve_normalization(
-    spec: Any, model_name: str, backbone: str | None = None, dataset_stats: Any = None
+    spec: Any, model_name: str, entry: Mapping[str, Any] | None = None, dataset_stats: Any = None
 ) -> Normalization:
     """Turn ``models.<name>.normalization`` into statistics.
 
-    ``spec`` is ``"prithvi_v1"``, ``"prithvi_v2"``, ``"backbone"`` (the pretraining statistics of the
-    configured Prithvi backbone: v1 for ``prithvi_eo_v1_*``, v2 otherwise), ``"dataset"`` (the training chips'
-    own statistics, from ``dataset_stats``: :func:`dataset_normalization`), ``{mean: [6], std: [6]}``, or an
-    already resolved :class:`Normalization`.
+    ``spec`` is the name of a model family's statistics (``"prithvi_v1"``, ``"prithvi_v2"``,
+    ``"terramind_s2l2a"``, ...: :func:`lulc.families.all_statistics`), ``"backbone"`` (those the family of
+    ``entry``, the resolved model entry, names for its backbone: v1 for ``prithvi_eo_v1_*``, ...), ``"dataset"``
+    (the training chips' own statistics, from ``dataset_stats``: :func:`dataset_normalization`),
+    ``{mean: [6], std: [6]}``, or an already resolved :class:`Normalization`.
     """
     key = f"config key models.{model_name}.normalization"
     if isinstance(spec, Normalization):
         return spec
     if spec == "dataset":
         return dataset_normalization(dataset_stats, model_name)
+    known = families.all_statistics()
     if spec == "backbone":
-        if not backbone:
-            raise ValueError(f"{key}: 'backbone' needs a Prithvi backbone; use prithvi_v1, prithvi_v2 or mean/std")
-        spec = "prithvi_v1" if backbone.startswith("prithvi_eo_v1") else "prithvi_v2"
-    if isinstance(spec, str):
-        if spec not in NORMALIZATIONS:
+        record = families.FAMILIES.get(str((entry or {}).get("type")))
+        if record is None or record.backbone_statistics is None:
             raise ValueError(
-                f"{key}: unknown statistics {spec!r} (known: backbone, dataset, {', '.join(NORMALIZATIONS)})"
+                f"{key}: 'backbone' needs a model family with pretraining statistics; use dataset, "
+                f"{', '.join(known)} or mean/std"
             )
-        stats = NORMALIZATIONS[spec]
-        return Normalization(spec, stats["mean"], stats["std"])
+        spec = record.backbone_statistics(entry or {})
+    if isinstance(spec, str):
+        if spec not in known:
+            raise ValueError(f"{key}: unknown statistics {spec!r} (known: backbone, dataset, {', '.join(known)})")
+        stats = known[spec]
+        return Normalization(spec, tuple(stats["mean"]), tuple(stats["std"]))
     if isinstance(spec, Mapping) and set(spec) == {"mean", "std"}:
         mean, std = _checked_statistics(key, spec)
         return Normalization("custom", mean, std)
     raise ValueError(
-        f"{key}: expected backbone, prithvi_v1, prithvi_v2, dataset or {{mean: [...], std: [...]}}, got {spec!r}"
+        f"{key}: expected backbone, dataset, {', '.join(known)} or {{mean: [...], std: [...]}}, got {spec!r}"
     )
 
 

@@ -115,8 +115,8 @@ class _PrithviNet(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.transpose(1, 2)).output
+    def forward(self, x: torch.Tensor, **coords: torch.Tensor) -> torch.Tensor:
+        return self.model(x.transpose(1, 2), **coords).output
 
     def vit_encoder(self) -> nn.Module:
         return cast(nn.Module, self.model.encoder)
@@ -149,13 +149,15 @@ class _PrithviFCNNet(nn.Module):
     def vit_encoder(self) -> nn.Module:
         return self.encoder
 
-    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    def _features(
+        self, x: torch.Tensor, coords: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         utils = _terratorch_utils()
         x = x.transpose(1, 2)
         size_out = (int(x.shape[-2]), int(x.shape[-1]))
         x = utils.pad_images(x, self.patch_size, "reflect")
         size_in = (int(x.shape[-2]), int(x.shape[-1]))
-        return self.neck(self.encoder(x), image_size=size_in)[-1], size_in, size_out
+        return self.neck(self.encoder(x, **coords), image_size=size_in)[-1], size_in, size_out
 
     @staticmethod
     def _logits(head: nn.Module, grid: torch.Tensor, size_in: tuple[int, int],
@@ -165,12 +167,12 @@ class _PrithviFCNNet(nn.Module):
             logits = nn.functional.interpolate(logits, size=size_in, mode="bilinear")
         return _terratorch_utils().center_crop(logits, size_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid, size_in, size_out = self._features(x)
+    def forward(self, x: torch.Tensor, **coords: torch.Tensor) -> torch.Tensor:
+        grid, size_in, size_out = self._features(x, coords)
         return self._logits(self.decoder, grid, size_in, size_out)
 
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        grid, size_in, size_out = self._features(x)
+    def forward_with_aux(self, x: torch.Tensor, **coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        grid, size_in, size_out = self._features(x, coords)
         logits = self._logits(self.decoder, grid, size_in, size_out)
         if self.aux_head is None:
             return logits, None
@@ -202,7 +204,7 @@ def build_prithvi(
         **cfg["backbone_kwargs"],
     )
     spec = cfg["weights"] if load_weights else "none"
-    path, weights = resolve_weights(spec, name, backbone_name, pretrain_checkpoint)
+    path, weights = resolve_weights(spec, name, cfg, pretrain_checkpoint)
     if not load_weights:
         weights = {"source": "trained checkpoint"}
     if path is not None:
@@ -250,7 +252,7 @@ def build_prithvi(
             **({"head_kwargs": {"dropout": dropout}} if dropout else {}),
         )
         net = _PrithviNet(model)
-    normalization = resolve_normalization(cfg["normalization"], name, backbone_name)
+    normalization = resolve_normalization(cfg["normalization"], name, cfg)
     info = {
         "backbone": backbone_name,
         "decoder": cfg["decoder"],

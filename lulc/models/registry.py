@@ -1,8 +1,10 @@
 """The model registry: model type -> builder (:data:`MODEL_BUILDERS`, filled by :func:`register_model` in each
-family module), and :func:`build_model`, which builds the model of a config entry through it.
+family's builder module), and :func:`build_model`, which builds the model of a config entry through it.
 
-The registry knows no family: a family module registers its builder when it is imported, and
-:mod:`lulc.models` imports every family module, so importing :mod:`lulc.models` registers them all.
+The registry knows no family: a builder module registers its builder when it is imported, and
+:mod:`lulc.models` imports every built-in one, so importing :mod:`lulc.models` registers them all. A family whose
+builder is not registered here (a plugin's) is built through its record's :attr:`~lulc.families.ModelFamily.builder`.
+What a family is (its role, statistics, releases, search space) is its record in :mod:`lulc.families`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lulc import families
 from lulc.legends import DEFAULT_LEGEND, preset
 from lulc.models.core import BuiltModel, count_parameters
 from lulc.models.normalization import dataset_normalization
@@ -60,7 +63,8 @@ def build_model(
     resolved = model_entry(name, cfg, int(chip_size))  # the defaults of its type, from the schema
     if resolved.get("normalization") == "dataset":  # resolved here, so every builder gets the statistics
         resolved["normalization"] = dataset_normalization(dataset_stats, name)
-    builder = MODEL_BUILDERS[resolved["type"]]
+    family = families.family(resolved["type"], f"models.{name}.type")
+    builder = MODEL_BUILDERS.get(family.name) or family.build()
     built = builder(
         name,
         resolved,
@@ -70,9 +74,11 @@ def build_model(
         Path(pretrain_checkpoint) if pretrain_checkpoint is not None else None,
         load_weights,
     )
+    built.model.time_location = family.time_location(resolved)
     built.info = {
         "name": name,
         "type": resolved["type"],
+        "time_location": built.model.time_location,
         "frames": int(frames),
         "chip_size": int(chip_size),
         "num_classes": int(num_classes),

@@ -79,7 +79,7 @@ def build_vit(
         **cfg["model_kwargs"],
     }
     spec = cfg["weights"] if load_weights else "none"
-    path, weights = resolve_weights(spec, name, None, pretrain_checkpoint)
+    path, weights = resolve_weights(spec, name, cfg, pretrain_checkpoint)
     if path is not None:
         what = f"config key models.{name}.weights"
         # timm only warns about mismatched keys: check the names first (shapes of the input convolution and

@@ -3,7 +3,7 @@ a state dict that fails loudly (:func:`read_state_dict`), and where ``models.<na
 (:func:`resolve_weights`).
 
 Shared by the Prithvi and ViT builders, the trained checkpoints and the dataset statistics (their file's
-SHA-256); it imports no other model module but :mod:`lulc.models.precision`, so any of them may import it.
+SHA-256); it imports no other model module, so any of them may import it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from lulc.models.precision import import_terratorch
+from lulc import families
 
 
 class WeightsError(RuntimeError):
@@ -59,12 +59,16 @@ def format_names(keys: list[str], limit: int = 12) -> str:
 
 
 def resolve_weights(
-    spec: Any, model_name: str, backbone: str | None, pretrain_checkpoint: str | os.PathLike[str] | None
+    spec: Any,
+    model_name: str,
+    entry: Mapping[str, Any] | None,
+    pretrain_checkpoint: str | os.PathLike[str] | None,
 ) -> tuple[Path | None, dict[str, Any]]:
     """Where the weights of ``models.<name>.weights`` live: ``(path or None, record)``; fail loudly.
 
     ``none``: random initialisation. ``pretrain``: the ``pretrain`` rule's checkpoint (``pretrain_checkpoint``).
-    ``hf``: the official release in the local Hugging Face cache (never downloaded). Anything else: a path.
+    ``hf``: the release of the entry's backbone (its family's record, :class:`lulc.families.Release`) in the local
+    Hugging Face cache (never downloaded). Anything else: a path.
     """
     key = f"config key models.{model_name}.weights"
     if spec in (None, "none"):
@@ -74,20 +78,18 @@ def resolve_weights(
             raise WeightsError(f"{key}: 'pretrain' needs the pretrain rule's checkpoint, none was given")
         return Path(pretrain_checkpoint), {"source": "pretrain"}
     if spec == "hf":
-        from huggingface_hub import try_to_load_from_cache
-
-        pretrained_weights = import_terratorch("terratorch.models.backbones.prithvi_vit").pretrained_weights
-
-        if backbone not in pretrained_weights:
+        entry = entry or {}
+        record = families.FAMILIES.get(str(entry.get("type")))
+        backbone = str(entry.get("backbone"))
+        release = record.release(backbone) if record is not None else None
+        if release is None:
+            released = ", ".join(record.releases) if record is not None and record.releases else "none"
+            raise WeightsError(f"{key}: no official release of {backbone!r} (released: {released})")
+        cached = release.cached()
+        if cached is None:
             raise WeightsError(
-                f"{key}: no official release of {backbone!r} (released: {', '.join(pretrained_weights)})"
+                f"{key}: {release.repo}/{release.filename} is not in the local Hugging Face cache and nothing is "
+                f"downloaded at run time; fetch it once with `{release.fetch_command}` or set the key to a local file"
             )
-        repo, filename = pretrained_weights[backbone]["hf_hub_id"], pretrained_weights[backbone]["hf_hub_filename"]
-        cached = try_to_load_from_cache(repo, filename)
-        if not isinstance(cached, str):
-            raise WeightsError(
-                f"{key}: {repo}/{filename} is not in the local Hugging Face cache and nothing is downloaded at run "
-                f"time; fetch it once with `hf download {repo} {filename}` or set the key to a local file"
-            )
-        return Path(cached), {"source": "huggingface_cache", "repo": repo, "filename": filename}
+        return Path(cached), {"source": "huggingface_cache", "repo": release.repo, "filename": release.filename}
     return Path(str(spec)), {"source": "file"}
