@@ -80,7 +80,8 @@ def confusion_matrix(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     model = model.to(device).eval()
     for batch in tqdm(loader, desc="evaluating", unit="batch", leave=False):
-        logits = model(batch["image"].to(device), batch_coords_of(batch))
+        coords = batch_coords_of(batch)
+        logits = model(batch["image"].to(device), coords) if coords is not None else model(batch["image"].to(device))
         if metric is None:
             classes = int(num_classes or logits.shape[1])
             metric = MulticlassConfusionMatrix(classes, ignore_index=IGNORE_INDEX).to(device)
@@ -220,7 +221,7 @@ def slide_logits(
         x = torch.stack([raw[..., r : r + crop, c : c + crop] for r, c in batch]).to(device)
         coords = window_coords(batch) if window_coords is not None else None
         try:
-            logits = model(x, coords)
+            logits = model(x, coords) if coords is not None else model(x)
         except Exception as error:
             if total is not None:  # the first batch went through: not a question of the crop
                 raise
@@ -410,9 +411,10 @@ def evaluate_runs(
             )
             evaluation = {"mode": mode, "crop": crop, "stride": stride, **details}
         else:
-            if model.time_location and with_coords is None:  # the chips' dates and centres, read once
+            time_location = bool(getattr(model, "time_location", False))
+            if time_location and with_coords is None:  # the chips' dates and centres, read once
                 with_coords = ChipStoreDataset(dict(stores), test, coords=True)
-            chips = with_coords if model.time_location and with_coords is not None else dataset
+            chips = with_coords if time_location and with_coords is not None else dataset
             confusion = confusion_matrix(model, chips, batch_size, device, legend.num_classes)
             evaluation = {"mode": mode, "crop": None, "stride": None, "evaluated_pixels": int(confusion.sum())}
         result = {

@@ -248,6 +248,11 @@ def model_rules(name: str, entry: Mapping[str, Any], chip_size: int | None = Non
     record = families.family(entry["type"], f"{key}.type")
     yield from _normalization_rules(key, entry, record)
     weights = entry.get("weights")
+    if weights == families.WEIGHTS_STANDIN and not record.foundation:
+        yield (
+            f"config key '{key}.weights': standin (random weights standing in for a release) is for foundation "
+            f"families; {record.name} is a baseline: use none"
+        )
     if weights in ("pretrain", "hf") and weights not in record.weights_specs:
         allowed = ", ".join(["none", *record.weights_specs, "a local file"])
         yield f"config key '{key}.weights': {weights!r} is not available for {record.name} models (give {allowed})"

@@ -144,7 +144,7 @@ def runs_table(metric_files: Sequence[Path]) -> pd.DataFrame:
 #: Model roles in the study's question (:func:`model_role`).
 FOUNDATION, SCRATCH, BASELINE, OTHER = families.FOUNDATION, families.SCRATCH, families.BASELINE, families.OTHER
 #: ``models.<name>.weights`` specs as the run record's ``weights.source`` names them (any other is a file).
-_WEIGHTS_SOURCES = {"none": "none", "pretrain": "pretrain", "hf": "huggingface_cache"}
+_WEIGHTS_SOURCES = {"none": "none", "pretrain": "pretrain", "hf": "huggingface_cache", "standin": "standin"}
 
 
 def model_role(model_type: str | None, weights_source: str | None) -> str:
@@ -526,6 +526,14 @@ def missing_comparisons(runs: pd.DataFrame) -> list[str]:
     foundation = [m for m, role in roles.items() if role == FOUNDATION]
     baselines = [m for m, role in roles.items() if role == BASELINE]
     notes = []
+    if "weights_source" in runs:
+        standins = sorted(set(runs.loc[runs["weights_source"] == families.WEIGHTS_STANDIN, "model"]))
+        if standins:
+            notes.append(
+                f"{', '.join(standins)} {'runs' if len(standins) == 1 else 'run'} from random weights standing in "
+                "for a release (weights: standin): what they show is the pipeline and the cost, not how the released "
+                "model would do."
+            )
     if not foundation:
         notes.append(
             "No foundation model (an entry of a foundation family, such as prithvi, with pretrained weights) is "

@@ -14,8 +14,11 @@ from lulc.hls import PRITHVI_BANDS
 #: Roles in the study's question.
 FOUNDATION, SCRATCH, BASELINE, OTHER = "foundation", "scratch", "baseline", "other"
 
-#: ``models.<name>.weights`` specs every family understands.
+#: ``models.<name>.weights`` specs every family understands: random initialisation (a foundation family's
+#: from-scratch control), and random weights standing in for a release (a foundation model in the answer, named as
+#: such: for trying a family's pipeline and cost without its release, never for a claim about it).
 WEIGHTS_NONE = "none"
+WEIGHTS_STANDIN = "standin"
 
 
 @dataclass(frozen=True)

@@ -66,13 +66,17 @@ def resolve_weights(
 ) -> tuple[Path | None, dict[str, Any]]:
     """Where the weights of ``models.<name>.weights`` live: ``(path or None, record)``; fail loudly.
 
-    ``none``: random initialisation. ``pretrain``: the ``pretrain`` rule's checkpoint (``pretrain_checkpoint``).
+    ``none``: random initialisation. ``standin``: random weights standing in for a release (recorded as such).
+    ``pretrain``: the ``pretrain`` rule's checkpoint (``pretrain_checkpoint``).
     ``hf``: the release of the entry's backbone (its family's record, :class:`lulc.families.Release`) in the local
     Hugging Face cache (never downloaded). Anything else: a path.
     """
     key = f"config key models.{model_name}.weights"
     if spec in (None, "none"):
         return None, {"source": "none", "note": "random initialisation"}
+    if spec == families.WEIGHTS_STANDIN:
+        return None, {"source": families.WEIGHTS_STANDIN,
+                      "note": "random weights standing in for a release: no claim about the released model"}
     if spec == "pretrain":
         if pretrain_checkpoint is None:
             raise WeightsError(f"{key}: 'pretrain' needs the pretrain rule's checkpoint, none was given")
