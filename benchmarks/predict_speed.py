@@ -49,6 +49,7 @@ from rio_cogeo.cogeo import cog_validate
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.families import FAMILY_MODELS, build, forward_gflops  # noqa: E402
 from lulc import hls  # noqa: E402
 from lulc.legends import preset  # noqa: E402
 from lulc.models import build_model  # noqa: E402
@@ -282,6 +283,27 @@ def benchmark_model(name: str, cfg: dict[str, Any], size: int, args: argparse.Na
     return report
 
 
+def families(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """One row per model family at 224 px tiles (``benchmarks/families.py``): km2/s of our streaming predictor
+    in fp32 on a ``--family-size`` scene (random weights), parameters and forward GFLOPs per tile."""
+    scene = work / f"scene_{args.family_size}.tif"
+    if not scene.exists():
+        write_scene(scene, args.family_size)
+    rows = []
+    for name in FAMILY_MODELS:
+        built = build(name)
+        gflops = forward_gflops(built.model)
+        record = run_ours(built.model, scene, work / f"{name}.tif", args.batch_size, args.device, "fp32")
+        parameters = round(built.info["parameters"] / 1e6, 1)
+        rows.append({"model": name, "family": built.info["type"], "parameters_M": parameters,
+                     "forward_gflops_per_tile": gflops,
+                     "scene_km2": round(args.family_size**2 * RESOLUTION**2 / 1e6, 1),
+                     "km2_per_s": record["km2_per_s"], "seconds": record["seconds"], "tiles": record["tiles"],
+                     "precision": record["precision"]})  # fmt: skip
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=2048, help="scene side (px) for the tiny model")
@@ -293,6 +315,8 @@ def main() -> None:
     parser.add_argument("--skip-prithvi", action="store_true")
     parser.add_argument("--skip-terratorch-bf16", action="store_true")
     parser.add_argument("--ours-first", action="store_true", help="reverse the order of the timed runs")
+    parser.add_argument("--families", action="store_true", help="one row per model family (224 px tiles)")
+    parser.add_argument("--family-size", type=int, default=448, help="scene side (px) for the family rows")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -335,6 +359,8 @@ def main() -> None:
                     work,
                 )
             )
+        if args.families:
+            report["families"] = families(args, work)
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report, indent=2)
     print(text)

@@ -17,7 +17,11 @@ forward + loss + backward + optimiser step inside ``lightning.Trainer.fit`` afte
    its users can ask for). TerraTorch gets pre-normalised float input (our side normalises int16 chips on
    the device inside the step), so the comparison favours TerraTorch.
 
+3. **Every model family** (``--families``): one configuration per family at a released size, 224 px, T = 3
+   (``benchmarks/families.py``), fp32, batch 2: samples/s, parameters and forward GFLOPs per sample.
+
     python benchmarks/train_speed.py [--threads 2] [--steps 3] [--warmup 1] [--skip-demo] [--skip-prithvi]
+                                     [--families]
 
 Prints a JSON report (samples/s, seconds per step, the hardware). Not a test: nothing is asserted.
 """
@@ -46,6 +50,9 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.families import FAMILY_MODELS, build, forward_gflops, sample_coords  # noqa: E402
+from benchmarks.families import FRAMES as FAMILY_FRAMES  # noqa: E402
+from benchmarks.families import SIZE as FAMILY_SIZE  # noqa: E402
 from lulc.legends import IGNORE_INDEX, preset  # noqa: E402
 
 NUM_CLASSES = preset("io-lulc-9").num_classes
@@ -74,6 +81,33 @@ class RandomChips(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"image": self.images[i], "mask": self.masks[i]}
+
+
+class CoordChips(RandomChips):
+    """The same chips with time / location inputs (what a ``_tl`` model trains on)."""
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        coords = {k: v[0] for k, v in sample_coords(1).items()}
+        return {"image": self.images[i], "mask": self.masks[i], **coords}
+
+
+def families(warmup: int, steps: int, batch: int = 2) -> list[dict[str, Any]]:
+    """One row per model family at 224 px, T = 3 (``benchmarks/families.py``): training samples/s in fp32 (our
+    task, random weights), parameters and forward GFLOPs per sample."""
+    rows = []
+    for name in FAMILY_MODELS:
+        built = build(name)
+        task = SegmentationTask(built.model, torch.ones(NUM_CLASSES), lr=1e-4, weight_decay=0.05, warmup_steps=0,
+                                total_steps=1000)  # fmt: skip
+        chips = (CoordChips if built.model.time_location else RandomChips)(batch * (warmup + steps), FAMILY_FRAMES,
+                                                                            FAMILY_SIZE)  # fmt: skip
+        timing = timed_fit(task, chips, batch, warmup, steps)
+        parameters = round(built.info["parameters"] / 1e6, 1)
+        rows.append({"model": name, "family": built.info["type"], "parameters_M": parameters,
+                     "forward_gflops_per_sample": forward_gflops(built.model), "batch": batch,
+                     "precision": "fp32", **timing})  # fmt: skip
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
 
 
 class NormalisedChips(Dataset):
@@ -267,6 +301,8 @@ def main() -> None:
     parser.add_argument("--demo-steps", type=int, default=8, help="timed steps (demo size)")
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-prithvi", action="store_true")
+    parser.add_argument("--families", action="store_true", help="one row per model family at 224 px")
+    parser.add_argument("--family-steps", type=int, default=2, help="timed steps per family")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pl.seed_everything(0, verbose=False)
@@ -282,6 +318,8 @@ def main() -> None:
         report["demo_config"] = demo_size(max(1, args.warmup), args.demo_steps)
     if not args.skip_prithvi:
         report["prithvi_eo_v1_100_fcn256_224px_T3_batch2"] = prithvi_100m(args.warmup, args.steps)
+    if args.families:
+        report["families_224px_T3"] = families(args.warmup, args.family_steps)
     print(json.dumps(report, indent=2))
 
 

@@ -29,6 +29,6 @@ def pretrain_input(wildcards):
 def weights_file_input(wildcards):
     """A local weights file named in `models.<model>.weights` (tracked, so replacing it reruns training)."""
     weights = config["models"][wildcards.model].get("weights")
-    if weights in (None, "none", "pretrain", "hf"):
+    if weights in (None, "none", "standin", "pretrain", "hf"):
         return []
     return weights
