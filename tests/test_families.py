@@ -354,3 +354,44 @@ def test_the_unet_baseline_takes_smp_and_timm_encoders(encoder):
     logits = built.model(_raw())
     assert logits.shape == (2, 9, 32, 32) and torch.isfinite(logits).all()
     assert built.info["encoder"] == encoder
+
+
+def test_the_families_command_lists_each_family_and_its_releases_cache_status(tmp_path, monkeypatch, capsys):
+    """``python -m lulc.families``: a release in the local cache is found; a missing one comes with its command."""
+    import huggingface_hub.constants
+
+    from lulc.families.__main__ import main
+
+    cache = tmp_path / "hub"
+    release = FAMILIES["prithvi"].releases["prithvi_eo_v2_tiny_tl"]
+    snapshot = cache / f"models--{release.repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / release.filename).write_bytes(b"weights")
+    (cache / f"models--{release.repo.replace('/', '--')}" / "refs").mkdir()
+    (cache / f"models--{release.repo.replace('/', '--')}" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert main(["prithvi"]) == 0
+    out = capsys.readouterr().out
+    assert f"release prithvi_eo_v2_tiny_tl: {release.repo}/{release.filename} (cached: {snapshot}" in out
+    assert "not cached: hf download ibm-nasa-geospatial/Prithvi-EO-2.0-300M Prithvi_EO_V2_300M.pt" in out
+    assert main([]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"{name}: " in listing for name in FAMILIES)
+    assert main(["segformer"]) == 2 and "unknown model family 'segformer'" in capsys.readouterr().err
+
+
+def test_the_families_demo_overlay_passes_start_up_with_every_family():
+    """config/families.yaml merged onto the demo config (as `--configfile config/config.yaml
+    config/families.yaml` merges them) passes start-up, trains every family and tunes each with its space."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from lulc.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((repo / "config" / "families.yaml").read_text()))
+    load_config(config, repo / "workflow" / "schemas" / "config.schema.yaml", repo)
+    trained = {config["models"][m]["type"] for m in config["train"]["models"]}
+    assert trained == set(FAMILIES)
+    assert set(config["tune"]["search_space"]) == set(FAMILIES)
