@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from lulc import families
+from lulc.families.cache import cached_release
 from lulc.schema import (  # re-exported: the configuration's public names, in one place
     BUDGET_KEYS,
     EVALUATE_RUNTIME_KEYS,
@@ -203,7 +204,7 @@ def _hf_weights_cached(config: Mapping[str, Any]) -> Iterator[str]:
         if entry.get("weights") != "hf" or entry.get("type") not in families.FAMILIES:
             continue
         release = families.FAMILIES[entry["type"]].release(str(entry.get("backbone")))
-        if release is not None and release.cached() is None:
+        if release is not None and cached_release(release) is None:
             yield (
                 f"config key 'models.{name}.weights': hf, but {release.repo}/{release.filename} is not in the local "
                 "Hugging Face cache and nothing is downloaded at run time; fetch it once with "

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from lulc.families import FAMILIES, ModelFamily
+from lulc.families.cache import cached_release
 
 
 def describe(record: ModelFamily) -> str:
@@ -28,7 +29,7 @@ def describe(record: ModelFamily) -> str:
     if record.notes:
         lines.append(f"  backbones:     {record.notes}")
     for backbone, release in record.releases.items():
-        where = release.cached()
+        where = cached_release(release)
         status = f"cached: {where}" if where else f"not cached: {release.fetch_command}"
         lines.append(f"  release {backbone}: {release.repo}/{release.filename} ({status})")
     return "\n".join(lines)

@@ -23,7 +23,8 @@ WEIGHTS_STANDIN = "standin"
 
 @dataclass(frozen=True)
 class Release:
-    """A released checkpoint on the Hugging Face Hub, found in the local cache only (never downloaded)."""
+    """A released checkpoint on the Hugging Face Hub, found in the local cache only (never downloaded:
+    :func:`lulc.families.cache.cached_release`)."""
 
     repo: str
     filename: str
@@ -33,12 +34,6 @@ class Release:
         """The command a user runs once to put the release into the local cache."""
         return f"hf download {self.repo} {self.filename}"
 
-    def cached(self) -> str | None:
-        """The path of the release in the local Hugging Face cache, or None when it is not there."""
-        from huggingface_hub import try_to_load_from_cache
-
-        path = try_to_load_from_cache(self.repo, self.filename)
-        return path if isinstance(path, str) else None
 
 
 Entry = Mapping[str, Any]

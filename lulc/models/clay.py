@@ -9,7 +9,7 @@ dynamic patch embedding is generated from the bands' centre wavelengths, Clay's 
 (B8A), swir16, swir22 (:data:`lulc.families.clay.WAVELENGTHS`). As TerraTorch's ``Datacuber`` does, time and
 location are zeros; the ground sample distance of the position encoding is HLS's 30 m (``backbone_kwargs.gsd``;
 TerraTorch's default is 1). Frames are folded into the batch and merged after the last block
-(:class:`~lulc.models.terramind.FrameTokenNet`); the class token is dropped.
+(:class:`~lulc.models.framewise.FrameTokenNet`); the class token is dropped.
 
 **Weights.** The release (``made-with-clay/Clay-legacy`` ``v1/clay-v1-base.ckpt``) is a Lightning checkpoint whose
 ``state_dict`` holds the whole Clay MAE (``model.encoder.*``, ``model.decoder.*``, ...). TerraTorch's

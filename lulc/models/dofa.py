@@ -11,7 +11,7 @@ pooling norm (``fc_norm``), which the wrapper never uses, are removed. torchgeo 
 position table at zeros (it expects the release to fill it); the builder fills it with the 2-D sin-cos table of
 MAE (class token 0) so that a from-scratch control has positions too. ``backbone_kwargs.depth`` keeps the first
 ``depth`` blocks (torchgeo's constructors fix the depth): the demo's tiny encoders. Frames are folded into the
-batch and merged after the last block (:class:`~lulc.models.terramind.FrameTokenNet`).
+batch and merged after the last block (:class:`~lulc.models.framewise.FrameTokenNet`).
 
 **Weights.** The releases (torchgeo's ``DOFABase16_Weights.DOFA_MAE`` / ``DOFALarge16_Weights.DOFA_MAE``,
 Hugging Face ``torchgeo/dofa``) are DOFA's flat state dict (``patch_embed.*``, ``cls_token``, ``pos_embed``,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from lulc import families
+from lulc.families.cache import cached_release
 
 
 class WeightsError(RuntimeError):
@@ -89,7 +90,7 @@ def resolve_weights(
         if release is None:
             released = ", ".join(record.releases) if record is not None and record.releases else "none"
             raise WeightsError(f"{key}: no official release of {backbone!r} (released: {released})")
-        cached = release.cached()
+        cached = cached_release(release)
         if cached is None:
             raise WeightsError(
                 f"{key}: {release.repo}/{release.filename} is not in the local Hugging Face cache and nothing is "
