@@ -234,7 +234,8 @@ def _runs_rules(config: Mapping[str, Any], runs: Sequence[Mapping[str, Any]] | N
 
 
 def _tune_rules(config: Mapping[str, Any]) -> Iterator[str]:
-    """tune.models are trained, tune.fraction and tune.seed are configured, and every search space is valid."""
+    """tune.models are trained, tune.fraction and tune.seed are configured, and the search space of every family
+    a model entry uses is valid."""
     tune = config["tune"]
     if not tune["enabled"]:  # nothing is tuned: its settings are not used
         return
@@ -249,7 +250,11 @@ def _tune_rules(config: Mapping[str, Any]) -> Iterator[str]:
         )
     if tune["seed"] is not None and tune["seed"] not in config["splits"]["seeds"]:
         yield f"config key 'tune.seed': {tune['seed']} is not one of splits.seeds {list(config['splits']['seeds'])}"
+    # the families of the configured models: the spaces of families no model entry uses are never read
+    searched = {entry.get("type", name) for name, entry in config["models"].items()}
     for family, space in tune["search_space"].items():
+        if family not in searched:
+            continue
         yield from search_space_rules(family, space, f"tune.search_space.{family}")
         if "warmup_epochs" in space and config["train"]["warmup_iters"] is not None:
             yield (
