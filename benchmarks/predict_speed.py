@@ -109,6 +109,8 @@ def write_scene(path: Path, size: int, seed: int = 0) -> None:
                 dst.write(
                     block, indexes=list(range(t * 6 + 1, t * 6 + 7)), window=rasterio.windows.Window(0, row, size, rows)
                 )
+        # the download stage's frame record (dates, sensor, items): what models with time / location inputs read
+        dst.update_tags(**{f"FRAME_{t}": f"2023-0{4 + 2 * t}-15 S30 synthetic_{t}" for t in range(FRAMES)})
     rasterio.shutil.copy(stream, path, driver="COG", compress="DEFLATE", predictor="2", blocksize=256)
     stream.unlink()
 
