@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lulc.families.record import ModelFamily, Release
+from lulc.families.record import VIT_SEARCH_SPACE, ModelFamily, Release
 
 #: HLS band (PRITHVI_BANDS order) -> Clay's band name and its centre wavelength (µm) in Clay's metadata.
 CLAY_BANDS: tuple[str, ...] = ("blue", "green", "red", "nir08", "swir16", "swir22")
@@ -61,12 +61,7 @@ FAMILY = ModelFamily(
     foundation=True,
     colour="#9467bd",
     definition="clay_model",
-    search_space={
-        "lr": {"low": 1.0e-5, "high": 1.0e-3, "log": True},
-        "weight_decay": {"low": 1.0e-4, "high": 0.1, "log": True},
-        "warmup_epochs": {"choices": [0, 1, 2]},
-        "decoder_channels": {"choices": [64, 128, 256]},
-    },
+    search_space=VIT_SEARCH_SPACE,
     statistics=STATISTICS,
     backbone_statistics=lambda entry: "clay_s2l2a",
     releases=RELEASES,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lulc.families.record import ModelFamily, Release
+from lulc.families.record import VIT_SEARCH_SPACE, ModelFamily, Release, depth_rule
 from lulc.families.terramind import STATISTICS as TERRAMIND_STATISTICS
 
 #: HLS bands (PRITHVI_BANDS order) as TerraTorch's DOFA names them, and their wavelengths there (µm).
@@ -41,9 +41,7 @@ def rules(key: str, entry: Mapping[str, Any], chip_size: int | None) -> Iterator
                 f"config key '{key}.backbone_kwargs.{bad}': set by the builder or fixed by the backbone "
                 f"({entry.get('backbone')}); weights come from models.<name>.weights"
             )
-    depth = kwargs.get("depth")
-    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
-        yield f"config key '{key}.backbone_kwargs.depth': expected a positive integer (blocks kept), got {depth!r}"
+    yield from depth_rule(key, kwargs)
 
 
 FAMILY = ModelFamily(
@@ -53,12 +51,7 @@ FAMILY = ModelFamily(
     foundation=True,
     colour="#8c564b",
     definition="dofa_model",
-    search_space={
-        "lr": {"low": 1.0e-5, "high": 1.0e-3, "log": True},
-        "weight_decay": {"low": 1.0e-4, "high": 0.1, "log": True},
-        "warmup_epochs": {"choices": [0, 1, 2]},
-        "decoder_channels": {"choices": [64, 128, 256]},
-    },
+    search_space=VIT_SEARCH_SPACE,
     statistics=STATISTICS,
     backbone_statistics=lambda entry: "dofa_s2l2a",
     releases=RELEASES,

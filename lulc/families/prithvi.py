@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lulc.families.record import ModelFamily, Release, power_of_two
+from lulc.families.record import VIT_SEARCH_SPACE, ModelFamily, Release, power_of_two
 
 #: Pretraining statistics of the Prithvi releases (reflectance x 10000), per band in PRITHVI_BANDS order.
 STATISTICS: dict[str, dict[str, tuple[float, ...]]] = {
@@ -76,12 +76,7 @@ FAMILY = ModelFamily(
     foundation=True,
     colour="#1f77b4",
     definition="prithvi_model",
-    search_space={
-        "lr": {"low": 1.0e-5, "high": 1.0e-3, "log": True},
-        "weight_decay": {"low": 1.0e-4, "high": 0.1, "log": True},
-        "warmup_epochs": {"choices": [0, 1, 2]},
-        "decoder_channels": {"choices": [64, 128, 256]},
-    },
+    search_space=VIT_SEARCH_SPACE,
     statistics=STATISTICS,
     backbone_statistics=backbone_statistics,
     releases=RELEASES,

@@ -94,3 +94,20 @@ class ModelFamily:
 
 def power_of_two(value: int) -> bool:
     return value > 0 and 2 ** round(math.log2(value)) == value
+
+
+#: The default search space of the ViT-like families (Prithvi, ViT, TerraMind, Clay, DOFA): one range for all, so an
+#: equal budget also means equal ranges.
+VIT_SEARCH_SPACE: dict[str, Any] = {
+    "lr": {"low": 1.0e-5, "high": 1.0e-3, "log": True},
+    "weight_decay": {"low": 1.0e-4, "high": 0.1, "log": True},
+    "warmup_epochs": {"choices": [0, 1, 2]},
+    "decoder_channels": {"choices": [64, 128, 256]},
+}
+
+
+def depth_rule(key: str, kwargs: Mapping[str, Any]) -> Iterator[str]:
+    """``backbone_kwargs.depth`` (the blocks kept of a backbone whose builder fixes its size) is a positive integer."""
+    depth = kwargs.get("depth")
+    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
+        yield f"config key '{key}.backbone_kwargs.depth': expected a positive integer (blocks kept), got {depth!r}"

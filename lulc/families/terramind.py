@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lulc.families.record import ModelFamily, Release
+from lulc.families.record import VIT_SEARCH_SPACE, ModelFamily, Release, depth_rule
 
 #: HLS band (PRITHVI_BANDS order) -> TerraTorch's TerraMind S2L2A band name (``PRETRAINED_BANDS``).
 S2L2A_BANDS: tuple[str, ...] = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
@@ -48,9 +48,7 @@ def rules(key: str, entry: Mapping[str, Any], chip_size: int | None) -> Iterator
                 f"config key '{key}.backbone_kwargs.{bad}': set by the builder (the six HLS bands as S2L2A, the chip "
                 "size, weights through models.<name>.weights, the 16-pixel patch of S2L2A)"
             )
-    depth = kwargs.get("depth")
-    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
-        yield f"config key '{key}.backbone_kwargs.depth': expected a positive integer (blocks kept), got {depth!r}"
+    yield from depth_rule(key, kwargs)
 
 
 FAMILY = ModelFamily(
@@ -60,12 +58,7 @@ FAMILY = ModelFamily(
     foundation=True,
     colour="#d62728",
     definition="terramind_model",
-    search_space={
-        "lr": {"low": 1.0e-5, "high": 1.0e-3, "log": True},
-        "weight_decay": {"low": 1.0e-4, "high": 0.1, "log": True},
-        "warmup_epochs": {"choices": [0, 1, 2]},
-        "decoder_channels": {"choices": [64, 128, 256]},
-    },
+    search_space=VIT_SEARCH_SPACE,
     statistics=STATISTICS,
     backbone_statistics=lambda entry: "terramind_s2l2a",
     releases=RELEASES,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lulc.families.record import ModelFamily, power_of_two
+from lulc.families.record import VIT_SEARCH_SPACE, ModelFamily, power_of_two
 
 
 def rules(key: str, entry: Mapping[str, Any], chip_size: int | None) -> Iterator[str]:
@@ -24,12 +24,7 @@ FAMILY = ModelFamily(
     foundation=False,
     colour="#ff7f0e",
     definition="vit_model",
-    search_space={
-        "lr": {"low": 1.0e-5, "high": 1.0e-3, "log": True},
-        "weight_decay": {"low": 1.0e-4, "high": 0.1, "log": True},
-        "warmup_epochs": {"choices": [0, 1, 2]},
-        "decoder_channels": {"choices": [64, 128, 256]},
-    },
+    search_space=VIT_SEARCH_SPACE,
     encoder_keys=("type", "arch", "patch_size", "model_kwargs"),
     patch_size=lambda entry: int(entry["patch_size"]),
     fcn_decoder=lambda entry: True,

@@ -35,13 +35,12 @@ from lulc.models.framewise import (
     FrameTokenNet,
     build_decoders,
     check_view,
-    load_encoder_state,
     weights_path,
 )
 from lulc.models.normalization import resolve_normalization
 from lulc.models.precision import import_terratorch
 from lulc.models.registry import register_model
-from lulc.models.weights import read_state_dict
+from lulc.models.weights import load_encoder_state, read_state_dict
 
 #: The prefix of the encoder's tensors in a Clay Lightning checkpoint (TerraTorch: ``^model\.encoder\.``).
 RELEASE_PREFIX = "model.encoder."

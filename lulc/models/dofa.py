@@ -38,14 +38,13 @@ from lulc.models.framewise import (
     FrameTokenNet,
     build_decoders,
     keep_blocks,
-    load_encoder_state,
     split_prefixes,
     weights_path,
 )
 from lulc.models.normalization import resolve_normalization
 from lulc.models.precision import import_terratorch
 from lulc.models.registry import register_model
-from lulc.models.weights import read_state_dict
+from lulc.models.weights import load_encoder_state, read_state_dict
 
 #: Tensors of a DOFA checkpoint that the encoder does not use (classification head and pooling norms).
 IGNORED_PREFIXES = ("head.", "fc_norm.", "norm.")

@@ -1,13 +1,13 @@
 """What the single-image foundation families (TerraMind, Clay, DOFA: :mod:`lulc.models.terramind`,
 :mod:`lulc.models.clay`, :mod:`lulc.models.dofa`) share: the per-frame network (:class:`FrameTokenNet`: the ``T``
 frames folded into the batch, encoded one by one, their last-block token grids merged by ``frame_merge`` before
-the FCN decoder), the encoder view that ``freeze_encoder`` / ``layer_decay`` act on, and the strict loader of a
-released encoder's state (:func:`load_encoder_state`: missing, unexpected and mis-shaped keys named).
+the FCN decoder) and the encoder view that ``freeze_encoder`` / ``layer_decay`` act on. Their loaders end with
+:func:`lulc.models.weights.load_encoder_state` (missing, unexpected and mis-shaped keys named), as Prithvi's does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lulc.models.decoders import FCNDecoder, build_aux_head, upscale_convs
-from lulc.models.weights import WeightsError, format_names, resolve_weights, sha256_file
+from lulc.models.weights import format_names, resolve_weights
 
 
 class EncoderView(nn.Module):
@@ -119,54 +119,9 @@ def keep_blocks(blocks: nn.ModuleList, depth: Any, key: str) -> nn.ModuleList:
     return nn.ModuleList(list(blocks)[:depth])
 
 
-def load_encoder_state(
-    encoder: nn.Module,
-    state: dict[str, torch.Tensor],
-    path: Path,
-    what: str,
-    family: str,
-    fixed: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
-    hint: str = "",
-) -> dict[str, Any]:
-    """Load ``state`` (already mapped to ``encoder``'s key names) strictly; raise :class:`WeightsError` naming the
-    missing, unexpected and mis-shaped keys. ``fixed``: key -> function(checkpoint tensor, model tensor) for the
-    tensors whose shape legitimately follows the chip size (position tables), applied where the shapes differ."""
-    target = encoder.state_dict()
-    adapted = []
-    for key, adapt in (fixed or {}).items():
-        if key in state and key in target and state[key].shape != target[key].shape:
-            state[key] = adapt(state[key], target[key])
-            adapted.append(key)
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    mismatched = sorted(
-        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(target[k].shape)})"
-        for k in set(state) & set(target)
-        if state[k].shape != target[k].shape
-    )
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"missing keys ({len(missing)}): {format_names(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys ({len(unexpected)}): {format_names(unexpected)}")
-        if mismatched:
-            problems.append(f"shape mismatches ({len(mismatched)}): {format_names(mismatched)}")
-        raise WeightsError(
-            f"{what}: checkpoint {path} does not match the {family} encoder ({type(encoder).__name__}, "
-            f"{len(target)} tensors): " + "; ".join(problems) + ". " + (hint or "Check the backbone and its size")
-        )
-    encoder.load_state_dict(state, strict=True)
-    return {"path": str(path), "sha256": sha256_file(path), "tensors_loaded": len(state) - len(adapted),
-            "tensors_rebuilt": adapted}
-
-
 def weights_path(cfg: Mapping[str, Any], name: str, load_weights: bool) -> tuple[Path | None, dict[str, Any]]:
     """``models.<name>.weights``: ``none``, ``hf`` (the family's release in the local cache) or a file."""
-    spec = cfg["weights"] if load_weights else "none"
-    if spec == "pretrain":
-        raise WeightsError(f"config key models.{name}.weights: 'pretrain' is for Prithvi models (give none, hf or a "
-                           "local file)")
+    spec = cfg["weights"] if load_weights else "none"  # pretrain: refused with the config (the family's record)
     path, record = resolve_weights(spec, name, cfg, None)
     if not load_weights:
         record = {"source": "trained checkpoint"}

@@ -30,7 +30,7 @@ from lulc.models.decoders import FCNDecoder, build_aux_head, decoder_info, upsca
 from lulc.models.normalization import resolve_normalization
 from lulc.models.precision import import_terratorch
 from lulc.models.registry import register_model
-from lulc.models.weights import WeightsError, format_names, read_state_dict, resolve_weights, sha256_file
+from lulc.models.weights import load_encoder_state, read_state_dict, resolve_weights
 
 
 def encoder_state_from_prithvi_checkpoint(
@@ -71,41 +71,10 @@ def load_prithvi_encoder(encoder: nn.Module, path: str | os.PathLike[str], what:
     """
     path = Path(path)
     state, dropped, layout = encoder_state_from_prithvi_checkpoint(read_state_dict(path, what))
-    target = encoder.state_dict()
-    rebuilt = []
-    for key in FIXED_PRITHVI_KEYS:
-        if key in state and key in target and state[key].shape != target[key].shape:
-            state[key] = target[key]
-            rebuilt.append(key)
-    missing = sorted(set(target) - set(state))
-    unexpected = sorted(set(state) - set(target))
-    mismatched = sorted(
-        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(target[k].shape)})"
-        for k in set(state) & set(target)
-        if state[k].shape != target[k].shape
-    )
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"missing keys ({len(missing)}): {format_names(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys ({len(unexpected)}): {format_names(unexpected)}")
-        if mismatched:
-            problems.append(f"shape mismatches ({len(mismatched)}): {format_names(mismatched)}")
-        raise WeightsError(
-            f"{what}: checkpoint {path} does not match the encoder ({type(encoder).__name__}, {len(target)} tensors): "
-            + "; ".join(problems)
-            + ". Check the backbone (v1 / v2, size, _tl) matches the checkpoint"
-        )
-    encoder.load_state_dict(state, strict=True)
-    return {
-        "path": str(path),
-        "sha256": sha256_file(path),
-        "layout": layout,
-        "tensors_loaded": len(state) - len(rebuilt),
-        "tensors_rebuilt": rebuilt,
-        "decoder_tensors_ignored": len(dropped),
-    }
+    rebuild = {key: (lambda checkpoint, model: model) for key in FIXED_PRITHVI_KEYS}
+    record = load_encoder_state(encoder, state, path, what, "Prithvi", rebuild,
+                                "Check the backbone (v1 / v2, size, _tl) matches the checkpoint")
+    return record | {"layout": layout, "decoder_tensors_ignored": len(dropped)}
 
 
 class _PrithviNet(nn.Module):

@@ -15,7 +15,8 @@ TerraTorch's loader (``checkpoint_filter_fn``) keeps the keys the ViT has and on
 (:func:`load_terramind_encoder`) the 12-band encoder is loaded before the band selection (TerraTorch's order), the
 tensors of the generative parts (``decoder*``, ``mask_token``, tokenizers, other modalities' embeddings) are set
 aside and counted, the fixed sin-cos position table is rebuilt for the chip size, and any other key that does
-not match (missing, unexpected, another shape) stops the run with its name (:func:`load_encoder_state`).
+not match (missing, unexpected, another shape) stops the run with its name
+(:func:`lulc.models.weights.load_encoder_state`).
 
 ``backbone_kwargs.depth`` keeps the first ``depth`` blocks (TerraTorch's builders fix the sizes): the demo's tiny
 encoders. TerraTorch is imported only by the builder, through :func:`lulc.models.precision.import_terratorch`.
@@ -39,14 +40,13 @@ from lulc.models.framewise import (
     build_decoders,
     check_view,
     keep_blocks,
-    load_encoder_state,
     split_prefixes,
     weights_path,
 )
 from lulc.models.normalization import resolve_normalization
 from lulc.models.precision import import_terratorch
 from lulc.models.registry import register_model
-from lulc.models.weights import read_state_dict
+from lulc.models.weights import load_encoder_state, read_state_dict
 
 #: TerraMind's modality of the HLS bands (TerraTorch's ``MODALITY_INFO`` key for ``S2L2A``).
 MODALITY = "untok_sen2l2a@224"

@@ -2,19 +2,21 @@
 a state dict that fails loudly (:func:`read_state_dict`), and where ``models.<name>.weights`` points
 (:func:`resolve_weights`).
 
-Shared by the Prithvi and ViT builders, the trained checkpoints and the dataset statistics (their file's
-SHA-256); it imports no other model module, so any of them may import it.
+:func:`load_encoder_state` loads an encoder's state strictly, naming missing, unexpected and mis-shaped keys
+(every family's loader ends with it). Shared by the family builders, the trained checkpoints and the dataset
+statistics (their file's SHA-256); it imports no other model module, so any of them may import it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lulc import families
 from lulc.families.cache import cached_release
@@ -98,3 +100,45 @@ def resolve_weights(
             )
         return Path(cached), {"source": "huggingface_cache", "repo": release.repo, "filename": release.filename}
     return Path(str(spec)), {"source": "file"}
+
+
+def load_encoder_state(
+    encoder: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    what: str,
+    family: str,
+    fixed: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+    hint: str = "",
+) -> dict[str, Any]:
+    """Load ``state`` (already mapped to ``encoder``'s key names) strictly; raise :class:`WeightsError` naming the
+    missing, unexpected and mis-shaped keys. ``fixed``: key -> function(checkpoint tensor, model tensor) for the
+    tensors whose shape legitimately follows the chip size (position tables), applied where the shapes differ."""
+    target = encoder.state_dict()
+    adapted = []
+    for key, adapt in (fixed or {}).items():
+        if key in state and key in target and state[key].shape != target[key].shape:
+            state[key] = adapt(state[key], target[key])
+            adapted.append(key)
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    mismatched = sorted(
+        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(target[k].shape)})"
+        for k in set(state) & set(target)
+        if state[k].shape != target[k].shape
+    )
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"missing keys ({len(missing)}): {format_names(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys ({len(unexpected)}): {format_names(unexpected)}")
+        if mismatched:
+            problems.append(f"shape mismatches ({len(mismatched)}): {format_names(mismatched)}")
+        raise WeightsError(
+            f"{what}: checkpoint {path} does not match the {family} encoder ({type(encoder).__name__}, "
+            f"{len(target)} tensors): " + "; ".join(problems) + ". " + (hint or "Check the backbone and its size")
+        )
+    encoder.load_state_dict(state, strict=True)
+    return {"path": str(path), "sha256": sha256_file(path), "tensors_loaded": len(state) - len(adapted),
+            "tensors_rebuilt": adapted}
