@@ -74,6 +74,8 @@ def write_rasters(workdir: Path, n_side: int, size: int, frames: int) -> dict[st
         dst.write(np.zeros((frames, side, side), np.uint8))
     with rasterio.open(paths["label"], "w", count=1, dtype="uint8", nodata=IGNORE_INDEX, **common) as dst:
         dst.write(rng.integers(0, LEGEND.num_classes, (1, side, side), dtype=np.uint8))
+        dst.update_tags(**LEGEND.tags())  # the class table the chips stage reads
+        dst.write_colormap(1, LEGEND.colormap())
     return paths
 
 

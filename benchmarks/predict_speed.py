@@ -6,27 +6,37 @@ stride 192, as TerraTorch's default), both with overlap blending:
 * **ours**: :func:`lulc.predict.predict_scene` end to end: reading the int16 COG in strips, the model, blending,
   argmax, writing the tiled GeoTIFF and converting it to a COG with overviews. Timed with ``precision`` auto
   (bf16 autocast where the CPU / GPU has native bf16, the workflow's default) and fp32.
-* **TerraTorch**: ``terratorch.tasks.tiled_inference.tiled_inference(model, scene, crop=224, stride=192,
-  batch_size=...)`` with its defaults otherwise (delta 8, reflect padding, blended overlaps) on the whole scene
-  as one in-memory int16 tensor, then argmax. Timed alone (``inference``: favours TerraTorch: no reading, no
-  writing) and end to end (``end_to_end``: + reading the scene, + writing a COG the way ours does). fp32, as
-  TerraTorch runs by default, and for reference under the same bf16 autocast as ours.
+* **TerraTorch**: ``terratorch.tasks.tiled_inference.tiled_inference`` configured to compute the same map
+  (``benchmarks/equal_work.py``: the scene mirrored by our margin, ``padding=False``, ``delta=0``, crop 224,
+  stride 192, blended overlaps: its tiles start where ours do) on the whole scene as one in-memory int16 tensor,
+  then argmax. Timed alone (``inference``: favours TerraTorch: no reading, no writing) and end to end
+  (``end_to_end``: + reading the scene, + writing a COG the way ours does). fp32, as TerraTorch runs by default,
+  and for reference under the same bf16 autocast as ours.
+
+**Equal work** (printed beside the speeds): the share of identical pixels between our fp32 map and TerraTorch's,
+away from the scene edges, for each timed model (random weights) and, first, for a checkpoint trained in
+seconds on the synthetic scene's classes (``prithvi_eo_tiny`` + FCN(64); ``--checkpoint`` takes a trained one,
+e.g. the demo's), against TerraTorch configured as ours and as it runs by default (``delta`` 8, reflect
+padding). The target: at least 99 % in fp32 with the same tiling.
 
 Models (random initialisation, nothing is downloaded): ``prithvi_eo_tiny`` + FCN(64) and Prithvi-EO-1.0-100M
 (``prithvi_eo_v1_100``) + FCN(256), 3 frames, built through :func:`lulc.models.build_model`.
 
     python benchmarks/predict_speed.py [--size 2048] [--prithvi-size 1024] [--threads N] [--batch-size 8]
                                        [--skip-tiny] [--skip-prithvi] [--skip-terratorch-bf16] [--ours-first]
-                                       [--json out.json]
+                                       [--check-size 896] [--train-steps 30] [--checkpoint best.ckpt]
+                                       [--skip-check] [--json out.json]
 
 Prints a JSON report: km^2/s per path, the speed-up of ours over TerraTorch, pixel agreement between the maps,
-the load average before / after each run (the machine may be shared), the hardware. Nothing is asserted.
+the load average before / after each run (the machine may be shared), the hardware. Exits 1 when the trained
+checkpoint's maps agree on less than 99 % of interior pixels (``--skip-check``: not run).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import platform
@@ -49,10 +59,16 @@ from rio_cogeo.cogeo import cog_validate
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.equal_work import (  # noqa: E402
+    interior_agreement,
+    read_map,
+    terratorch_same_tiling,
+    train_small_model,
+)
 from benchmarks.families import FAMILY_MODELS, build, forward_gflops  # noqa: E402
 from lulc import hls  # noqa: E402
 from lulc.legends import preset  # noqa: E402
-from lulc.models import build_model  # noqa: E402
+from lulc.models import build_model, load_trained_model  # noqa: E402
 from lulc.predict import autocast, inference_precision, predict_scene, prepare_model, resolve_device  # noqa: E402
 from lulc.train import cpu_name  # noqa: E402
 
@@ -62,6 +78,10 @@ LEGEND = preset("io-lulc-9")
 warnings.filterwarnings("ignore")
 FRAMES, TILE, STRIDE = 3, 224, 192
 RESOLUTION = 30.0
+#: Pixels from every scene edge left out of the agreement (the two tools mirror the scene edges differently).
+EDGE = TILE // 2
+#: The equal-work target: at least this share of identical interior pixels in fp32 with the same tiling.
+AGREEMENT_TARGET = 0.99
 #: Typical HLS reflectance (x 10000) of a few classes (the brief's table), for plausible synthetic scenes.
 CLASS_REFLECTANCE = np.array(
     [
@@ -75,9 +95,10 @@ CLASS_REFLECTANCE = np.array(
 )
 
 
-def write_scene(path: Path, size: int, seed: int = 0) -> None:
+def write_scene(path: Path, size: int, seed: int = 0) -> np.ndarray:
     """A ``size x size`` px, 18-band int16 COG like the download stage's image.tif: blocky land-cover patches
-    with per-frame changes and noise, nodata -9999 in a corner (so the nodata path runs too)."""
+    with per-frame changes and noise, nodata -9999 in a corner (so the nodata path runs too). Returns the
+    class of every pixel (the patches' classes, what a small model can be trained on)."""
     rng = np.random.default_rng(seed)
     stream = path.with_suffix(".stream.tif")
     profile = {
@@ -113,6 +134,7 @@ def write_scene(path: Path, size: int, seed: int = 0) -> None:
         dst.update_tags(**{f"FRAME_{t}": f"2023-0{4 + 2 * t}-15 S30 synthetic_{t}" for t in range(FRAMES)})
     rasterio.shutil.copy(stream, path, driver="COG", compress="DEFLATE", predictor="2", blocksize=256)
     stream.unlink()
+    return np.repeat(np.repeat(patches, 32, 0), 32, 1)[:size, :size].astype(np.uint8)
 
 
 def load_average() -> list[float]:
@@ -148,9 +170,12 @@ def run_ours(model: torch.nn.Module, scene: Path, out: Path, batch_size: int, de
 
 
 def run_terratorch(
-    model: torch.nn.Module, scene: Path, out: Path, batch_size: int, device: torch.device, precision: str
+    model: torch.nn.Module, scene: Path, out: Path, batch_size: int, device: torch.device, precision: str,
+    same_tiling: bool = True,
 ) -> tuple[dict, np.ndarray]:
-    """TerraTorch's tiled_inference on the whole scene (one in-memory tensor), then argmax and a COG."""
+    """TerraTorch's tiled_inference on the whole scene (one in-memory tensor), then argmax and a COG.
+    ``same_tiling``: configured to tile as ours (:func:`benchmarks.equal_work.terratorch_same_tiling`); else its
+    defaults (delta 8, reflect padding)."""
     from terratorch.tasks.tiled_inference import tiled_inference
 
     before = load_average()
@@ -175,9 +200,12 @@ def run_terratorch(
     scene_tensor = torch.from_numpy(raw).view(1, FRAMES, 6, raw.shape[1], raw.shape[2])
     read_done = time.perf_counter()
     with torch.inference_mode(), autocast(device, precision):
-        logits = tiled_inference(
-            model, scene_tensor, crop=TILE, stride=STRIDE, batch_size=batch_size, device=str(device)
-        )
+        if same_tiling:
+            logits = terratorch_same_tiling(model, scene_tensor, TILE, STRIDE, batch_size, str(device))
+        else:
+            logits = tiled_inference(
+                model, scene_tensor, crop=TILE, stride=STRIDE, batch_size=batch_size, device=str(device)
+            )
     prediction = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
     inference_done = time.perf_counter()
     valid = (raw.reshape(FRAMES, 6, *raw.shape[1:]) != hls.REFLECTANCE_NODATA).all(axis=1).any(axis=0)
@@ -198,20 +226,56 @@ def run_terratorch(
         "read_seconds": round(read_done - start, 3),
         "write_seconds": round(done - inference_done, 3),
         "precision": precision,
+        "tiling": "same as ours" if same_tiling else "TerraTorch's default (delta 8, reflect padding)",
         "load_before": before,
         "load_after": load_average(),
     }, prediction
 
 
 def agreement(a: np.ndarray | Path, b: np.ndarray | Path) -> float:
-    """Share of pixels with the same class (nodata included) in two maps."""
-    arrays = []
-    for x in (a, b):
-        if isinstance(x, Path):
-            with rasterio.open(x) as src:
-                x = src.read(1)
-        arrays.append(x)
-    return round(float((arrays[0] == arrays[1]).mean()), 5)
+    """Share of pixels with the same class in two maps, :data:`EDGE` px from the scene edges left out."""
+    first, second = (read_map(x) if isinstance(x, Path) else x for x in (a, b))
+    return interior_agreement(first, second, EDGE)
+
+
+def equal_work_check(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Our fp32 map against TerraTorch's (configured as ours, and as it runs by default), away from the scene
+    edges, on random weights and on a checkpoint trained in seconds on the synthetic scene's classes (or the
+    given ``--checkpoint``)."""
+    scene = work / f"check_{args.check_size}.tif"
+    classes = write_scene(scene, args.check_size, seed=1)
+    with rasterio.open(scene) as src:
+        image = src.read().reshape(FRAMES, 6, args.check_size, args.check_size)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    if args.checkpoint:
+        model, _ = load_trained_model(args.checkpoint)
+        stages: list[tuple[str, dict[str, Any] | None]] = [("checkpoint", None)]
+    else:
+        cfg = {"backbone": "prithvi_eo_tiny", "weights": "none", "decoder_channels": 64}
+        model = build_model("prithvi", cfg, FRAMES, TILE).model
+        stages = [("random_weights", None), ("trained", {"steps": args.train_steps})]
+    report: dict[str, Any] = {"model": "checkpoint " + str(args.checkpoint) if args.checkpoint else
+                              "prithvi_eo_tiny+FCN64", "scene_px": args.check_size, "edge_px_left_out": EDGE,
+                              "target": AGREEMENT_TARGET}  # fmt: skip
+    for stage, training in stages:
+        if training is not None:
+            report["training"] = train_small_model(model, image, classes, TILE, training["steps"])
+        ours = work / f"check_{stage}_ours.tif"
+        # predict_scene prepares its model in place: it gets a copy, TerraTorch the model as built
+        run_ours(copy.deepcopy(model), scene, ours, args.batch_size, args.device, "fp32")
+        same = run_terratorch(model, scene, work / f"check_{stage}_same.tif", args.batch_size, device, "fp32")[1]
+        default = run_terratorch(model, scene, work / f"check_{stage}_default.tif", args.batch_size, device, "fp32",
+                                 same_tiling=False)[1]  # fmt: skip
+        ours_map = read_map(ours)
+        report[stage] = {"ours_fp32_vs_terratorch_same_tiling_fp32": interior_agreement(ours_map, same, EDGE),
+                         "ours_fp32_vs_terratorch_default_tiling_fp32": interior_agreement(ours_map, default, EDGE),
+                         "classes_in_our_map": len(np.unique(ours_map[ours_map != 255]))}  # fmt: skip
+    checked = report.get("trained", report.get("checkpoint", {}))
+    report["met"] = bool(checked["ours_fp32_vs_terratorch_same_tiling_fp32"] >= AGREEMENT_TARGET)
+    print(json.dumps({"equal_work": report}, indent=2), file=sys.stderr, flush=True)
+    return report
+
 
 
 def benchmark_model(name: str, cfg: dict[str, Any], size: int, args: argparse.Namespace, work: Path) -> dict:
@@ -277,10 +341,12 @@ def benchmark_model(name: str, cfg: dict[str, Any], size: int, args: argparse.Na
         report[f"speedup_at_same_precision_{auto}_inference_only"] = round(
             report[f"ours_{auto}"]["km2_per_s"] / same["inference_km2_per_s"], 2
         )
+    # equal work, away from the scene edges (random weights: logits nearly tied, the strictest case)
     report["pixel_agreement"] = {
         f"ours_{auto}_vs_ours_fp32": agreement(maps[f"ours_{auto}"], maps["ours_fp32"]) if "ours_fp32" in maps else 1.0,
-        "ours_fp32_vs_terratorch_fp32": agreement(maps.get("ours_fp32", maps[f"ours_{auto}"]), maps["terratorch_fp32"]),
-    }
+        "ours_fp32_vs_terratorch_same_tiling_fp32": agreement(maps.get("ours_fp32", maps[f"ours_{auto}"]),
+                                                              maps["terratorch_fp32"]),
+    }  # fmt: skip
     print(json.dumps(report, indent=2), file=sys.stderr, flush=True)
     return report
 
@@ -319,6 +385,10 @@ def main() -> None:
     parser.add_argument("--ours-first", action="store_true", help="reverse the order of the timed runs")
     parser.add_argument("--families", action="store_true", help="one row per model family (224 px tiles)")
     parser.add_argument("--family-size", type=int, default=448, help="scene side (px) for the family rows")
+    parser.add_argument("--check-size", type=int, default=896, help="scene side (px) of the equal-work check")
+    parser.add_argument("--train-steps", type=int, default=30, help="training steps of the check's small model")
+    parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint for the check (e.g. the demo's)")
+    parser.add_argument("--skip-check", action="store_true", help="no equal-work check")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -341,6 +411,8 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="predict-bench-") as tmp:
         work = Path(tmp)
+        if not args.skip_check:
+            report["equal_work"] = equal_work_check(args, work)
         if not args.skip_tiny:
             report["runs"].append(
                 benchmark_model(
@@ -368,6 +440,8 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
+    if "equal_work" in report and not report["equal_work"]["met"]:
+        sys.exit(f"equal work not shown: the maps agree on less than {AGREEMENT_TARGET:.0%} of interior pixels")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ forward + loss + backward + optimiser step inside ``lightning.Trainer.fit`` afte
    its users can ask for). TerraTorch gets pre-normalised float input (our side normalises int16 chips on
    the device inside the step), so the comparison favours TerraTorch.
 
+   **Equal work**, printed beside the speeds: both tasks start from the same weights (TerraTorch's copied into
+   ours) and their losses on the same first batch (TerraTorch fed exactly the tensor our model normalises) must
+   agree within the rounding of fp32 summation (``benchmarks/equal_work.py``: ``loss_tolerance``); the script
+   exits 1 when they do not.
+
 3. **Every model family** (``--families``): one configuration per family at a released size, 224 px, T = 3
    (``benchmarks/families.py``), fp32, batch 2: samples/s, parameters and forward GFLOPs per sample.
 
@@ -50,6 +55,7 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.equal_work import same_loss  # noqa: E402
 from benchmarks.families import FAMILY_MODELS, build, forward_gflops, sample_coords  # noqa: E402
 from benchmarks.families import FRAMES as FAMILY_FRAMES  # noqa: E402
 from benchmarks.families import SIZE as FAMILY_SIZE  # noqa: E402
@@ -198,6 +204,21 @@ def _step(task: pl.LightningModule, optimizer: torch.optim.Optimizer, batch: dic
     return time.perf_counter() - start
 
 
+def first_batch_losses(ours: SegmentationTask, theirs: pl.LightningModule, raw: torch.Tensor,
+                       mask: torch.Tensor) -> dict[str, Any]:
+    """Equal work: TerraTorch's weights copied into ours, then both tasks' fp32 losses on the same first batch
+    (TerraTorch fed the very tensor our model normalises, in its ``(B, 6, T, H, W)`` layout), no augmentation."""
+    ours.model.net.model.load_state_dict(theirs.model.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        our_loss = float(ours.training_loss(raw, mask.long())[0])
+        normalised = ours.model.normalize(raw).transpose(1, 2).contiguous()
+        torch.manual_seed(0)
+        their_loss = float(theirs.training_step({"image": normalised, "mask": mask.long()}, 0))
+    labelled = int((mask != IGNORE_INDEX).sum())
+    return same_loss(our_loss, their_loss, labelled, abs(our_loss))
+
+
 def prithvi_100m(warmup: int, steps: int) -> dict[str, Any]:
     """Prithvi-EO-1.0-100M + FCN(256) at 3 x 224 x 224, batch 2: TerraTorch's task vs ours, interleaved.
 
@@ -246,10 +267,14 @@ def prithvi_100m(warmup: int, steps: int) -> dict[str, Any]:
     ours = [("ours_fp32", False, False)]
     if workflow_bf16:
         ours.append(("ours_workflow_default", True, True))  # bf16 autocast + channels-last, as `train` runs
+    equal_work: dict[str, Any] = {}
     for name, channels_last, autocast in ours:
         torch.manual_seed(0)
         task = our_task("prithvi", model_cfg, 3, 224, channels_last=channels_last)
         assert sum(p.numel() for p in task.model.parameters()) == params, "not the same model"
+        if name == "ours_fp32":  # the same weights as TerraTorch's task from here on
+            equal_work = first_batch_losses(task, terratorch_task, data.images, data.masks)
+            print(f"equal work (first-batch loss): {equal_work}", file=sys.stderr, flush=True)
         variants[name] = (task, task.configure_optimizers()["optimizer"], ours_batch, autocast)
     for task, *_ in variants.values():
         task.train()
@@ -263,7 +288,8 @@ def prithvi_100m(warmup: int, steps: int) -> dict[str, Any]:
             print(f"step {index} {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
 
     batch_size = len(data)
-    results: dict[str, Any] = {"parameters": params, "batch": batch_size, "timed_steps": steps}
+    results: dict[str, Any] = {"parameters": params, "batch": batch_size, "timed_steps": steps,
+                               "equal_work_first_batch_loss": equal_work}
     for name, values in times.items():
         fastest, median = min(values), statistics.median(values)
         results[name] = {"samples_per_s": round(batch_size / fastest, 3),
@@ -321,6 +347,9 @@ def main() -> None:
     if args.families:
         report["families_224px_T3"] = families(args.warmup, args.family_steps)
     print(json.dumps(report, indent=2))
+    check = report.get("prithvi_eo_v1_100_fcn256_224px_T3_batch2", {}).get("equal_work_first_batch_loss")
+    if check is not None and not check["equal"]:
+        sys.exit("equal work not shown: the first-batch losses differ by more than fp32 rounding allows")
 
 
 if __name__ == "__main__":

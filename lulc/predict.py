@@ -73,7 +73,7 @@ from lulc.coords import batch_coords, frame_dates_from_tags, temporal_coords, wi
 from lulc.io import atomic_path, copy_to_cog
 from lulc.legends import IGNORE_INDEX, Legend, read_legend
 from lulc.map_figures import test_windows, write_comparison, write_preview
-from lulc.models import auto_precision, channels_last_convolutions, enforce_fp32_matmul_precision
+from lulc.models import PrecisionChoice, channels_last_convolutions, enforce_fp32_matmul_precision, resolve_precision
 from lulc.schema import PREDICT_RUNTIME_KEYS, section
 from lulc.tiling import BLEND_FLOOR, TileGrid, axis_weight_sum, blend_window, check_same_grid, require_crs
 from lulc.tiling import area_km2 as scene_area_km2
@@ -107,15 +107,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
-def inference_precision(precision: str, device: torch.device) -> str:
-    """``auto``: :func:`lulc.models.precision.auto_precision` of the device; an explicit setting is checked and kept."""
+def inference_precision_choice(precision: str, device: torch.device, family: str | None = None) -> PrecisionChoice:
+    """``auto``: :func:`lulc.models.precision.choose_precision` for maps of ``family`` on the device; an explicit
+    setting is checked and kept."""
     if precision not in PRECISIONS:
         raise ValueError(f"config key predict.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("config key predict.precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    choice = resolve_precision(precision, "predict", family, device.type)
     if precision != "auto":
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("config key predict.precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-        return precision
-    return auto_precision(device.type)
+        return PrecisionChoice(precision, "set in the config (predict.precision)", choice.hardware)
+    return choice
+
+
+def inference_precision(precision: str, device: torch.device, family: str | None = None) -> str:
+    """The precision of :func:`inference_precision_choice`."""
+    return inference_precision_choice(precision, device, family).precision
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -351,6 +358,7 @@ def _map_settings(
     stride: int,
     blend: bool,
     precision: str,
+    precision_reason: str,
     matmul_precision: str,
     min_valid_frames: int,
     tags: Mapping[str, str] | None,
@@ -363,6 +371,7 @@ def _map_settings(
         if blend
         else "uniform (no blending)",
         "PRECISION": precision,
+        "PRECISION_REASON": precision_reason,
         "FP32_MATMUL_PRECISION": matmul_precision,
         "MIN_VALID_FRAMES": str(min_valid_frames),
         "NODATA_RULE": f"255 where fewer than {min_valid_frames} frame(s) have all 6 bands valid",
@@ -477,7 +486,9 @@ def predict_scene(
     if batch_size < 1:
         raise ValueError(f"config key predict.batch_size: expected a positive integer, got {batch_size}")
     torch_device = resolve_device(device)
-    precision = inference_precision(precision, torch_device)
+    precision_setting = precision
+    precision_choice = inference_precision_choice(precision, torch_device, getattr(model, "family", None))
+    precision = precision_choice.precision
     threads = int(threads or torch.get_num_threads())
 
     with rasterio.open(image_path) as src:
@@ -508,13 +519,15 @@ def predict_scene(
             "batch_size": batch_size,
             "device": str(torch_device),
             "precision": precision,
+            "precision_choice": precision_choice.record(precision_setting),
             "matmul_precision": matmul_precision,
             "blend": blend,
             "threads": threads,
         }
         settings = _map_settings(
             image_path, tile=tile, stride=stride, blend=blend, precision=precision,
-            matmul_precision=matmul_precision, min_valid_frames=min_valid_frames, tags=tags,
+            precision_reason=precision_choice.reason, matmul_precision=matmul_precision,
+            min_valid_frames=min_valid_frames, tags=tags,
         )  # fmt: skip
         accumulator_shape, model_done, class_pixels, legend = _write_maps(
             net, src, job, out_path, confidence_path, settings, threads, progress, legend

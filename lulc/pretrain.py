@@ -34,12 +34,12 @@ from lulc.hls import PRITHVI_BANDS
 from lulc.io import atomic_path
 from lulc.models import (
     HLSNormalize,
-    auto_precision,
     check_normalised,
     import_terratorch,
     load_prithvi_encoder,
     normalised_bound,
     resolve_normalization,
+    resolve_precision,
 )
 from lulc.recipe import augment_batch, chip_geometry, lr_multiplier
 from lulc.schema import model_entry, section
@@ -117,9 +117,10 @@ def pretrain(
         fused=True,  # one kernel for all parameters (CUDA and CPU)
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, warmup, steps, 0.01))
-    # bf16 autocast where `train.precision: auto` would train in bf16-mixed; fp32 elsewhere (also on GPUs
-    # without bf16: fp16 would need a gradient scaler)
-    use_bf16 = auto_precision(device.type) == "bf16"
+    # pretrain.precision: auto = bf16 autocast where Prithvi training was measured faster in bf16 (the choice of
+    # `train.precision: auto`); fp32 elsewhere (also on GPUs without bf16: fp16 would need a gradient scaler)
+    precision_choice = resolve_precision(cfg["precision"], "train", "prithvi", device.type)
+    use_bf16 = precision_choice.precision == "bf16"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     logger.info(
         "MAE pretraining of %s (%d frames, %d px) on %d unlabelled chips: %d epochs x %d steps on %s",
@@ -164,6 +165,7 @@ def pretrain(
         "samples_per_s": round(samples / train_seconds, 3) if train_seconds else None,
         "device": str(device),
         "precision": "bf16-mixed" if use_bf16 else "32-true",
+        "precision_choice": precision_choice.record(cfg["precision"]),
         "matmul_precision": torch.get_float32_matmul_precision(),
     }
     checkpoint = out_dir / "checkpoint.pt"

@@ -26,8 +26,10 @@ One run = one config entry ``models.<name>`` x one nested training subset of ``r
   loaded with ``weights_only=True`` (tensors and plain types only: no code runs from ``results/``).
 * Matmul precision: fp32 matmuls run in full fp32 in every training process
   (:data:`lulc.models.precision.FP32_MATMUL_PRECISION`, recorded in run.json as ``matmul_precision``).
-* Precision (``train.precision: auto``): ``bf16-mixed`` on GPUs with bf16 and on CPUs with native bf16
-  (AVX512-BF16 / AMX; 1.3-1.9x faster than fp32 there), with channels-last convolutions; ``32-true`` elsewhere.
+* Precision (``train.precision: auto``): ``bf16-mixed`` (with channels-last convolutions) where bf16 was measured
+  faster than fp32 for the model's family on this hardware class (:func:`lulc.models.precision.choose_precision`:
+  e.g. AVX512-BF16 CPUs for Prithvi, U-Net and ViT; not Intel AMX for U-Net) and on GPUs with bf16; ``32-true``
+  elsewhere. run.json's ``precision_choice`` records the choice and its reason.
 * Devices: ``train.devices`` GPUs (on CPU: processes) per run, data-parallel (DDP, spawned processes); each
   process draws ``samples_per_epoch / devices`` samples per epoch, so the effective batch is
   ``devices x batch_size``. Only global rank 0 writes outputs.
@@ -77,13 +79,15 @@ from lulc.legends import IGNORE_INDEX, Legend
 from lulc.models import (
     HPARAM_KEYS,
     BuiltModel,
-    auto_precision,
+    PrecisionChoice,
     batch_coords_of,
     build_model,
     channels_last_convolutions,
+    choose_precision,
     encoder_layer_id,
     enforce_fp32_matmul_precision,
     freeze_encoder,
+    hardware_class,
     save_trained_model,
     sha256_file,
     vit_encoder,
@@ -445,16 +449,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-#: Lightning's names for the precisions of :func:`lulc.models.precision.auto_precision`.
+#: Lightning's names for the precisions of :func:`lulc.models.precision.choose_precision`.
 LIGHTNING_PRECISION = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
 
 
-def training_precision(setting: str, accelerator: str) -> str:
-    """``auto``: :func:`lulc.models.precision.auto_precision` of the accelerator, in Lightning's names; else
-    ``setting``."""
+def training_precision_choice(setting: str, accelerator: str, family: str | None = None) -> PrecisionChoice:
+    """``auto``: :func:`lulc.models.precision.choose_precision` for training ``family`` on the accelerator, in
+    Lightning's names; else ``setting``, as set."""
+    device_type = "cuda" if accelerator == "gpu" else "cpu"
     if setting != "auto":
-        return setting
-    return LIGHTNING_PRECISION[auto_precision("cuda" if accelerator == "gpu" else "cpu")]
+        return PrecisionChoice(setting, "set in the config (train.precision)", hardware_class(device_type))
+    choice = choose_precision("train", family, device_type)
+    return PrecisionChoice(LIGHTNING_PRECISION[choice.precision], choice.reason, choice.hardware)
+
+
+def training_precision(setting: str, accelerator: str, family: str | None = None) -> str:
+    """The Lightning precision of :func:`training_precision_choice`."""
+    return training_precision_choice(setting, accelerator, family).precision
 
 
 @dataclass
@@ -751,7 +762,8 @@ def train(
     accelerator = cfg["accelerator"]
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    precision = training_precision(cfg["precision"], accelerator)
+    precision_choice = training_precision_choice(cfg["precision"], accelerator, settings.model_cfg["type"])
+    precision = precision_choice.precision
     built: BuiltModel = build_model(model_name, settings.model_cfg, frames, chip_size, legend.num_classes,
                                     pretrain_checkpoint=pretrain_checkpoint, dataset_stats=dataset_stats)
     if precision == "bf16-mixed":
@@ -807,7 +819,7 @@ def train(
         frames=frames, chip_size=chip_size, tuned=tuned, frozen_parameters=frozen_parameters,
         global_step=global_step, resumed_from=resumed_from,
         wall=elapsed_before + time.perf_counter() - wall_start, accelerator=accelerator, precision=precision,
-        world_size=int(trainer.world_size),
+        precision_choice=precision_choice.record(cfg["precision"]), world_size=int(trainer.world_size),
     )
     write_run_outputs(out_dir, built, settings.model_cfg, run, run_cbs.curve.rows)
     shutil.rmtree(work, ignore_errors=True)
@@ -852,6 +864,7 @@ def run_record(
     wall: float,
     accelerator: str,
     precision: str,
+    precision_choice: dict[str, str],
     world_size: int,
 ) -> dict[str, Any]:
     """run.json's content: what was trained on what, with which weights, recipe and hardware, and how it went."""
@@ -911,6 +924,7 @@ def run_record(
         "device": torch.cuda.get_device_name(0) if accelerator == "gpu" else cpu_name(),
         "accelerator": accelerator,
         "precision": precision,
+        "precision_choice": precision_choice,
         "matmul_precision": torch.get_float32_matmul_precision(),
         "devices": int(cfg["devices"]),
         "world_size": world_size,

@@ -489,6 +489,8 @@ def test_predict_run_writes_map_confidence_preview_and_comparison(scene, trained
         tags = src.tags()
     assert tags["MODEL"] == "unet (unet)" and tags["AOI"] == "demo_aoi" and len(tags["CHECKPOINT_SHA256"]) == 64
     assert tags["TRAINED_FRACTION"] == "1" and tags["PRECISION"] == "fp32"
+    assert tags["PRECISION_REASON"] == "set in the config (predict.precision)"
+    assert record["precision_choice"]["setting"] == "fp32" and record["precision_choice"]["chosen"] == "fp32"
 
 
 def _grid_inputs(directory, label_transform, label_crs="EPSG:32615", height=64, width=48):

@@ -65,7 +65,10 @@ def test_each_model_trains_and_writes_its_outputs(name, chip_data, tmp_path):
     assert saved["weights"]["source"] == "none" and saved["normalization"]["mean"]
     assert 0 <= saved["best_val_miou"] <= 1 and saved["samples_per_s"] > 0 and saved["wall_time_s"] > 0
     assert saved["best_val_miou"] == pytest.approx(max(float(r["val_miou"]) for r in rows), abs=1e-6)
-    assert saved["precision"] == training_precision("auto", "cpu") and saved["accelerator"] == "cpu"
+    assert saved["precision"] == training_precision("auto", "cpu", name) and saved["accelerator"] == "cpu"
+    choice = saved["precision_choice"]  # what `auto` chose, and why (the measured table or its absence)
+    assert choice["setting"] == "auto" and choice["chosen"] == saved["precision"]
+    assert f"{name} training" in choice["reason"]
     assert saved["matmul_precision"] == "highest"  # fp32 matmuls in fp32, whatever TerraTorch's import set
 
     model, checkpoint = load_trained_model(out / "best.ckpt")
@@ -226,20 +229,6 @@ def test_augmentation_moves_image_and_mask_together():
     assert torch.equal(new_image[:, 2, 4].long(), new_mask)
     assert not torch.equal(new_mask, mask)  # something moved
     assert torch.equal(new_mask.flatten(1).sort(1).values, mask.flatten(1).sort(1).values)  # pixels permuted only
-
-
-def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
-    import lulc.models.precision
-    from lulc import predict
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(lulc.models.precision, "cpu_has_native_bf16", lambda: True)
-    assert training_precision("auto", "cpu") == "bf16-mixed"
-    assert predict.inference_precision("auto", cpu) == "bf16"  # prediction follows the same rule
-    monkeypatch.setattr(lulc.models.precision, "cpu_has_native_bf16", lambda: False)
-    assert training_precision("auto", "cpu") == "32-true"
-    assert predict.inference_precision("auto", cpu) == "fp32"
-    assert training_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit setting is kept
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -41,6 +41,7 @@ class LULCModel(nn.Module):
         self.normalization = normalization
         self.max_abs = normalised_bound(normalization) if max_abs is None else max_abs
         self.time_location = time_location
+        self.family = ""  # the model family (set by lulc.models.build_model)
 
     def forward(self, raw: torch.Tensor, coords: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         return self.forward_normalised(self.normalize(raw), coords)

@@ -75,6 +75,7 @@ def build_model(
         load_weights,
     )
     built.model.time_location = family.time_location(resolved)
+    built.model.family = family.name  # what `precision: auto` looks up (lulc.models.precision.choose_precision)
     built.info = {
         "name": name,
         "type": resolved["type"],
