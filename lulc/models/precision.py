@@ -88,6 +88,8 @@ _TRAIN_100M = "benchmarks/train_speed.py, Prithvi-EO-1.0-100M + FCN, 224 px, 3 f
 _PREDICT = "benchmarks/predict_speed.py, 224 px tiles, stride 192, batch 8, 2 threads"
 _AMD = ", 2-core AMD EPYC with AVX512-BF16"
 _AMX = ", Intel Xeon with AMX"
+_PRECISION = "benchmarks/precision.py, demo size (32 px, 3 frames, batch 8), 2 threads, machine shared"
+_AVX2 = ", 2-core AMD EPYC without bf16 (AVX2)"
 #: What ``auto`` is chosen from: ``(hardware class, stage, family) -> Measurement``; stage ``train`` (also
 #: tuning and pretraining) or ``predict`` (maps). bf16 is chosen only where its entry is faster than fp32; a
 #: family, stage or hardware class without an entry runs fp32. Add a row with ``benchmarks/precision.py``.
@@ -95,10 +97,16 @@ MEASURED_PRECISION: dict[tuple[str, str, str], Measurement] = {
     (CPU_AVX512_BF16, "train", "prithvi"): Measurement(0.315, 0.68, "samples/s", _TRAIN_100M + _AMD),
     (CPU_AVX512_BF16, "train", "unet"): Measurement(251, 319, "samples/s", _TRAIN_DEMO + _AMD),
     (CPU_AVX512_BF16, "train", "vit"): Measurement(257, 324, "samples/s", _TRAIN_DEMO + _AMD),
-    (CPU_AVX512_BF16, "predict", "prithvi"): Measurement(15.7, 23.7, "km2/s",
-                                                          _PREDICT + ", Prithvi-EO-1.0-100M, AMD EPYC (Zen 4)"),
+    (CPU_AVX512_BF16, "predict", "prithvi"): Measurement(15.7, 23.7, "km2/s", _PREDICT + ", Prithvi-100M" + _AMD),
     (CPU_AMX, "train", "unet"): Measurement(133, 119, "samples/s", _TRAIN_DEMO + _AMX),
+    # bf16 is emulated without native support: measured 2.5-5x slower (fp32 is chosen there in any case)
+    (CPU_NO_BF16, "train", "prithvi"): Measurement(2.499, 0.499, "samples/s", _PRECISION + _AVX2),
+    (CPU_NO_BF16, "train", "unet"): Measurement(3.424, 1.355, "samples/s", _PRECISION + _AVX2),
+    (CPU_NO_BF16, "predict", "prithvi"): Measurement(6.686, 1.434, "km2/s", _PRECISION + _AVX2),
+    (CPU_NO_BF16, "predict", "unet"): Measurement(23.56, 5.556, "km2/s", _PRECISION + _AVX2),
 }  # fmt: skip
+
+
 def channels_last_convolutions(model: nn.Module) -> nn.Module:
     """Store the 2-D (transposed) convolutions' weights channels-last, in place; returns ``model``.
 
