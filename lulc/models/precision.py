@@ -1,5 +1,6 @@
 """Precision helpers: the fp32 matmul precision of every stage, the TerraTorch import that keeps it, the precision
-``auto`` picks on a device, and channels-last convolution weights.
+``auto`` picks (from the measured table :data:`MEASURED_PRECISION`, per hardware class, stage and model family),
+and channels-last convolution weights.
 
 Training, pretraining and prediction share these and need none of the model families, so they live apart from
 the builders. Importing TerraTorch sets the process-wide ``torch.set_float32_matmul_precision("medium")`` (bf16
@@ -35,11 +36,6 @@ def import_terratorch(module: str) -> Any:
     imported = importlib.import_module(module)
     enforce_fp32_matmul_precision()
     return imported
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
-    return hardware_class("cpu") in (CPU_AMX, CPU_AVX512_BF16)
 
 
 def _torch_cpu_flag(name: str) -> bool:
