@@ -5,7 +5,7 @@ stride 192, as TerraTorch's default), both with overlap blending:
 
 * **ours**: :func:`lulc.predict.predict_scene` end to end: reading the int16 COG in strips, the model, blending,
   argmax, writing the tiled GeoTIFF and converting it to a COG with overviews. Timed with ``precision`` auto
-  (bf16 autocast where the CPU / GPU has native bf16, the workflow's default) and fp32.
+  (bf16 autocast where the measured table has it faster, the workflow's default) and fp32.
 * **TerraTorch**: ``terratorch.tasks.tiled_inference.tiled_inference`` configured to compute the same map
   (``benchmarks/equal_work.py``: the scene mirrored by our margin, ``padding=False``, ``delta=0``, crop 224,
   stride 192, blended overlaps: its tiles start where ours do) on the whole scene as one in-memory int16 tensor,

@@ -4,15 +4,15 @@ Two parts, both on synthetic chips (random pixels; speed does not depend on cont
 forward + loss + backward + optimiser step inside ``lightning.Trainer.fit`` after warm-up steps:
 
 1. **Demo size**: every model the demo config trains (``config/config.yaml``: its chip size (32), frames (3),
-   model entries and batch size, random weights), in fp32 and in the precision the workflow's ``train``
-   picks on this machine (``train.precision: auto``: bf16-mixed with channels-last convolutions on CPUs with
-   native bf16), i.e. what one ``train`` job of the offline demo does per step.
+   model entries and batch size, random weights), in fp32 and in what ``train.precision: auto`` picks for the
+   model's family on this machine (bf16-mixed with channels-last convolutions where the measured table has
+   bf16 faster), i.e. what one ``train`` job of the offline demo does per step.
 2. **Prithvi-EO-1.0-100M + FCN** at 3 x 224 x 224, batch 2, random initialisation (nothing is downloaded):
    TerraTorch's ``SemanticSegmentationTask`` (``EncoderDecoderFactory``, the same backbone, necks and
    ``FCNDecoder(channels=256)``, AdamW, ``ignore_index=255``: it crashes with the default ``None``) as it
    trains by default (fp32: Lightning's default precision) next to our ``SegmentationTask`` as the workflow
-   trains it by default on this machine (``train.precision: auto``; on a CPU with native bf16: bf16 autocast,
-   channels-last convolutions, fused AdamW), on the same model, data and machine, in the same process. Also
+   trains it by default on this machine (``train.precision: auto``; where bf16 is measured faster: bf16
+   autocast, channels-last convolutions, fused AdamW), on the same model, data and machine, in the same process. Also
    measured, for an honest reading: ours in fp32, and TerraTorch's task under the same bf16 autocast (which
    its users can ask for). TerraTorch gets pre-normalised float input (our side normalises int16 chips on
    the device inside the step), so the comparison favours TerraTorch.

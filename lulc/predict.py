@@ -42,8 +42,9 @@ QGIS then either draws it as transparency (alpha) or, were it grey, ignores the 
 
 **Speed.** :func:`prepare_model` (in place): eval mode, the device, channels-last convolutions,
 TerraTorch's ``Norm2d`` without its memory copy (same arithmetic). ``precision: auto`` runs the
-model under bf16 autocast on CUDA GPUs with bf16 (fp16 otherwise) and on CPUs with native bf16 (AVX512-BF16
-or AMX), fp32 elsewhere; the tag ``PRECISION`` records it. The input stays int16 until the model, which
+model under bf16 autocast only where bf16 maps were measured faster for its family on this hardware class
+(:func:`lulc.models.precision.choose_precision`), and on CUDA GPUs with bf16 (fp16 on older ones); fp32
+elsewhere. The tags ``PRECISION`` and ``PRECISION_REASON`` record it. The input stays int16 until the model, which
 normalises it on the device.
 """
 
