@@ -26,7 +26,12 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
+from lulc.legends import IGNORE_INDEX, preset
 from lulc.tiling import TileGrid
+
+NUM_CLASSES = preset("io-lulc-9").num_classes
+FRAMES = 3
+BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
 
 #: Unit roundoff of fp32 (half the machine epsilon): one rounding moves a value by at most this fraction.
 FP32_UNIT_ROUNDOFF = float(torch.finfo(torch.float32).eps) / 2
@@ -120,3 +125,28 @@ def same_loss(ours: float, theirs: float, terms: int, mean_abs_term: float) -> d
     difference = abs(ours - theirs)
     return {"ours": ours, "terratorch": theirs, "abs_difference": difference, "tolerance": tolerance,
             "labelled_pixels": terms, "equal": bool(difference <= tolerance and math.isfinite(ours))}  # fmt: skip
+
+
+def terratorch_task(kind: str, cfg: dict[str, Any], size: int) -> Any:
+    """TerraTorch's ``SemanticSegmentationTask`` on the architecture of our entry ``cfg`` (random weights)."""
+    from terratorch.tasks import SemanticSegmentationTask
+
+    common = {"loss": "ce", "ignore_index": IGNORE_INDEX, "lr": 1e-4, "optimizer": "AdamW",
+              "optimizer_hparams": {"weight_decay": 0.05}}  # fmt: skip
+    if kind == "prithvi":
+        args = {"backbone": cfg["backbone"], "backbone_pretrained": False, "backbone_num_frames": FRAMES,
+                "backbone_img_size": size, "backbone_bands": BANDS, "decoder": "FCNDecoder",
+                "decoder_channels": cfg["decoder_channels"], "num_classes": NUM_CLASSES,
+                "necks": [{"name": "SelectIndices", "indices": [-1]},
+                          {"name": "ReshapeTokensToImage", "effective_time_dim": FRAMES}]}  # fmt: skip
+        return SemanticSegmentationTask(model_factory="EncoderDecoderFactory", model_args=args, **common)
+    if kind == "unet":
+        args = {"backbone": cfg["encoder"], "model": "Unet", "bands": list(range(FRAMES * 6)),
+                "in_channels": FRAMES * 6, "num_classes": NUM_CLASSES, "pretrained": False}  # fmt: skip
+        return SemanticSegmentationTask(model_factory="SMPModelFactory", model_args=args, **common)
+    args = {"backbone": f"timm_{cfg['arch']}", "backbone_pretrained": False, "backbone_in_chans": FRAMES * 6,
+            "backbone_img_size": size, "decoder": "FCNDecoder", "decoder_channels": cfg["decoder_channels"],
+            "num_classes": NUM_CLASSES,
+            "necks": [{"name": "SelectIndices", "indices": [-1]},
+                      {"name": "ReshapeTokensToImage", "remove_cls_token": True}]}  # fmt: skip
+    return SemanticSegmentationTask(model_factory="EncoderDecoderFactory", model_args=args, **common)

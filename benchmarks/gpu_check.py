@@ -51,11 +51,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.dataloader import write_rasters  # noqa: E402
-from benchmarks.equal_work import interior_agreement, read_map, terratorch_same_tiling  # noqa: E402
+from benchmarks.equal_work import interior_agreement, read_map, terratorch_same_tiling, terratorch_task  # noqa: E402
+from benchmarks.families import FAMILY_MODELS  # noqa: E402
 from benchmarks.predict_speed import write_scene  # noqa: E402
 from lulc.chips import make_chips  # noqa: E402
 from lulc.dataset import ChipStoreDataset  # noqa: E402
-from lulc.legends import IGNORE_INDEX, preset  # noqa: E402
+from lulc.legends import preset  # noqa: E402
 from lulc.models import build_model, channels_last_convolutions  # noqa: E402
 from lulc.predict import autocast, predict_scene  # noqa: E402
 from lulc.train import SegmentationTask, cpu_name  # noqa: E402
@@ -63,7 +64,6 @@ from lulc.train import SegmentationTask, cpu_name  # noqa: E402
 warnings.filterwarnings("ignore")
 NUM_CLASSES = preset("io-lulc-9").num_classes
 FRAMES = 3
-BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
 
 #: Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, in TFLOPS; the first name contained in
 #: ``torch.cuda.get_device_name()`` wins, so the more specific names come first.
@@ -100,12 +100,8 @@ class Sizes:
 FULL = Sizes(
     size=224, stride=192, warmup=3, steps=15, batch={"prithvi": 16, "unet": 64, "vit": 64}, store_side=16,
     workers=min(8, os.cpu_count() or 1), scene=4096,
-    models={
-        "prithvi": {"type": "prithvi", "backbone": "prithvi_eo_v1_100", "weights": "none", "decoder_channels": 256},
-        "unet": {"type": "unet", "encoder": "resnet18", "encoder_depth": 5, "decoder_channels": [256, 128, 64, 32, 16]},
-        "vit": {"type": "vit", "arch": "vit_small_patch16_224", "patch_size": 16, "model_kwargs": {},
-                "decoder_channels": 256},
-    },
+    models={kind: FAMILY_MODELS[name] for kind, name in
+            (("prithvi", "prithvi_eo_v1_100+FCN"), ("unet", "unet_resnet18"), ("vit", "vit_small_p16+FCN"))},
 )  # fmt: skip
 DRY = Sizes(
     size=64, stride=48, warmup=1, steps=1, batch={"prithvi": 2, "unet": 2, "vit": 2}, store_side=3, workers=1,
@@ -117,31 +113,6 @@ DRY = Sizes(
                 "decoder_channels": 32},
     },
 )  # fmt: skip
-
-
-def terratorch_task(kind: str, cfg: dict[str, Any], size: int) -> Any:
-    """TerraTorch's ``SemanticSegmentationTask`` on the architecture of our entry ``cfg`` (random weights)."""
-    from terratorch.tasks import SemanticSegmentationTask
-
-    common = {"loss": "ce", "ignore_index": IGNORE_INDEX, "lr": 1e-4, "optimizer": "AdamW",
-              "optimizer_hparams": {"weight_decay": 0.05}}  # fmt: skip
-    if kind == "prithvi":
-        args = {"backbone": cfg["backbone"], "backbone_pretrained": False, "backbone_num_frames": FRAMES,
-                "backbone_img_size": size, "backbone_bands": BANDS, "decoder": "FCNDecoder",
-                "decoder_channels": cfg["decoder_channels"], "num_classes": NUM_CLASSES,
-                "necks": [{"name": "SelectIndices", "indices": [-1]},
-                          {"name": "ReshapeTokensToImage", "effective_time_dim": FRAMES}]}  # fmt: skip
-        return SemanticSegmentationTask(model_factory="EncoderDecoderFactory", model_args=args, **common)
-    if kind == "unet":
-        args = {"backbone": cfg["encoder"], "model": "Unet", "bands": list(range(FRAMES * 6)),
-                "in_channels": FRAMES * 6, "num_classes": NUM_CLASSES, "pretrained": False}  # fmt: skip
-        return SemanticSegmentationTask(model_factory="SMPModelFactory", model_args=args, **common)
-    args = {"backbone": f"timm_{cfg['arch']}", "backbone_pretrained": False, "backbone_in_chans": FRAMES * 6,
-            "backbone_img_size": size, "decoder": "FCNDecoder", "decoder_channels": cfg["decoder_channels"],
-            "num_classes": NUM_CLASSES,
-            "necks": [{"name": "SelectIndices", "indices": [-1]},
-                      {"name": "ReshapeTokensToImage", "remove_cls_token": True}]}  # fmt: skip
-    return SemanticSegmentationTask(model_factory="EncoderDecoderFactory", model_args=args, **common)
 
 
 def terratorch_input(kind: str, normalised: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.equal_work import same_loss  # noqa: E402
+from benchmarks.equal_work import terratorch_task as terratorch_task_of  # noqa: E402
 from benchmarks.families import FAMILY_MODELS, build, forward_gflops, sample_coords  # noqa: E402
 from benchmarks.families import FRAMES as FAMILY_FRAMES  # noqa: E402
 from benchmarks.families import SIZE as FAMILY_SIZE  # noqa: E402
@@ -226,8 +227,6 @@ def prithvi_100m(warmup: int, steps: int) -> dict[str, Any]:
     hits all of them alike. Samples/s come from the fastest step of each (load only ever adds time) and,
     for comparison, from the median step.
     """
-    from terratorch.tasks import SemanticSegmentationTask
-
     data = RandomChips(2, frames=3, size=224)
     ours_batch = {"image": data.images, "mask": data.masks}
     normalised = NormalisedChips(data)
@@ -235,26 +234,7 @@ def prithvi_100m(warmup: int, steps: int) -> dict[str, Any]:
     model_cfg = {"backbone": "prithvi_eo_v1_100", "weights": "none", "decoder_channels": 256}
 
     torch.manual_seed(0)
-    terratorch_task = SemanticSegmentationTask(
-        model_factory="EncoderDecoderFactory",
-        model_args={
-            "backbone": "prithvi_eo_v1_100",
-            "backbone_pretrained": False,
-            "backbone_num_frames": 3,
-            "backbone_img_size": 224,
-            "backbone_bands": ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"],
-            "decoder": "FCNDecoder",
-            "decoder_channels": 256,
-            "num_classes": NUM_CLASSES,
-            "necks": [{"name": "SelectIndices", "indices": [11]},
-                      {"name": "ReshapeTokensToImage", "effective_time_dim": 3}],
-        },
-        loss="ce",
-        ignore_index=IGNORE_INDEX,
-        lr=1e-4,
-        optimizer="AdamW",
-        optimizer_hparams={"weight_decay": 0.05},
-    )
+    terratorch_task = terratorch_task_of("prithvi", model_cfg, 224)
     terratorch_task.configure_metrics()
     params = sum(p.numel() for p in terratorch_task.model.parameters())
     variants: dict[str, tuple[pl.LightningModule, torch.optim.Optimizer, dict[str, torch.Tensor], bool]] = {}

@@ -84,7 +84,7 @@ def test_same_loss_flags_a_difference_beyond_the_tolerance():
 
 
 def test_first_batch_losses_of_both_tasks_agree():
-    from benchmarks.gpu_check import terratorch_task
+    from benchmarks.equal_work import terratorch_task
     from benchmarks.train_speed import RandomChips, first_batch_losses, our_task
 
     data = RandomChips(2, frames=FRAMES, size=TILE)
